@@ -1,0 +1,47 @@
+"""Digitlify Marketplace: the storefront and the control plane in one Flask app."""
+from __future__ import annotations
+
+from flask import Flask
+
+from app import config as settings
+from app.extensions import csrf, db, htmx, migrate
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(settings.Defaults)
+    if test_config is None:
+        settings.load_environment(app.config)
+    else:
+        app.config.update(test_config)
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_uri(app.config, app.instance_path)
+    _refuse_insecure_production(app)
+    if app.config.get("TRUST_PROXY"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    htmx.init_app(app)
+
+    from app import web
+    web.init_app(app)
+    return app
+
+
+def _migrations_dir():
+    from pathlib import Path
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _refuse_insecure_production(app: Flask) -> None:
+    production = app.config.get("APP_ENV") == "production" and not app.testing
+    if production:
+        app.config["SESSION_COOKIE_SECURE"] = True
+    key = app.config.get("SECRET_KEY")
+    if production and (not key or key == settings.DEV_SECRET_KEY or len(key) < 16):
+        raise RuntimeError(
+            "SECRET_KEY is missing or the development default: set a long random SECRET_KEY "
+            "(or run with FLASK_DEBUG=1 for local development)."
+        )

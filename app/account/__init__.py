@@ -1,0 +1,3 @@
+from app.account.views import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,3 @@
+from app.cp.views import bp
+
+__all__ = ["bp"]

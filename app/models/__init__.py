@@ -1,0 +1,25 @@
+"""All models, importable without Flask."""
+from app.models.audit import AuditEvent
+from app.models.base import Model, utcnow
+from app.models.billing import (
+    CreditGrant, GrantOrigin, Hold, HoldStatus, LedgerEntry, LedgerKind, Notification, Wallet,
+)
+from app.models.catalog import (
+    CATEGORIES, FACET_GROUPS, PLAN_TIERS, CreditPack, FacetValue, Offering, OfferingFacet,
+    OfferingStatus, OfferingVersion, Plan,
+)
+from app.models.commerce import Cart, CartLine, LineKind, Order, OrderLine, OrderStatus, Payment
+from app.models.identity import LoginThrottle, MemberRole, Membership, Organization, PersonalAccessToken, Role, User
+from app.models.instances import (
+    ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
+)
+from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
+
+__all__ = [
+    "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "ConnectorBinding", "CreditGrant", "CreditPack",
+    "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus",
+    "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MemberRole", "Membership",
+    "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
+    "OrderLine", "OrderStatus", "Organization", "PLAN_TIERS", "Payment", "PersonalAccessToken", "Plan", "Role",
+    "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "Wallet", "WebhookEvent", "utcnow",
+]

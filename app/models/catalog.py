@@ -1,0 +1,164 @@
+"""Offerings, their versions, plans and facet values; credit packs; controlled facet vocabularies."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Model, StrEnum
+
+CATEGORIES = ("agents", "apps", "assistants", "automations")
+FACET_GROUPS = ("category", "outcome", "role", "capability", "pricing", "publisher")
+PLAN_TIERS = ("starter", "pro", "enterprise")
+
+
+class OfferingStatus(StrEnum):
+    DRAFT = "draft"
+    IN_REVIEW = "in_review"
+    PUBLISHED = "published"
+    ARCHIVED = "archived"
+
+
+class Offering(Model):
+    __tablename__ = "offering"
+    __table_args__ = (
+        CheckConstraint("trial_days >= 0", name="trial_days_nonnegative"),
+        CheckConstraint("trial_credits >= 0", name="trial_credits_nonnegative"),
+        Index("ix_offering_status_published_at", "status", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(140), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    summary: Mapped[str] = mapped_column(String(280))
+    description_md: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(32), index=True)
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("organization.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=OfferingStatus.DRAFT.value)
+    featured: Mapped[bool] = mapped_column(Boolean, default=False)
+    trial_days: Mapped[int] = mapped_column(Integer, default=0)  # 0: no free trial
+    trial_credits: Mapped[int] = mapped_column(Integer, default=0)
+    # Knowledge the built-in runtime answers from (FAQ as JSON [{"q":..,"a":..}]).
+    faq_json: Mapped[str] = mapped_column(Text, default="[]")
+    review_note: Mapped[str | None] = mapped_column(Text)
+    saleor_product_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    sync_status: Mapped[str | None] = mapped_column(String(16))
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    published_at: Mapped[datetime | None]
+
+    publisher: Mapped["Organization"] = relationship()  # noqa: F821
+    versions: Mapped[list["OfferingVersion"]] = relationship(
+        back_populates="offering", order_by="OfferingVersion.id", cascade="all, delete-orphan"
+    )
+    plans: Mapped[list["Plan"]] = relationship(
+        back_populates="offering", order_by="Plan.price_minor", cascade="all, delete-orphan"
+    )
+    facets: Mapped[list["OfferingFacet"]] = relationship(back_populates="offering", cascade="all, delete-orphan")
+
+    @property
+    def has_trial(self) -> bool:
+        return self.trial_days > 0
+
+    @property
+    def current_version(self) -> "OfferingVersion | None":
+        return self.versions[-1] if self.versions else None
+
+    def facet_values(self, group: str) -> list[str]:
+        return sorted(f.value for f in self.facets if f.group == group)
+
+
+class OfferingFacet(Model):
+    """One facet value of an offering; all six groups, category and publisher included, live here."""
+
+    __tablename__ = "offering_facet"
+    __table_args__ = (
+        UniqueConstraint("offering_id", "group", "value"),
+        Index("ix_offering_facet_group_value", "group", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offering_id: Mapped[int] = mapped_column(ForeignKey("offering.id", ondelete="CASCADE"), index=True)
+    group: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(64))
+
+    offering: Mapped[Offering] = relationship(back_populates="facets")
+
+
+class FacetValue(Model):
+    """The controlled vocabulary of a facet group: slug and human label."""
+
+    __tablename__ = "facet_value"
+    __table_args__ = (UniqueConstraint("group", "slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group: Mapped[str] = mapped_column(String(16))
+    slug: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(80))
+
+
+class OfferingVersion(Model):
+    __tablename__ = "offering_version"
+    __table_args__ = (UniqueConstraint("offering_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offering_id: Mapped[int] = mapped_column(ForeignKey("offering.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(32))
+    changelog: Mapped[str] = mapped_column(Text, default="")
+    runtime_kind: Mapped[str] = mapped_column(String(16), default="builtin")  # builtin | langflow
+    runtime_ref: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    offering: Mapped[Offering] = relationship(back_populates="versions")
+
+
+class Plan(Model):
+    __tablename__ = "plan"
+    __table_args__ = (
+        UniqueConstraint("offering_id", "tier"),
+        CheckConstraint("price_minor >= 0", name="price_nonnegative"),
+        CheckConstraint("included_credits >= 0", name="included_credits_nonnegative"),
+        CheckConstraint("credits_per_run >= 0", name="credits_per_run_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    offering_id: Mapped[int] = mapped_column(ForeignKey("offering.id", ondelete="CASCADE"), index=True)
+    tier: Mapped[str] = mapped_column(String(16))  # starter | pro | enterprise
+    name: Mapped[str] = mapped_column(String(60))
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    price_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    interval: Mapped[str] = mapped_column(String(8), default="month")
+    included_credits: Mapped[int] = mapped_column(Integer, default=0)
+    credits_per_run: Mapped[int] = mapped_column(Integer, default=1)
+    # extra credits per 1,000 usage units (tokens, characters) a run reports; 0 = flat per run
+    credits_per_1k_units: Mapped[int] = mapped_column(Integer, default=0)
+    max_runs_per_period: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
+    max_credits_per_run: Mapped[int] = mapped_column(Integer, default=10)
+    features: Mapped[str] = mapped_column(Text, default="")  # one feature per line
+
+    offering: Mapped[Offering] = relationship(back_populates="plans")
+
+    @property
+    def feature_list(self) -> list[str]:
+        return [line.strip() for line in self.features.splitlines() if line.strip()]
+
+
+class CreditPack(Model):
+    __tablename__ = "credit_pack"
+    __table_args__ = (
+        CheckConstraint("price_minor >= 0", name="price_nonnegative"),
+        CheckConstraint("credits > 0", name="credits_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(80))
+    credits: Mapped[int] = mapped_column(Integer)
+    price_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -1,0 +1,3 @@
+from app.operator.views import bp
+
+__all__ = ["bp"]

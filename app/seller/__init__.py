@@ -1,0 +1,3 @@
+from app.seller.views import bp
+
+__all__ = ["bp"]

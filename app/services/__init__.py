@@ -1,0 +1,1 @@
+"""Business rules: typed functions `verb_noun(session, *, ...)` that raise `<Noun>Error` and never commit."""

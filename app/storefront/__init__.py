@@ -1,0 +1,3 @@
+from app.storefront.views import bp
+
+__all__ = ["bp"]
