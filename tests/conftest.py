@@ -17,6 +17,15 @@ PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 ON_POSTGRES = PG_URL.startswith("postgresql")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """scrypt with a smaller work factor in tests: the same code path, a fraction of the time."""
+    from app.services import identity
+
+    identity.PASSWORD_METHOD = "scrypt:4096:8:1"
+    yield
+
+
 def pytest_report_header(config):
     return f"database: {'PostgreSQL (' + PG_URL.rsplit('@', 1)[-1] + ')' if ON_POSTGRES else 'SQLite'}"
 
