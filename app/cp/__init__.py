@@ -1,3 +1,4 @@
 from app.cp.views import bp
+from app.cp import runs, webhooks  # noqa: F401  (routes on the same blueprint)
 
 __all__ = ["bp"]

@@ -1,0 +1,2 @@
+"""Order history pages of the account blueprint."""
+from app.account.views import bp  # noqa: F401
