@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import markdown as markdown_lib
+import nh3
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -133,6 +135,26 @@ def suggest_slug(session: Session, name: str, *, exclude_offering_id: int | None
         slug = f"{base}-{n}"
         n += 1
     return slug
+
+
+DESCRIPTION_TAGS = {
+    "p", "br", "hr", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "code", "pre",
+    "blockquote", "a", "table", "thead", "tbody", "tr", "th", "td",
+}
+
+
+def render_description(description_md: str) -> str:
+    """The seller's Markdown as safe HTML: the one rendering used by the preview and the product page.
+
+    Headings start at h2 (the page owns h1); raw HTML is reduced to the allowed tags; links get
+    rel="nofollow noopener noreferrer" and only web or mail schemes.
+    """
+    html = markdown_lib.markdown(description_md or "", extensions=["sane_lists", "tables", "fenced_code"])
+    html = re.sub(r"<(/?)h1\b", r"<\1h2", html)
+    return nh3.clean(
+        html, tags=DESCRIPTION_TAGS, attributes={"a": {"href", "title"}, "th": {"align"}, "td": {"align"}},
+        url_schemes={"http", "https", "mailto"}, link_rel="nofollow noopener noreferrer",
+    )
 
 
 # --- writing: offerings ------------------------------------------------------------------------
