@@ -162,4 +162,14 @@ def buyer_client(client, buyer):
     return client
 
 
+@pytest.fixture
+def saleor_fake():
+    """A fake Saleor GraphQL server on a free loopback port (see tests/saleor_fake.py); set
+    `saleor_fake.resolvers[...]` and pass `saleor_fake.url` as SALEOR_API_URL."""
+    from tests.saleor_fake import SaleorFake
+
+    with SaleorFake() as fake:
+        yield fake
+
+
 ROOT = Path(__file__).resolve().parent.parent
