@@ -130,7 +130,9 @@ class SaleorFake:
         server.daemon_threads = True
         self._server = server
         self._release.clear()
-        self._thread = threading.Thread(target=server.serve_forever, name="saleor-fake", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="saleor-fake", daemon=True
+        )
         self._thread.start()
         self.url = f"http://127.0.0.1:{server.server_port}{GRAPHQL_PATH}"
         return self
