@@ -1,20 +1,75 @@
-"""Wallets and the credit ledger.
+"""Wallets, credit grants, holds and the append-only credit ledger.
 
-Every change of a wallet is one conditional UPDATE of its row (no read-modify-write), then one
-append-only LedgerEntry carrying the balance after it, in the caller's transaction.
+The ledger is the truth: a wallet's `balance` is the sum of its entries' `amount` and its `held`
+the sum of their `held_delta`; the wallet row caches both folds and `balance` also equals the sum
+of its grants' `remaining`. Every movement is written as one entry in the caller's transaction:
+
+    kind     amount             held_delta       when
+    grant    +credits           0                credits arrive (a CreditGrant)
+    hold     0                  +hold            `authorize` reserves credits
+    capture  -captured          -hold            `settle`: captures at most the hold, releases the rest
+    release  0                  -hold            `release`, or a hold past its TTL is expired
+    expiry   -unused credits    0                a trial or promotional grant passes its date
+
+A hold has exactly one opening and at most one closing entry; the closing entry's idempotency
+key is `close:<hold id>`, so the unique index refuses a second one whatever the code does.
+
+Concurrency. No read-modify-write: each wallet change is one conditional
+`UPDATE wallet ... WHERE <enough credits> RETURNING balance, held`. On PostgreSQL that UPDATE
+takes the row lock and re-checks its condition against the newest row after waiting; on SQLite
+the first write of a transaction takes the database write lock, so writers queue (keep the
+caller's transaction short so they do not hit the busy timeout). Holds change state with
+`UPDATE hold ... WHERE status = 'active' RETURNING`, so a settle and a release of one hold
+cannot both win. Locks are taken in one order, hold before wallet; the paths that start from a
+wallet (the lazy release inside `authorize`, `expire_holds`) skip holds someone else has locked.
+The schema CHECKs (balance >= 0, held >= 0, held <= balance) are the last line of defence.
+
+Expired holds. A hold past its TTL never reduces the credits a caller can use: `wallet_balances`
+leaves it out of `held`, and `authorize`, when the fast path finds too few credits, locks the
+wallet, releases that wallet's expired holds and tries once more (so the common path pays
+nothing for it). `expire_holds` (the `flask --app app expire-holds` command) releases them all.
+
+Expiring grants. Trial and promotional grants carry an expiry; purchased credits never expire.
+Settling draws credits from grants earliest expiry first, purchased last. A hold may draw on a
+grant that was valid when the hold was made, even if the grant expires before the settle (the
+credits were reserved); credits of an expired grant are never available to a new hold. So that
+a sweep cannot take credits a hold reserved, `expire_grants` removes only the part of an expired
+grant that no earlier hold can still draw on; the rest goes at a later sweep.
+
+Callers: services flush and never commit. After any BillingError the caller rolls back.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import case, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
-from app.models import CreditGrant, LedgerEntry, LedgerKind, Wallet
+from app.models import (
+    CreditGrant, GrantOrigin, Hold, HoldStatus, LedgerEntry, LedgerKind, Notification, User, Wallet, utcnow,
+)
+from app.services import audit
+
+DEFAULT_TTL_SECONDS = 300
+MAX_TTL_SECONDS = 24 * 3600
+MAX_KEY_LENGTH = 128
+MAX_PAGE_SIZE = 200
+# plan credits may or may not have an end; trial and promotional credits always do; purchased never
+EXPIRING_ORIGINS = {GrantOrigin.TRIAL.value, GrantOrigin.PROMO.value}
+NON_EXPIRING_ORIGINS = {GrantOrigin.PURCHASE.value}
+NOTIFICATION_LOW_BALANCE = "low_balance"
+
+_ACTIVE = HoldStatus.ACTIVE.value
+_NO_SYNC = {"synchronize_session": False}
 
 
 class BillingError(Exception):
-    """A billing rule was broken; the message is safe to show."""
+    """A billing rule was broken; the message is safe to show. `status` is the HTTP status to answer with."""
 
     def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
         super().__init__(message)
@@ -22,12 +77,46 @@ class BillingError(Exception):
         self.status = status
 
 
+class InsufficientCredits(BillingError):
+    """Fewer credits are available than the authorization asks for (402)."""
+
+    def __init__(self, *, available: int, requested: int) -> None:
+        super().__init__(
+            f"Not enough credits: {available} available, {requested} requested.", field="amount", status=402,
+        )
+        self.available = available
+        self.requested = requested
+
+
+class HoldNotFound(BillingError):
+    def __init__(self, message: str = "Hold not found.") -> None:
+        super().__init__(message, field="hold_id", status=404)
+
+
+@dataclass(frozen=True)
+class WalletBalances:
+    """What a wallet can spend now: `held` counts live holds only, `available` is never negative."""
+
+    balance: int
+    held: int
+    available: int
+
+
+# --- wallets and grants ------------------------------------------------------------------------
+
+
 def wallet_for_organization(session: Session, organization_id: int) -> Wallet:
+    """The organization's wallet, created empty on first use (safe when two requests race to create it)."""
     wallet = session.scalar(select(Wallet).where(Wallet.organization_id == organization_id))
     if wallet is None:
-        wallet = Wallet(organization_id=organization_id, balance=0, held=0)
-        session.add(wallet)
-        session.flush()
+        session.execute(
+            _insert(session, Wallet).values(organization_id=organization_id, balance=0, held=0)
+            .on_conflict_do_nothing(index_elements=[Wallet.organization_id])
+        )
+        wallet = session.scalars(
+            select(Wallet).where(Wallet.organization_id == organization_id),
+            execution_options={"populate_existing": True},
+        ).one()
     return wallet
 
 
@@ -41,19 +130,43 @@ def grant_credits(
     expires_at: datetime | None = None,
     instance_id: int | None = None,
     idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> LedgerEntry:
-    """Add a lot of credits to a wallet; with an idempotency key, a repeat returns the first entry."""
-    if amount <= 0:
-        raise BillingError("Grant a positive number of credits.", field="amount")
+    """Add a lot of credits to a wallet; with an idempotency key, a repeat returns the first entry.
+
+    Trial and promotional credits need an expiry in the future; purchased credits cannot have one.
+    """
+    amount = _positive_int(amount, "amount")
+    now = now or utcnow()
+    origin = str(origin)
+    if origin not in {o.value for o in GrantOrigin}:
+        raise BillingError("Unknown origin of credits.", field="origin", status=422)
+    expires_at = _aware(expires_at)
+    if origin in NON_EXPIRING_ORIGINS and expires_at is not None:
+        raise BillingError("Purchased credits never expire.", field="expires_at", status=422)
+    if origin in EXPIRING_ORIGINS and expires_at is None:
+        raise BillingError("Trial and promotional credits need an expiry date.", field="expires_at", status=422)
+    if expires_at is not None and expires_at <= now:
+        raise BillingError("The expiry must be in the future.", field="expires_at", status=422)
     if idempotency_key:
-        existing = session.scalar(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key))
+        existing = _grant_entry_by_key(session, idempotency_key, wallet.id)
         if existing is not None:
             return existing
-    balance_after = session.execute(
+    balance, held = session.execute(
         update(Wallet).where(Wallet.id == wallet.id)
         .values(balance=Wallet.balance + amount)
-        .returning(Wallet.balance)
-    ).scalar_one()
+        .returning(Wallet.balance, Wallet.held), execution_options=_NO_SYNC,
+    ).one()
+    if idempotency_key:
+        # a concurrent grant with this key committed while we waited for the wallet: undo ours
+        existing = _grant_entry_by_key(session, idempotency_key, wallet.id)
+        if existing is not None:
+            balance, held = session.execute(
+                update(Wallet).where(Wallet.id == wallet.id).values(balance=Wallet.balance - amount)
+                .returning(Wallet.balance, Wallet.held), execution_options=_NO_SYNC,
+            ).one()
+            _sync_wallet(session, wallet.id, balance, held)
+            return existing
     grant = CreditGrant(
         wallet_id=wallet.id, origin=origin, amount=amount, remaining=amount, expires_at=expires_at,
         instance_id=instance_id, reference=reference,
@@ -62,10 +175,637 @@ def grant_credits(
     session.flush()
     entry = LedgerEntry(
         wallet_id=wallet.id, kind=LedgerKind.GRANT.value, amount=amount, held_delta=0,
-        balance_after=balance_after, grant_id=grant.id, instance_id=instance_id,
+        balance_after=balance, grant_id=grant.id, instance_id=instance_id,
         reference=reference or origin, idempotency_key=idempotency_key,
     )
     session.add(entry)
     session.flush()
-    session.refresh(wallet)
+    _sync_wallet(session, wallet.id, balance, held)
     return entry
+
+
+def _grant_entry_by_key(session: Session, key: str, wallet_id: int) -> LedgerEntry | None:
+    existing = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.idempotency_key == key),
+        execution_options={"populate_existing": True},
+    ).first()
+    if existing is not None and (existing.wallet_id != wallet_id or existing.kind != LedgerKind.GRANT.value):
+        raise BillingError("This idempotency key was already used for something else.",
+                           field="idempotency_key", status=409)
+    return existing
+
+
+def wallet_balances(session: Session, *, wallet: Wallet, now: datetime | None = None) -> WalletBalances:
+    """Balance, live holds and available credits, read fresh from the database.
+
+    `balance` is the stored fold of the ledger. Holds past their TTL are not in `held` even before
+    `expire_holds` runs. Credits of grants past their expiry are not available to new holds.
+    """
+    now = now or utcnow()
+    expired_holds = (
+        select(func.coalesce(func.sum(Hold.amount), 0))
+        .where(Hold.wallet_id == wallet.id, Hold.status == _ACTIVE, Hold.expires_at <= now)
+        .scalar_subquery()
+    )
+    balance, held, stale_held, expired_credits = session.execute(
+        select(Wallet.balance, Wallet.held, expired_holds, _expired_credits(wallet.id, now))
+        .where(Wallet.id == wallet.id)
+    ).one()
+    live_held = held - stale_held
+    return WalletBalances(balance=balance, held=live_held, available=max(0, balance - live_held - expired_credits))
+
+
+def _expired_credits(wallet_id: int, now: datetime):
+    """Credits still on grants past their expiry (not yet swept, or reserved by older holds)."""
+    return (
+        select(func.coalesce(func.sum(CreditGrant.remaining), 0))
+        .where(CreditGrant.wallet_id == wallet_id, CreditGrant.expires_at <= now)
+        .scalar_subquery()
+    )
+
+
+def set_low_balance_threshold(
+    session: Session, *, wallet: Wallet, threshold: int | None, actor: User | None = None,
+) -> Wallet:
+    """Notify the organization when its balance falls below `threshold` (None switches it off).
+
+    Only a fall from at-or-above to below the threshold notifies, so each crossing notifies once.
+    """
+    if threshold is not None:
+        threshold = _positive_int(threshold, "threshold")
+    session.execute(
+        update(Wallet).where(Wallet.id == wallet.id).values(low_balance_threshold=threshold),
+        execution_options=_NO_SYNC,
+    )
+    set_committed_value(wallet, "low_balance_threshold", threshold)
+    audit.record(
+        session, action="wallet.low_balance_threshold_set", target_type="wallet", target_id=wallet.id,
+        organization_id=wallet.organization_id, actor=actor, data={"threshold": threshold},
+    )
+    session.flush()
+    return wallet
+
+
+# --- holds -------------------------------------------------------------------------------------
+
+
+def authorize(
+    session: Session,
+    *,
+    wallet: Wallet,
+    amount: int,
+    idempotency_key: str,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    instance_id: int | None = None,
+    now: datetime | None = None,
+) -> Hold:
+    """Reserve `amount` credits for `ttl_seconds`: an active hold, or InsufficientCredits (402).
+
+    The same key returns the same hold, whatever has happened to it since; a key already used
+    with another wallet, amount or instance is a conflict (409). A refusal leaves nothing behind.
+    The caller has already checked that the wallet (and instance) belong to the caller.
+    """
+    amount = _positive_int(amount, "amount")
+    key = _idempotency_key(idempotency_key)
+    ttl_seconds = _int_in_range(ttl_seconds, "ttl_seconds", 1, MAX_TTL_SECONDS)
+    now = now or utcnow()
+    hold = session.scalars(
+        _insert(session, Hold).values(
+            wallet_id=wallet.id, instance_id=instance_id, amount=amount, captured=0, status=_ACTIVE,
+            idempotency_key=key, expires_at=now + timedelta(seconds=ttl_seconds), created_at=now,
+        ).on_conflict_do_nothing(index_elements=[Hold.idempotency_key]).returning(Hold),
+        execution_options={"populate_existing": True},
+    ).first()
+    if hold is None:  # the key exists (PostgreSQL waited for its transaction to finish)
+        return _replayed_hold(session, key=key, wallet_id=wallet.id, amount=amount, instance_id=instance_id)
+
+    row = _reserve(session, wallet.id, amount, now)
+    if row is None:
+        # too few credits counting every active hold: release this wallet's expired ones, try once more
+        _lock_wallet(session, wallet.id)
+        _release_expired_holds(session, wallet_id=wallet.id, now=now)
+        row = _reserve(session, wallet.id, amount, now)
+    if row is None:
+        available = wallet_balances(session, wallet=wallet, now=now).available
+        session.delete(hold)
+        session.flush()
+        raise InsufficientCredits(available=available, requested=amount)
+
+    balance, held = row
+    session.add(LedgerEntry(
+        wallet_id=wallet.id, kind=LedgerKind.HOLD.value, amount=0, held_delta=amount, balance_after=balance,
+        hold_id=hold.id, instance_id=instance_id, reference=f"hold {key}"[:200],
+        idempotency_key=f"hold:{hold.id}",
+    ))
+    session.flush()
+    _sync_wallet(session, wallet.id, balance, held)
+    return hold
+
+
+def _reserve(session: Session, wallet_id: int, amount: int, now: datetime):
+    """held += amount if the wallet's unexpired, unheld credits cover it; (balance, held) or None."""
+    return session.execute(
+        update(Wallet)
+        .where(
+            Wallet.id == wallet_id,
+            Wallet.balance - Wallet.held - _expired_credits(wallet_id, now) >= amount,
+        )
+        .values(held=Wallet.held + amount)
+        .returning(Wallet.balance, Wallet.held),
+        execution_options=_NO_SYNC,
+    ).first()
+
+
+def _replayed_hold(session: Session, *, key: str, wallet_id: int, amount: int, instance_id: int | None) -> Hold:
+    hold = session.scalars(
+        select(Hold).where(Hold.idempotency_key == key), execution_options={"populate_existing": True},
+    ).one()
+    if hold.wallet_id != wallet_id or hold.amount != amount or hold.instance_id != instance_id:
+        raise BillingError(
+            "This idempotency key was already used for a different authorization.",
+            field="idempotency_key", status=409,
+        )
+    return hold
+
+
+def settle(
+    session: Session,
+    *,
+    hold_id: int,
+    amount: int,
+    idempotency_key: str,
+    organization_id: int | None = None,
+    now: datetime | None = None,
+) -> Hold:
+    """Capture the credits used and release the rest of the hold, in one ledger entry.
+
+    Captures min(amount, hold): usage above the hold is capped at what was authorized (the entry's
+    reference records the usage asked for), because credits that were never reserved may already
+    be spent elsewhere. Settling again with the same key returns the settled hold and captures
+    nothing more; another key on a settled hold, or a settle of a released or expired hold, is a
+    conflict (409). With `organization_id`, a hold of another organization is not found (404).
+    """
+    hold_id = _positive_int(hold_id, "hold_id")
+    amount = _int_in_range(amount, "amount", 0, None)
+    key = _idempotency_key(idempotency_key)
+    now = now or utcnow()
+    other = aliased(Hold)
+    hold = session.scalars(
+        update(Hold)
+        .where(
+            Hold.id == hold_id,
+            Hold.status == _ACTIVE,
+            Hold.expires_at > now,
+            ~exists().where(other.settle_key == key),
+            *_in_organization(organization_id),
+        )
+        .values(
+            status=HoldStatus.SETTLED.value, settle_key=key, closed_at=now,
+            captured=case((Hold.amount < amount, Hold.amount), else_=amount),
+        )
+        .returning(Hold),
+        execution_options={**_NO_SYNC, "populate_existing": True},
+    ).first()
+    if hold is None:
+        return _settle_refused(session, hold_id=hold_id, amount=amount, key=key,
+                               organization_id=organization_id, now=now)
+
+    captured = hold.captured
+    balance, held, threshold, org_id = session.execute(
+        update(Wallet).where(Wallet.id == hold.wallet_id)
+        .values(balance=Wallet.balance - captured, held=Wallet.held - hold.amount)
+        .returning(Wallet.balance, Wallet.held, Wallet.low_balance_threshold, Wallet.organization_id),
+        execution_options=_NO_SYNC,
+    ).one()
+    if captured:
+        _draw_from_grants(session, wallet_id=hold.wallet_id, credits=captured, hold_made_at=hold.created_at)
+    note = f"settled {captured} of {hold.amount}"
+    if amount > hold.amount:
+        note += f" (usage {amount} capped at the hold)"
+    session.add(LedgerEntry(
+        wallet_id=hold.wallet_id, kind=LedgerKind.CAPTURE.value, amount=-captured, held_delta=-hold.amount,
+        balance_after=balance, hold_id=hold.id, instance_id=hold.instance_id, reference=note,
+        idempotency_key=f"close:{hold.id}",
+    ))
+    _notify_if_crossed(session, org_id, threshold, before=balance + captured, after=balance)
+    session.flush()
+    _sync_wallet(session, hold.wallet_id, balance, held)
+    return hold
+
+
+def _settle_refused(session, *, hold_id, amount, key, organization_id, now) -> Hold:
+    hold = _get_hold(session, hold_id=hold_id, organization_id=organization_id)
+    if hold.settle_key == key:
+        if hold.captured != min(amount, hold.amount):
+            raise BillingError("This idempotency key settled the hold with a different amount.",
+                               field="idempotency_key", status=409)
+        return hold
+    if hold.status == HoldStatus.SETTLED.value:
+        raise BillingError("The hold is already settled.", field="hold_id", status=409)
+    if hold.status != _ACTIVE:
+        raise BillingError(f"The hold was {hold.status}; its credits went back to the wallet.",
+                           field="hold_id", status=409)
+    if hold.expires_at <= now:
+        raise BillingError("The hold expired; its credits went back to the wallet.", field="hold_id", status=409)
+    raise BillingError("This idempotency key already settled another hold.", field="idempotency_key", status=409)
+
+
+def release(
+    session: Session,
+    *,
+    hold_id: int,
+    idempotency_key: str | None = None,
+    organization_id: int | None = None,
+    now: datetime | None = None,
+) -> Hold:
+    """Give a hold's credits back without capturing anything.
+
+    Releasing a released or expired hold returns it unchanged (releasing is idempotent by hold;
+    the optional key is recorded on the entry); releasing a settled hold is a conflict (409).
+    """
+    hold_id = _positive_int(hold_id, "hold_id")
+    key = _idempotency_key(idempotency_key) if idempotency_key is not None else None
+    now = now or utcnow()
+    hold = session.scalars(
+        update(Hold)
+        .where(Hold.id == hold_id, Hold.status == _ACTIVE, *_in_organization(organization_id))
+        .values(status=HoldStatus.RELEASED.value, closed_at=now)
+        .returning(Hold),
+        execution_options={**_NO_SYNC, "populate_existing": True},
+    ).first()
+    if hold is None:
+        hold = _get_hold(session, hold_id=hold_id, organization_id=organization_id)
+        if hold.status == HoldStatus.SETTLED.value:
+            raise BillingError("The hold is already settled.", field="hold_id", status=409)
+        return hold
+    balance, held = session.execute(
+        update(Wallet).where(Wallet.id == hold.wallet_id).values(held=Wallet.held - hold.amount)
+        .returning(Wallet.balance, Wallet.held), execution_options=_NO_SYNC,
+    ).one()
+    session.add(LedgerEntry(
+        wallet_id=hold.wallet_id, kind=LedgerKind.RELEASE.value, amount=0, held_delta=-hold.amount,
+        balance_after=balance, hold_id=hold.id, instance_id=hold.instance_id,
+        reference=f"released ({key})" if key else "released", idempotency_key=f"close:{hold.id}",
+    ))
+    session.flush()
+    _sync_wallet(session, hold.wallet_id, balance, held)
+    return hold
+
+
+def get_hold(session: Session, *, hold_id: int, organization_id: int | None = None) -> Hold:
+    """One hold, fresh from the database; with `organization_id`, another organization's hold is not found."""
+    return _get_hold(session, hold_id=_positive_int(hold_id, "hold_id"), organization_id=organization_id)
+
+
+def _get_hold(session: Session, *, hold_id: int, organization_id: int | None) -> Hold:
+    hold = session.scalars(
+        select(Hold).where(Hold.id == hold_id, *_in_organization(organization_id)),
+        execution_options={"populate_existing": True},
+    ).first()
+    if hold is None:
+        raise HoldNotFound()
+    return hold
+
+
+def _in_organization(organization_id: int | None) -> list:
+    if organization_id is None:
+        return []
+    return [Hold.wallet_id.in_(select(Wallet.id).where(Wallet.organization_id == organization_id))]
+
+
+def expire_holds(session: Session, *, now: datetime | None = None) -> int:
+    """Release every active hold past its TTL (status `expired`); returns how many. Safe to run at any time."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(Hold.id, Hold.wallet_id)
+        .where(Hold.status == _ACTIVE, Hold.expires_at <= now)
+        .order_by(Hold.wallet_id, Hold.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    by_wallet: dict[int, list[int]] = defaultdict(list)
+    for hold_id, wallet_id in rows:
+        by_wallet[wallet_id].append(hold_id)
+    count = 0
+    for wallet_id in sorted(by_wallet):  # one wallet order for every sweep: no deadlock between two sweeps
+        count += _expire_hold_ids(session, wallet_id=wallet_id, hold_ids=by_wallet[wallet_id], now=now)
+    return count
+
+
+def _release_expired_holds(session: Session, *, wallet_id: int, now: datetime) -> int:
+    hold_ids = session.scalars(
+        select(Hold.id)
+        .where(Hold.wallet_id == wallet_id, Hold.status == _ACTIVE, Hold.expires_at <= now)
+        .order_by(Hold.id)
+        .with_for_update(skip_locked=True)  # a hold being settled or released right now is theirs
+    ).all()
+    return _expire_hold_ids(session, wallet_id=wallet_id, hold_ids=list(hold_ids), now=now) if hold_ids else 0
+
+
+def _expire_hold_ids(session: Session, *, wallet_id: int, hold_ids: list[int], now: datetime) -> int:
+    expired = session.execute(
+        update(Hold)
+        .where(Hold.id.in_(hold_ids), Hold.status == _ACTIVE, Hold.expires_at <= now)
+        .values(status=HoldStatus.EXPIRED.value, closed_at=now)
+        .returning(Hold.id, Hold.amount, Hold.instance_id),
+        execution_options=_NO_SYNC,
+    ).all()
+    if not expired:
+        return 0
+    total = sum(amount for _, amount, _ in expired)
+    balance, held = session.execute(
+        update(Wallet).where(Wallet.id == wallet_id).values(held=Wallet.held - total)
+        .returning(Wallet.balance, Wallet.held), execution_options=_NO_SYNC,
+    ).one()
+    for hold_id, amount, instance_id in sorted(expired):
+        session.add(LedgerEntry(
+            wallet_id=wallet_id, kind=LedgerKind.RELEASE.value, amount=0, held_delta=-amount,
+            balance_after=balance, hold_id=hold_id, instance_id=instance_id, reference="hold expired",
+            idempotency_key=f"close:{hold_id}",
+        ))
+    session.flush()
+    _expire_loaded_holds(session, [hold_id for hold_id, _, _ in expired])
+    _sync_wallet(session, wallet_id, balance, held)
+    return len(expired)
+
+
+# --- grants: spending and expiry ---------------------------------------------------------------
+
+
+def _draw_from_grants(session: Session, *, wallet_id: int, credits: int, hold_made_at: datetime) -> None:
+    """Take `credits` off the wallet's grants: those valid when the hold was made, earliest expiry first,
+    purchased (no expiry) last. Runs while this transaction holds the wallet row."""
+    grants = session.execute(
+        select(CreditGrant.id, CreditGrant.remaining, CreditGrant.expires_at)
+        .where(CreditGrant.wallet_id == wallet_id, CreditGrant.remaining > 0)
+        .order_by(CreditGrant.expires_at.asc().nulls_last(), CreditGrant.id)
+    ).all()
+    hold_made_at = _aware(hold_made_at)
+    eligible = [g for g in grants if g.expires_at is None or _aware(g.expires_at) > hold_made_at]
+    # grants that expired before the hold come last, only if the ledger were out of step
+    ordered = eligible + [g for g in grants if g not in eligible]
+    left = credits
+    for grant_id, remaining, _ in ordered:
+        if left == 0:
+            break
+        take = min(remaining, left)
+        taken = session.execute(
+            update(CreditGrant).where(CreditGrant.id == grant_id, CreditGrant.remaining >= take)
+            .values(remaining=CreditGrant.remaining - take), execution_options=_NO_SYNC,
+        ).rowcount
+        if taken != 1:
+            raise BillingError("The wallet's grants are out of step with its balance.", status=500)
+        left -= take
+    if left:
+        raise BillingError("The wallet's grants are out of step with its balance.", status=500)
+    _expire_loaded_grants(session, wallet_id)
+
+
+def expire_grants(session: Session, *, now: datetime | None = None) -> int:
+    """Remove the unused credits of trial and promotional grants past their expiry with `expiry`
+    entries; returns the number of entries written. Safe to run at any time."""
+    now = now or utcnow()
+    wallet_ids = session.scalars(
+        select(CreditGrant.wallet_id)
+        .where(CreditGrant.expires_at <= now, CreditGrant.remaining > 0)
+        .distinct().order_by(CreditGrant.wallet_id)
+    ).all()
+    return sum(_expire_wallet_grants(session, wallet_id=wallet_id, now=now) for wallet_id in wallet_ids)
+
+
+def _expire_wallet_grants(session: Session, *, wallet_id: int, now: datetime) -> int:
+    balance, held = _lock_wallet(session, wallet_id)
+    expired = session.execute(
+        select(CreditGrant.id, CreditGrant.remaining, CreditGrant.expires_at, CreditGrant.origin,
+               CreditGrant.instance_id)
+        .where(CreditGrant.wallet_id == wallet_id, CreditGrant.expires_at <= now, CreditGrant.remaining > 0)
+        .order_by(CreditGrant.expires_at, CreditGrant.id)
+    ).all()
+    holds = session.execute(
+        select(Hold.amount, Hold.created_at).where(Hold.wallet_id == wallet_id, Hold.status == _ACTIVE)
+    ).all()
+    removable = balance - held  # never take credits that back a hold: held <= balance stays true
+    reserved = 0
+    plan: list[tuple] = []
+    for grant_id, remaining, expires_at, origin, instance_id in expired:
+        expires_at = _aware(expires_at)
+        # what holds made before this grant expired may still draw from it, after earlier grants
+        may_draw = sum(amount for amount, made_at in holds if _aware(made_at) < expires_at)
+        kept = min(remaining, max(0, may_draw - reserved))
+        reserved += kept
+        take = min(remaining - kept, removable)
+        if take > 0:
+            removable -= take
+            plan.append((grant_id, take, origin, instance_id))
+    if not plan:
+        return 0
+    total = sum(take for _, take, _, _ in plan)
+    new_balance, new_held, threshold, org_id = session.execute(
+        update(Wallet).where(Wallet.id == wallet_id).values(balance=Wallet.balance - total)
+        .returning(Wallet.balance, Wallet.held, Wallet.low_balance_threshold, Wallet.organization_id),
+        execution_options=_NO_SYNC,
+    ).one()
+    running = new_balance + total
+    for grant_id, take, origin, instance_id in plan:
+        taken = session.execute(
+            update(CreditGrant).where(CreditGrant.id == grant_id, CreditGrant.remaining >= take)
+            .values(remaining=CreditGrant.remaining - take), execution_options=_NO_SYNC,
+        ).rowcount
+        if taken != 1:
+            raise BillingError("The wallet's grants are out of step with its balance.", status=500)
+        running -= take
+        session.add(LedgerEntry(
+            wallet_id=wallet_id, kind=LedgerKind.EXPIRY.value, amount=-take, held_delta=0, balance_after=running,
+            grant_id=grant_id, instance_id=instance_id, reference=f"{origin} credits expired",
+        ))
+    _notify_if_crossed(session, org_id, threshold, before=new_balance + total, after=new_balance)
+    session.flush()
+    _expire_loaded_grants(session, wallet_id)
+    _sync_wallet(session, wallet_id, new_balance, new_held)
+    return len(plan)
+
+
+# --- reading the ledger ------------------------------------------------------------------------
+
+
+def ledger_page(
+    session: Session, *, wallet: Wallet, cursor: int | None = None, limit: int = 50,
+) -> tuple[list[LedgerEntry], int | None]:
+    """Entries newest first, `limit` at a time; pass the returned cursor for the next (older) page."""
+    limit = _int_in_range(limit, "limit", 1, MAX_PAGE_SIZE)
+    query = select(LedgerEntry).where(LedgerEntry.wallet_id == wallet.id)
+    if cursor is not None:
+        query = query.where(LedgerEntry.id < _positive_int(cursor, "cursor"))
+    entries = list(session.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
+    if len(entries) > limit:
+        return entries[:limit], entries[limit - 1].id
+    return entries, None
+
+
+def verify_ledger(session: Session, *, max_per_check: int = 20) -> list[str]:
+    """Every way the stored wallets disagree with their ledgers, grants and holds; empty means all agree."""
+    problems: list[str] = []
+
+    def report(rows, describe) -> None:
+        rows = list(rows)
+        problems.extend(describe(*row) for row in rows[:max_per_check])
+        if len(rows) > max_per_check:
+            problems.append(f"... and {len(rows) - max_per_check} more like the last one")
+
+    folds = (
+        select(LedgerEntry.wallet_id.label("wallet_id"), func.sum(LedgerEntry.amount).label("balance"),
+               func.sum(LedgerEntry.held_delta).label("held"))
+        .group_by(LedgerEntry.wallet_id).subquery()
+    )
+    report(session.execute(
+        select(Wallet.id, Wallet.balance, Wallet.held, func.coalesce(folds.c.balance, 0),
+               func.coalesce(folds.c.held, 0))
+        .outerjoin(folds, folds.c.wallet_id == Wallet.id)
+        .where((Wallet.balance != func.coalesce(folds.c.balance, 0)) | (Wallet.held != func.coalesce(folds.c.held, 0)))
+        .order_by(Wallet.id)
+    ), lambda w, b, h, lb, lh: f"wallet {w}: stored balance {b} held {h}, ledger says balance {lb} held {lh}")
+
+    report(session.execute(
+        select(Wallet.id, Wallet.balance, Wallet.held)
+        .where((Wallet.balance < 0) | (Wallet.held < 0) | (Wallet.held > Wallet.balance)).order_by(Wallet.id)
+    ), lambda w, b, h: f"wallet {w}: balance {b} and held {h} break 0 <= held <= balance")
+
+    grants = (
+        select(CreditGrant.wallet_id.label("wallet_id"), func.sum(CreditGrant.remaining).label("remaining"))
+        .group_by(CreditGrant.wallet_id).subquery()
+    )
+    report(session.execute(
+        select(Wallet.id, Wallet.balance, func.coalesce(grants.c.remaining, 0))
+        .outerjoin(grants, grants.c.wallet_id == Wallet.id)
+        .where(Wallet.balance != func.coalesce(grants.c.remaining, 0)).order_by(Wallet.id)
+    ), lambda w, b, r: f"wallet {w}: balance {b} but its grants have {r} credits remaining")
+
+    report(session.execute(
+        select(CreditGrant.id, CreditGrant.remaining, CreditGrant.amount)
+        .where((CreditGrant.remaining < 0) | (CreditGrant.remaining > CreditGrant.amount)).order_by(CreditGrant.id)
+    ), lambda g, r, a: f"grant {g}: remaining {r} outside 0..{a}")
+
+    active = (
+        select(Hold.wallet_id.label("wallet_id"), func.sum(Hold.amount).label("held"))
+        .where(Hold.status == _ACTIVE).group_by(Hold.wallet_id).subquery()
+    )
+    report(session.execute(
+        select(Wallet.id, Wallet.held, func.coalesce(active.c.held, 0))
+        .outerjoin(active, active.c.wallet_id == Wallet.id)
+        .where(Wallet.held != func.coalesce(active.c.held, 0)).order_by(Wallet.id)
+    ), lambda w, h, a: f"wallet {w}: held {h} but its active holds total {a}")
+
+    per_hold = (
+        select(LedgerEntry.hold_id.label("hold_id"), func.sum(LedgerEntry.amount).label("amount"),
+               func.sum(LedgerEntry.held_delta).label("held"), func.count().label("entries"))
+        .where(LedgerEntry.hold_id.is_not(None)).group_by(LedgerEntry.hold_id).subquery()
+    )
+    expected_held = case((Hold.status == _ACTIVE, Hold.amount), else_=0)
+    expected_entries = case((Hold.status == _ACTIVE, 1), else_=2)
+    report(session.execute(
+        select(Hold.id, Hold.status, Hold.amount, Hold.captured, func.coalesce(per_hold.c.amount, 0),
+               func.coalesce(per_hold.c.held, 0), func.coalesce(per_hold.c.entries, 0))
+        .outerjoin(per_hold, per_hold.c.hold_id == Hold.id)
+        .where(
+            (func.coalesce(per_hold.c.amount, 0) != -Hold.captured)
+            | (func.coalesce(per_hold.c.held, 0) != expected_held)
+            | (func.coalesce(per_hold.c.entries, 0) != expected_entries)
+        ).order_by(Hold.id)
+    ), lambda h, s, a, c, la, lh, n: (
+        f"hold {h} ({s}, {a} held, {c} captured): its {n} ledger entries move balance {la} and held {lh}"
+    ))
+
+    running = (
+        select(LedgerEntry.id.label("id"), LedgerEntry.wallet_id.label("wallet_id"),
+               LedgerEntry.balance_after.label("balance_after"),
+               func.sum(LedgerEntry.amount).over(partition_by=LedgerEntry.wallet_id, order_by=LedgerEntry.id)
+               .label("running"))
+        .subquery()
+    )
+    report(session.execute(
+        select(running.c.id, running.c.wallet_id, running.c.balance_after, running.c.running)
+        .where((running.c.balance_after != running.c.running) | (running.c.balance_after < 0))
+        .order_by(running.c.id)
+    ), lambda e, w, after, total: f"ledger entry {e} of wallet {w}: balance_after {after}, sum so far {total}")
+    return problems
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _notify_if_crossed(session: Session, organization_id: int, threshold: int | None, *, before: int,
+                       after: int) -> None:
+    if threshold is not None and before >= threshold > after:
+        session.add(Notification(
+            organization_id=organization_id, kind=NOTIFICATION_LOW_BALANCE,
+            message=f"Your credit balance fell below {threshold}: {after} credits left.",
+        ))
+
+
+def _lock_wallet(session: Session, wallet_id: int) -> tuple[int, int]:
+    """Hold the wallet row until the transaction ends; (balance, held) as of now."""
+    if session.get_bind().dialect.name == "postgresql":
+        return tuple(session.execute(
+            select(Wallet.balance, Wallet.held).where(Wallet.id == wallet_id).with_for_update()
+        ).one())
+    # SQLite has no row locks: a write takes the database write lock for the rest of the transaction
+    return tuple(session.execute(
+        update(Wallet).where(Wallet.id == wallet_id).values(balance=Wallet.balance)
+        .returning(Wallet.balance, Wallet.held), execution_options=_NO_SYNC,
+    ).one())
+
+
+def _sync_wallet(session: Session, wallet_id: int, balance: int, held: int) -> None:
+    """Put the values the UPDATE returned on a loaded Wallet, so callers see them without a reload."""
+    wallet = session.identity_map.get(identity_key(Wallet, wallet_id))
+    if wallet is not None:
+        set_committed_value(wallet, "balance", balance)
+        set_committed_value(wallet, "held", held)
+
+
+def _expire_loaded_grants(session: Session, wallet_id: int) -> None:
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, CreditGrant) and obj.wallet_id == wallet_id:
+            session.expire(obj, ["remaining"])
+
+
+def _expire_loaded_holds(session: Session, hold_ids: list[int]) -> None:
+    for hold_id in hold_ids:
+        hold = session.identity_map.get(identity_key(Hold, hold_id))
+        if hold is not None:
+            session.expire(hold)
+
+
+def _insert(session: Session, model):
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise RuntimeError(f"Billing supports PostgreSQL and SQLite, not {dialect}.")
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _positive_int(value, field: str) -> int:
+    return _int_in_range(value, field, 1, None)
+
+
+def _int_in_range(value, field: str, low: int, high: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BillingError("Give a whole number.", field=field, status=422)
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise BillingError(f"Give a number {bounds}.", field=field, status=422)
+    return value
+
+
+def _idempotency_key(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BillingError("Give an idempotency key.", field="idempotency_key", status=422)
+    if len(value) > MAX_KEY_LENGTH:
+        raise BillingError(f"Use at most {MAX_KEY_LENGTH} characters.", field="idempotency_key", status=422)
+    return value
