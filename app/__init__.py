@@ -24,6 +24,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     htmx.init_app(app)
+    if app.config.get("AUTH_BACKEND") == "oidc":
+        from app.adapters.identity import oidc as oidc_identity
+        oidc_identity.init_app(app)  # registers the OIDC client; discovery waits for the first sign-in
 
     from app import web
     web.init_app(app)

@@ -1,3 +1,4 @@
 from app.auth.views import bp
+from app.auth import oidc  # noqa: F401  (its routes are on the same blueprint)
 
 __all__ = ["bp"]

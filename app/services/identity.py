@@ -90,6 +90,53 @@ def ensure_personal_organization(session: Session, *, user: User) -> Organizatio
     return org
 
 
+def upsert_oidc_user(
+    session: Session, *, subject: str, email: str | None, name: str, roles: list[str], email_verified: bool = False,
+) -> User:
+    """The user an identity provider signed in: created on first sign-in (with a personal organization
+    and wallet), brought up to date from the provider on every sign-in. The provider owns the roles.
+
+    An existing account with the same email is linked only when the provider says the address is
+    verified and the account is not linked to another subject; otherwise the sign-in is refused.
+    """
+    if not email or len(email) > 254 or "@" not in email:
+        raise IdentityError("Your sign-in account has no usable email address. Add one at the identity "
+                            "provider and sign in again.", field="email")
+    email = normalize_email(email)
+    unknown = set(roles) - {r.value for r in Role}
+    if unknown:
+        raise IdentityError(f"Unknown role: {', '.join(sorted(unknown))}", field="roles")
+    name = name.strip()[:120] or email.split("@")[0]
+    wanted_roles = " ".join(sorted(set(roles) or {Role.BUYER.value}))
+    user = session.scalar(select(User).where(User.oidc_subject == subject))
+    if user is None:
+        existing = get_user_by_email(session, email)
+        if existing is None:
+            user = create_user(session, email=email, name=name, password=None, roles=wanted_roles.split(),
+                               oidc_subject=subject)
+        elif existing.oidc_subject is None and email_verified:
+            existing.oidc_subject = subject
+            user = existing
+            audit.record(session, action="user.linked_to_provider", target_type="user", target_id=user.id,
+                         actor=user)
+        else:
+            raise IdentityError("An account with this email address already exists and cannot be linked to "
+                                "this sign-in. Contact support.", field="email")
+    if not user.is_active:
+        raise IdentityError("This account is disabled.")
+    if user.email != email and get_user_by_email(session, email) is None:
+        user.email = email
+    user.name = name
+    if user.roles != wanted_roles:
+        audit.record(session, action="user.roles_changed", target_type="user", target_id=user.id, actor=user,
+                     data={"from": user.roles, "to": wanted_roles})
+        user.roles = wanted_roles
+    user.last_login_at = utcnow()
+    ensure_personal_organization(session, user=user)
+    session.flush()
+    return user
+
+
 def create_organization(session: Session, *, name: str, owner: User, is_personal: bool = False) -> Organization:
     name = name.strip()
     if not name:
