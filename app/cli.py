@@ -38,6 +38,38 @@ def demo_logins_command() -> None:
         click.echo(f"  {email:<24} {', '.join(roles)}")
 
 
+@click.command("expire-holds")
+def expire_holds_command() -> None:
+    """Release credit holds past their TTL and expire trial and promotional credits past their date."""
+    from app.services import billing
+
+    holds = billing.expire_holds(db.session)
+    grants = billing.expire_grants(db.session)
+    db.session.commit()
+    click.echo(f"Released {holds} expired hold(s); expired credits of {grants} grant(s).")
+
+
+@click.command("verify-ledger")
+def verify_ledger_command() -> None:
+    """Recompute every wallet from its ledger, grants and holds; exit status 1 when any disagree."""
+    from sqlalchemy import func, select
+
+    from app.models import LedgerEntry, Wallet
+    from app.services import billing
+
+    problems = billing.verify_ledger(db.session)
+    wallets = db.session.scalar(select(func.count()).select_from(Wallet))
+    entries = db.session.scalar(select(func.count()).select_from(LedgerEntry))
+    db.session.rollback()
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise click.exceptions.Exit(1)
+    click.echo(f"Ledger OK: {wallets} wallet(s) agree with their {entries} ledger entries.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_cli)
     app.cli.add_command(demo_logins_command)
+    app.cli.add_command(expire_holds_command)
+    app.cli.add_command(verify_ledger_command)
