@@ -12,7 +12,7 @@ from app.models import (
     CreditPack, FacetValue, GrantOrigin, MemberRole, Membership, Offering, OfferingFacet, OfferingStatus,
     OfferingVersion, Organization, Plan, User, utcnow,
 )
-from app.services import billing, identity
+from app.services import billing, catalog, identity
 from app.services.demo_data import CREDIT_PACKS, FACET_VOCABULARY, OFFERINGS, PLAN_SHAPES, PUBLISHERS
 
 DEMO_USERS = [
@@ -125,4 +125,5 @@ def _ensure_offering(session, report, data: dict, publisher: Organization) -> No
             credits_per_run=data["per_run"], credits_per_1k_units=1, max_runs_per_period=max_runs,
             max_credits_per_run=data["per_run"] + 10, features=features,
         ))
+    catalog.reindex_offering(session, offering)
     report.created.append(f"offering {slug}")

@@ -1,7 +1,185 @@
-"""The commerce port (read side: the catalog). Views and services ask `get_catalog()` for the
-adapter chosen by COMMERCE_BACKEND and never import an adapter directly."""
+"""The commerce port, read side: the catalog.
+
+Views and services ask `get_catalog()` for the adapter chosen by COMMERCE_BACKEND (`local`: the
+app's own tables, the default; `saleor`: Saleor's GraphQL API) and never import an adapter.
+Everything an adapter returns is a small frozen dataclass below, so templates and services see
+the same shapes whichever backend answers. Only published offerings are ever returned.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+FACET_GROUPS = ("category", "outcome", "role", "capability", "pricing", "publisher")
+SORTS = ("relevance", "newest", "price_asc", "price_desc", "name")
+BACKENDS = ("local", "saleor")
 
 
 class CommerceUnavailable(Exception):
     """The commerce backend could not answer (down, slow, or broken); show the fallback page."""
+
+
+@dataclass(frozen=True)
+class Category:
+    slug: str
+    name: str
+    count: int | None = None  # None: the backend cannot count (Saleor)
+
+
+@dataclass(frozen=True)
+class FacetOption:
+    value: str  # slug, as it appears in URLs
+    label: str
+    count: int | None  # offerings matching every other active filter plus this value; None: not counted
+    selected: bool = False
+
+
+@dataclass(frozen=True)
+class FacetGroup:
+    name: str  # one of FACET_GROUPS
+    label: str
+    options: tuple[FacetOption, ...]
+
+
+@dataclass(frozen=True)
+class FacetChip:
+    """A facet value of one offering, shown as a link to the search for it."""
+
+    group: str
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class OfferingCard:
+    """What a result card needs."""
+
+    key: str  # backend id: the offering id (local) or the product's global id (Saleor)
+    slug: str
+    name: str
+    summary: str
+    category: str
+    category_label: str
+    publisher: str
+    price_from_minor: int | None
+    currency: str
+    has_trial: bool
+    featured: bool = False
+    published_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PlanOption:
+    sku: str
+    tier: str
+    name: str
+    price_minor: int
+    currency: str
+    interval: str
+    included_credits: int | None
+    credits_per_run: int | None
+    max_runs_per_period: int | None  # None: unlimited (or not stated)
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VersionNote:
+    version: str
+    changelog: str
+    released_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OfferingDetail:
+    card: OfferingCard
+    description_md: str
+    facets: tuple[FacetChip, ...]
+    plans: tuple[PlanOption, ...]
+    versions: tuple[VersionNote, ...]  # newest first
+    trial_days: int = 0
+    trial_credits: int = 0
+
+    @property
+    def current_version(self) -> VersionNote | None:
+        return self.versions[0] if self.versions else None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A validated search: unknown groups, values and sorts have already been dropped."""
+
+    q: str = ""
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (group, values), groups in FACET_GROUPS order
+    sort: str = "relevance"
+    page: int = 1
+    per_page: int = 24
+
+    def values(self, group: str) -> tuple[str, ...]:
+        return dict(self.filters).get(group, ())
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    items: tuple[OfferingCard, ...]
+    total: int
+    facets: tuple[FacetGroup, ...]
+    counts_available: bool = True
+    query: SearchQuery = field(default_factory=SearchQuery)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.query.per_page))
+
+
+class CatalogPort(Protocol):
+    """Read side of the commerce port."""
+
+    def categories(self) -> list[Category]:
+        """The four categories, with offering counts where the backend can count."""
+        ...
+
+    def facet_vocabulary(self) -> dict[str, list[tuple[str, str]]]:
+        """Every facet group's known values as (slug, label), in display order."""
+        ...
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        """One page of published offerings matching the query, the total, and the six facet groups."""
+        ...
+
+    def featured(self, limit: int) -> list[OfferingCard]:
+        ...
+
+    def newest(self, limit: int) -> list[OfferingCard]:
+        ...
+
+    def popular(self, limit: int) -> list[OfferingCard]:
+        ...
+
+    def product(self, slug: str) -> OfferingDetail | None:
+        """A published offering by slug, or None."""
+        ...
+
+    def related(self, detail: OfferingDetail, limit: int) -> list[OfferingCard]:
+        ...
+
+
+def get_catalog() -> CatalogPort:
+    """The catalog adapter for this app's COMMERCE_BACKEND."""
+    from flask import current_app
+
+    backend = current_app.config.get("COMMERCE_BACKEND", "local")
+    if backend == "saleor":
+        from app.adapters.commerce.saleor.catalog import SaleorCatalog
+
+        return SaleorCatalog.from_config(current_app.config)
+    if backend == "local":
+        from app.adapters.commerce.local import LocalCatalog
+        from app.extensions import db
+
+        return LocalCatalog(db.session)
+    raise RuntimeError(f"COMMERCE_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")

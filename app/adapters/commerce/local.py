@@ -1,0 +1,459 @@
+"""Local adapter of the catalog port: the app's own tables, searched in SQL.
+
+Full-text search is PostgreSQL's weighted tsvector (GIN expression index `ix_offering_search`)
+or SQLite's FTS5 table `offering_fts`; both rank name matches above summary matches above
+description matches, treat the last word typed as a prefix, and accept web-search syntax
+("quoted phrases", -excluded, or).
+
+Faceted counts follow the usual rule: a group's counts apply every other active filter but not
+its own (values in one group OR, groups AND). One statement computes all six groups and the
+total; one more fetches the page of ids, one the cards, one the facet vocabulary.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    CompoundSelect, Float, Integer, Select, and_, case, func, literal, literal_column, not_, select, text,
+    union_all,
+)
+from sqlalchemy.orm import Session, selectinload
+
+from app.adapters.commerce import (
+    FACET_GROUPS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard, OfferingDetail, PlanOption,
+    SearchQuery, SearchResult, VersionNote,
+)
+from app.models import FacetValue, Instance, Offering, OfferingFacet, OfferingStatus, Organization, Plan
+
+PUBLISHED = OfferingStatus.PUBLISHED.value
+GROUP_LABELS = {
+    "category": "Category", "outcome": "Outcome", "role": "Role", "capability": "Capability",
+    "pricing": "Pricing", "publisher": "Publisher",
+}
+
+# Must stay identical (after parsing) to the expression of the GIN index created by the migration
+# `offering_full_text_search`: PostgreSQL uses an expression index only for the same expression.
+SEARCH_VECTOR_SQL = (
+    "setweight(to_tsvector('english'::regconfig, coalesce(offering.name, '')), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(offering.summary, '')), 'B') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(offering.description_md, '')), 'C')"
+)
+# bm25 column weights for FTS5 (name, summary, description), the counterpart of A/B/C above
+FTS_WEIGHTS = (10.0, 4.0, 1.0)
+
+
+# --- the text query ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Term:
+    text: str
+    phrase: bool = False
+    negated: bool = False
+    prefix: bool = False
+
+
+_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+_WORD = re.compile(r"[^\W_]+")
+
+
+def parse_terms(q: str) -> list[list[Term]]:
+    """Web-search syntax as OR-groups of AND-ed terms: `a "b c" -d or e` -> [[a, "b c", -d], [e]].
+
+    Words keep only letters and digits (punctuation separates words, as both engines' tokenizers
+    do). The last word of the query, when typed as a plain word, is a prefix.
+    """
+    groups: list[list[Term]] = [[]]
+    for match in _TOKEN.finditer(q):
+        negated = match.group(1) == "-" if match.group(2) is not None else False
+        if match.group(2) is not None:
+            words = _WORD.findall(match.group(2))
+            if words:
+                groups[-1].append(Term(" ".join(words).lower(), phrase=True, negated=negated))
+            continue
+        raw = match.group(3)
+        if raw.lower() == "or":
+            if groups[-1]:
+                groups.append([])
+            continue
+        negated = raw.startswith("-") and len(raw) > 1
+        words = _WORD.findall(raw)
+        if not words:
+            continue
+        if len(words) > 1:  # e-mail, 3.5: a phrase of its parts, as the engines tokenize it
+            groups[-1].append(Term(" ".join(words).lower(), phrase=True, negated=negated))
+        else:
+            groups[-1].append(Term(words[0].lower(), negated=negated))
+    groups = [g for g in groups if g]
+    if groups:
+        last_token = q.rstrip()
+        last = groups[-1][-1]
+        typed_plain_word = bool(last_token) and not last_token.endswith('"') and not last.phrase
+        if typed_plain_word and not last.negated:
+            groups[-1][-1] = Term(last.text, prefix=True)
+    return groups
+
+
+def fts5_match(groups: list[list[Term]]) -> tuple[str | None, str | None]:
+    """(positive match, negation-only match) for FTS5; None where there is nothing to match."""
+    alternatives, negatives_only = [], []
+    for group in groups:
+        positive = [t for t in group if not t.negated]
+        negative = [t for t in group if t.negated]
+        if not positive:
+            negatives_only.extend(negative)
+            continue
+        expr = " AND ".join(_fts5_term(t) for t in positive)
+        for t in negative:
+            expr = f"({expr}) NOT {_fts5_term(t)}"
+        alternatives.append(f"({expr})")
+    positive_match = " OR ".join(alternatives) or None
+    negative_match = " OR ".join(_fts5_term(t) for t in negatives_only) or None
+    return positive_match, negative_match
+
+
+def _fts5_term(term: Term) -> str:
+    quoted = '"' + term.text.replace('"', '""') + '"'
+    return quoted + "*" if term.prefix else quoted
+
+
+def pg_tsquery(groups: list[list[Term]]) -> Any:
+    """A tsquery expression: websearch_to_tsquery for everything but a trailing prefix word,
+    which is AND-ed as `word:*` (websearch syntax has no prefix operator)."""
+    parts = []
+    for i, group in enumerate(groups):
+        prefix = group[-1] if group[-1].prefix else None
+        plain = group[:-1] if prefix else group
+        web = " ".join(
+            ("-" if t.negated else "") + (f'"{t.text}"' if t.phrase else t.text) for t in plain
+        )
+        expr = None
+        if web:
+            expr = func.websearch_to_tsquery(literal_column("'english'::regconfig"), web)
+        if prefix is not None:
+            prefix_query = func.to_tsquery(literal_column("'english'::regconfig"), prefix.text + ":*")
+            expr = prefix_query if expr is None else expr.op("&&")(prefix_query)
+        if expr is not None:
+            parts.append(expr)
+    query = parts[0]
+    for part in parts[1:]:
+        query = query.op("||")(part)
+    return query
+
+
+# --- the adapter -------------------------------------------------------------------------------
+
+class LocalCatalog:
+    """The catalog from the app's own tables (only published offerings)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._vocabulary: dict[str, list[tuple[str, str]]] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    # vocabulary and categories
+    def facet_vocabulary(self) -> dict[str, list[tuple[str, str]]]:
+        if self._vocabulary is None:
+            vocabulary: dict[str, list[tuple[str, str]]] = {g: [] for g in FACET_GROUPS}
+            rows = self.session.execute(
+                select(FacetValue.group, FacetValue.slug, FacetValue.label).order_by(FacetValue.id)
+            )
+            for group, slug, label in rows:
+                if group in vocabulary:
+                    vocabulary[group].append((slug, label))
+            self._vocabulary = vocabulary
+        return self._vocabulary
+
+    def _label(self, group: str, value: str) -> str:
+        return dict(self.facet_vocabulary().get(group, [])).get(value, value.replace("-", " ").capitalize())
+
+    def categories(self) -> list[Category]:
+        counts = dict(self.session.execute(
+            select(Offering.category, func.count()).where(Offering.status == PUBLISHED).group_by(Offering.category)
+        ).all())
+        return [Category(slug, label, counts.get(slug, 0)) for slug, label in self.facet_vocabulary()["category"]]
+
+    # listing
+    def featured(self, limit: int) -> list[OfferingCard]:
+        ids = self.session.scalars(
+            select(Offering.id).where(Offering.status == PUBLISHED, Offering.featured.is_(True))
+            .order_by(Offering.published_at.desc(), Offering.id.desc()).limit(limit)
+        ).all()
+        return self.cards(ids)
+
+    def newest(self, limit: int) -> list[OfferingCard]:
+        ids = self.session.scalars(
+            select(Offering.id).where(Offering.status == PUBLISHED)
+            .order_by(Offering.published_at.desc(), Offering.id.desc()).limit(limit)
+        ).all()
+        return self.cards(ids)
+
+    def popular(self, limit: int) -> list[OfferingCard]:
+        """Most subscribed (instances of any status), then featured, then newest."""
+        instances = (
+            select(Instance.offering_id, func.count().label("n")).group_by(Instance.offering_id).subquery()
+        )
+        ids = self.session.scalars(
+            select(Offering.id).outerjoin(instances, instances.c.offering_id == Offering.id)
+            .where(Offering.status == PUBLISHED)
+            .order_by(func.coalesce(instances.c.n, 0).desc(), Offering.featured.desc(),
+                      Offering.published_at.desc(), Offering.id.desc())
+            .limit(limit)
+        ).all()
+        return self.cards(ids)
+
+    def cards(self, ids: list[int] | tuple[int, ...]) -> list[OfferingCard]:
+        """Result cards for these offering ids, in the given order (unpublished ones left out)."""
+        if not ids:
+            return []
+        cheapest = (
+            select(Plan.price_minor, Plan.currency).where(Plan.offering_id == Offering.id)
+            .order_by(Plan.price_minor, Plan.id).limit(1).correlate(Offering)
+        )
+        rows = self.session.execute(
+            select(
+                Offering.id, Offering.slug, Offering.name, Offering.summary, Offering.category,
+                Offering.trial_days, Offering.featured, Offering.published_at, Organization.name.label("publisher"),
+                cheapest.with_only_columns(Plan.price_minor).scalar_subquery().label("price"),
+                cheapest.with_only_columns(Plan.currency).scalar_subquery().label("currency"),
+            )
+            .join(Organization, Organization.id == Offering.publisher_id)
+            .where(Offering.id.in_(list(ids)), Offering.status == PUBLISHED)
+        ).all()
+        by_id = {row.id: row for row in rows}
+        return [self._card(by_id[i]) for i in ids if i in by_id]
+
+    def _card(self, row: Any) -> OfferingCard:
+        return OfferingCard(
+            key=str(row.id), slug=row.slug, name=row.name, summary=row.summary, category=row.category,
+            category_label=self._label("category", row.category), publisher=row.publisher,
+            price_from_minor=row.price, currency=row.currency or "USD", has_trial=row.trial_days > 0,
+            featured=bool(row.featured), published_at=row.published_at,
+        )
+
+    # search
+    def search(self, query: SearchQuery) -> SearchResult:
+        statements = SearchStatements(self.dialect, query)
+        facet_rows = self.session.execute(statements.facet_counts()).all()
+        total = 0
+        counts: dict[str, dict[str, int]] = {g: {} for g in FACET_GROUPS}
+        for group, value, count in facet_rows:
+            if group == "":
+                total = count
+            else:
+                counts[group][value] = count
+        ids: list[int] = []
+        if total > query.offset:
+            ids = list(self.session.scalars(statements.page_ids()).all())
+        return SearchResult(
+            items=tuple(self.cards(ids)), total=total, facets=self._facet_groups(query, counts), query=query,
+        )
+
+    def _facet_groups(self, query: SearchQuery, counts: dict[str, dict[str, int]]) -> tuple[FacetGroup, ...]:
+        groups = []
+        vocabulary = self.facet_vocabulary()
+        for group in FACET_GROUPS:
+            selected = set(query.values(group))
+            labels = dict(vocabulary.get(group, []))
+            order = {slug: i for i, (slug, _) in enumerate(vocabulary.get(group, []))}
+            values = [v for v in counts[group] if v in labels] + [v for v in selected if v not in counts[group]]
+            if group == "publisher":  # open-ended: the biggest first
+                values.sort(key=lambda v: (-counts[group].get(v, 0), labels.get(v, v).lower()))
+            else:
+                values.sort(key=lambda v: (order.get(v, len(order)), v))
+            options = tuple(
+                FacetOption(value=v, label=labels.get(v, v), count=counts[group].get(v, 0), selected=v in selected)
+                for v in values
+            )
+            groups.append(FacetGroup(group, GROUP_LABELS[group], options))
+        return tuple(groups)
+
+    # detail
+    def product(self, slug: str) -> OfferingDetail | None:
+        offering = self.session.scalar(
+            select(Offering).where(Offering.slug == slug, Offering.status == PUBLISHED)
+            .options(selectinload(Offering.plans), selectinload(Offering.versions),
+                     selectinload(Offering.facets), selectinload(Offering.publisher))
+        )
+        if offering is None:
+            return None
+        cheapest = min(offering.plans, key=lambda p: (p.price_minor, p.id), default=None)
+        card = OfferingCard(
+            key=str(offering.id), slug=offering.slug, name=offering.name, summary=offering.summary,
+            category=offering.category, category_label=self._label("category", offering.category),
+            publisher=offering.publisher.name, price_from_minor=cheapest.price_minor if cheapest else None,
+            currency=cheapest.currency if cheapest else "USD", has_trial=offering.has_trial,
+            featured=offering.featured, published_at=offering.published_at,
+        )
+        facets = tuple(
+            FacetChip(f.group, f.value, self._label(f.group, f.value))
+            for f in sorted(offering.facets, key=lambda f: (FACET_GROUPS.index(f.group)
+                                                            if f.group in FACET_GROUPS else 99, f.value))
+        )
+        tier_order = {"starter": 0, "pro": 1, "enterprise": 2}
+        plans = tuple(
+            PlanOption(
+                sku=p.sku, tier=p.tier, name=p.name, price_minor=p.price_minor, currency=p.currency,
+                interval=p.interval, included_credits=p.included_credits, credits_per_run=p.credits_per_run,
+                max_runs_per_period=p.max_runs_per_period, features=tuple(p.feature_list),
+            )
+            for p in sorted(offering.plans, key=lambda p: (tier_order.get(p.tier, 9), p.price_minor))
+        )
+        versions = tuple(
+            VersionNote(v.version, v.changelog, v.created_at)
+            for v in sorted(offering.versions, key=lambda v: (_semver_key(v.version), v.id), reverse=True)
+        )
+        return OfferingDetail(
+            card=card, description_md=offering.description_md, facets=facets, plans=plans, versions=versions,
+            trial_days=offering.trial_days, trial_credits=offering.trial_credits,
+        )
+
+    def related(self, detail: OfferingDetail, limit: int) -> list[OfferingCard]:
+        """Published offerings sharing the most category/outcome/role/capability values."""
+        offering_id = int(detail.card.key)
+        mine = select(OfferingFacet.group, OfferingFacet.value).where(
+            OfferingFacet.offering_id == offering_id,
+            OfferingFacet.group.in_(("category", "outcome", "role", "capability")),
+        ).subquery()
+        shared = func.count().label("shared")
+        ids = self.session.scalars(
+            select(Offering.id)
+            .join(OfferingFacet, OfferingFacet.offering_id == Offering.id)
+            .join(mine, and_(mine.c.group == OfferingFacet.group, mine.c.value == OfferingFacet.value))
+            .where(Offering.status == PUBLISHED, Offering.id != offering_id)
+            .group_by(Offering.id, Offering.featured, Offering.published_at)
+            .order_by(shared.desc(), Offering.featured.desc(), Offering.published_at.desc(), Offering.id.desc())
+            .limit(limit)
+        ).all()
+        return self.cards(ids)
+
+
+def _semver_key(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (-1,)
+
+
+class SearchStatements:
+    """The SQL of one search: the facet counts (with the total) and the page of ids.
+
+    Kept apart from the adapter so the benchmark can time exactly these statements (the floor)."""
+
+    def __init__(self, dialect: str, query: SearchQuery) -> None:
+        self.dialect = dialect
+        self.query = query
+        self.groups = parse_terms(query.q) if query.q else []
+        self._rank: Any = None
+        self._fts: Any = None
+        self._base_conditions = self._text_conditions()
+
+    # the text match, once per dialect
+    def _text_conditions(self) -> list[Any]:
+        conditions: list[Any] = [Offering.status == PUBLISHED]
+        if not self.query.q:
+            return conditions
+        if not self.groups:  # only punctuation was typed: nothing can match
+            return conditions + [literal(False)]
+        if self.dialect == "postgresql":
+            tsquery = pg_tsquery(self.groups)
+            vector = literal_column(SEARCH_VECTOR_SQL)
+            conditions.append(vector.op("@@")(tsquery))
+            self._rank = func.ts_rank(vector, tsquery)
+            return conditions
+        positive, negative = fts5_match(self.groups)
+        if positive is not None:
+            fts = (
+                text(
+                    "SELECT rowid AS id, bm25(offering_fts, :w_name, :w_summary, :w_description) AS score "
+                    "FROM offering_fts WHERE offering_fts MATCH :match"
+                )
+                .bindparams(match=positive, w_name=FTS_WEIGHTS[0], w_summary=FTS_WEIGHTS[1],
+                            w_description=FTS_WEIGHTS[2])
+                .columns(id=Integer, score=Float)
+                .subquery("fts")
+            )
+            self._fts = fts
+            self._fts_condition = Offering.id.in_(select(fts.c.id))
+            conditions.append(self._fts_condition)
+            self._rank = fts.c.score  # bm25: lower is better
+        if negative is not None:
+            excluded = text("SELECT rowid FROM offering_fts WHERE offering_fts MATCH :excluded").bindparams(
+                excluded=negative
+            ).columns(rowid=Integer).subquery("fts_excluded")
+            conditions.append(not_(Offering.id.in_(select(excluded.c.rowid))))
+        return conditions
+
+    def _facet_condition(self, group: str, values: tuple[str, ...]) -> Any:
+        return Offering.id.in_(
+            select(OfferingFacet.offering_id).where(OfferingFacet.group == group, OfferingFacet.value.in_(values))
+        )
+
+    def matching(self, exclude_group: str | None = None, *, join_fts: bool = False) -> Select:
+        """Ids of published offerings matching the text and every filter except `exclude_group`'s.
+
+        With `join_fts` (SQLite) the FTS5 match is joined rather than tested with IN, so its bm25
+        score can order the page without running the match twice."""
+        conditions = list(self._base_conditions)
+        if join_fts:
+            conditions = [c for c in conditions if c is not self._fts_condition]
+        conditions += [
+            self._facet_condition(group, values)
+            for group, values in self.query.filters if group != exclude_group and values
+        ]
+        return select(Offering.id).where(*conditions)
+
+    def facet_counts(self) -> CompoundSelect:
+        """Rows (group, value, count) for all six groups, plus ("", "", total)."""
+        filtered = [g for g, values in self.query.filters if values]
+        unfiltered = [g for g in FACET_GROUPS if g not in filtered]
+        parts = []
+        if unfiltered:
+            parts.append(
+                select(OfferingFacet.group, OfferingFacet.value, func.count())
+                .where(OfferingFacet.offering_id.in_(self.matching()), OfferingFacet.group.in_(unfiltered))
+                .group_by(OfferingFacet.group, OfferingFacet.value)
+            )
+        for group in filtered:
+            parts.append(
+                select(literal(group).label("group"), OfferingFacet.value, func.count())
+                .where(OfferingFacet.offering_id.in_(self.matching(exclude_group=group)),
+                       OfferingFacet.group == group)
+                .group_by(OfferingFacet.value)
+            )
+        matched = self.matching().subquery()
+        parts.append(select(literal("").label("group"), literal("").label("value"), func.count()).select_from(matched))
+        return union_all(*parts)
+
+    def page_ids(self) -> Select:
+        query = self.query
+        order: list[Any] = []
+        if query.sort == "relevance" and self._fts is not None:
+            statement = self.matching(join_fts=True).join(self._fts, self._fts.c.id == Offering.id)
+            order.append(self._fts.c.score.asc())
+        else:
+            statement = self.matching()
+        if query.sort == "relevance" and self._rank is not None and self._fts is None:
+            order.append(self._rank.desc())
+        if query.sort in ("price_asc", "price_desc"):
+            prices = select(Plan.offering_id, func.min(Plan.price_minor).label("price")).group_by(
+                Plan.offering_id
+            ).subquery()
+            statement = statement.outerjoin(prices, prices.c.offering_id == Offering.id)
+            no_price_last = case((prices.c.price.is_(None), 1), else_=0)
+            price = prices.c.price.asc() if query.sort == "price_asc" else prices.c.price.desc()
+            order += [no_price_last, price, func.lower(Offering.name)]
+        elif query.sort == "name":
+            order.append(func.lower(Offering.name))
+        elif query.sort == "newest":
+            order.append(Offering.published_at.desc())
+        else:  # relevance: ties (and the no-text case) by featured, then newest
+            order += [Offering.featured.desc(), Offering.published_at.desc()]
+        order.append(Offering.id.desc())
+        return statement.order_by(*order).limit(query.per_page).offset(query.offset)
+
+
