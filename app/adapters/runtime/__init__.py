@@ -1,1 +1,102 @@
-"""Ports to outside systems, each with an embedded default and a production adapter."""
+"""The runtime port: run an agent on some input and report its output and usage.
+
+Two adapters implement it: the built-in runtime (small deterministic agents that run in process)
+and Langflow (`POST {LANGFLOW_URL}/api/v1/run/{flow}`). An offering version names its runtime
+(`OfferingVersion.runtime_kind`) and what to run there (`runtime_ref`); `get_runtime(kind)` picks
+the adapter from the app config. Services call the port, never an adapter module.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Protocol
+
+RUNTIME_KINDS = ("builtin", "langflow")
+
+
+class RuntimeFailure(Exception):
+    """The runtime could not produce an output.
+
+    `str(exc)` is safe to show the person who ran the agent; `detail` is for the logs only
+    (it may name hosts, status codes or bodies from the runtime).
+    """
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+class RuntimeTimeout(RuntimeFailure):
+    """The runtime did not answer within its time limit."""
+
+
+class RuntimeInputError(RuntimeFailure):
+    """The input cannot be processed as given; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What an agent may read besides its input: the offering's FAQ, the instance's documents, today."""
+
+    offering_name: str = ""
+    faq: tuple[FaqEntry, ...] = ()
+    documents: tuple[Document, ...] = ()
+    today: date | None = None
+    tweaks: dict[str, Any] | None = None  # Langflow component overrides
+    output_component: str | None = None  # Langflow: which output to read when a flow has several
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    text: str
+    usage_units: int  # what the plan's per-1k-units price applies to (tokens, or characters for built-ins)
+    data: dict[str, Any] | None = None  # structured result, when the agent has one
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. token usage as reported
+
+
+TokenCallback = Callable[[str], None]
+
+
+class Runtime(Protocol):
+    kind: str
+
+    def run(
+        self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
+        *, on_token: TokenCallback | None = None,
+    ) -> RunOutput:
+        """Run `runtime_ref` on `input_text`; raise RuntimeFailure, RuntimeTimeout or RuntimeInputError."""
+        ...
+
+
+def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:
+    """The adapter for `kind` ("builtin" or "langflow"), configured from `config` or the current app."""
+    if kind == "builtin":
+        from app.adapters.runtime.builtin import BuiltinRuntime
+
+        return BuiltinRuntime()
+    if kind == "langflow":
+        from app.adapters.runtime.langflow import LangflowRuntime
+
+        if config is None:
+            from flask import current_app
+
+            config = current_app.config
+        return LangflowRuntime(
+            base_url=config.get("LANGFLOW_URL", ""),
+            api_key=config.get("LANGFLOW_API_KEY", ""),
+            timeout=float(config.get("LANGFLOW_TIMEOUT", 30.0)),
+        )
+    raise RuntimeFailure("This agent's runtime is not available.", detail=f"unknown runtime kind {kind!r}")

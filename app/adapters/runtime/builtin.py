@@ -1,0 +1,49 @@
+"""The built-in runtime: runs the in-process agents named by `runtime_ref`.
+
+Usage units are characters (input plus output), so a plan's per-1k-units price scales with the
+amount of text an agent handled.
+"""
+from __future__ import annotations
+
+import logging
+
+from app.adapters.runtime import RunContext, RunOutput, RuntimeFailure, TokenCallback
+
+log = logging.getLogger(__name__)
+
+MAX_INPUT_CHARS = 200_000
+
+
+class BuiltinRuntime:
+    kind = "builtin"
+
+    def run(
+        self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
+        *, on_token: TokenCallback | None = None,
+    ) -> RunOutput:
+        from app.adapters.runtime.agents import registry
+
+        agent = registry().get(runtime_ref)
+        if agent is None:
+            raise RuntimeFailure("This agent is not available in the built-in runtime.",
+                                 detail=f"no built-in agent {runtime_ref!r}")
+        if len(input_text) > MAX_INPUT_CHARS:
+            from app.adapters.runtime import RuntimeInputError
+
+            raise RuntimeInputError(f"The input is too long: at most {MAX_INPUT_CHARS:,} characters.")
+        try:
+            result = agent(input_text, context)
+        except RuntimeFailure:
+            raise
+        except Exception as exc:  # a bug in an agent must fail the run, not the request
+            log.exception("built-in agent %s failed", runtime_ref)
+            raise RuntimeFailure("The agent hit an internal error. You were not charged.",
+                                 detail=f"{runtime_ref}: {type(exc).__name__}: {exc}") from exc
+        if on_token is not None:
+            on_token(result.text)
+        return RunOutput(
+            text=result.text,
+            usage_units=len(input_text) + len(result.text),
+            data=result.data,
+            details={"runtime": self.kind, "agent": runtime_ref, "session_id": session_id},
+        )

@@ -1,0 +1,212 @@
+"""Langflow adapter: `POST {LANGFLOW_URL}/api/v1/run/{flow}` as checked against Langflow 1.13.
+
+- Auth is the `x-api-key` header (a service key; it never reaches the browser).
+- We always send our own `session_id`: without one Langflow uses the flow id, and every caller
+  would share one chat memory.
+- The output text is at `outputs[0].outputs[i].results.message.text`; token usage is
+  `token_usage` on the result or `properties.usage` on the message (`{input_tokens,
+  output_tokens, total_tokens}`), often null for flows without a model.
+- `?stream=true` answers `text/event-stream` that is NOT standard SSE: bare JSON objects
+  `{"event": ..., "data": ...}` separated by a blank line. Errors arrive inside a 200 stream as
+  an `error` event; the full result comes in the `end` event's `data.result`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from urllib3.exceptions import ReadTimeoutError
+
+from app.adapters.runtime import (
+    RunContext, RunOutput, RuntimeFailure, RuntimeInputError, RuntimeTimeout, TokenCallback,
+)
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+MAX_ERROR_BODY = 500
+
+
+class LangflowRuntime:
+    kind = "langflow"
+
+    def __init__(self, *, base_url: str, api_key: str, timeout: float = 30.0,
+                 http: requests.Session | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.http = http or requests.Session()
+
+    # -- the port ------------------------------------------------------------------------------
+
+    def run(
+        self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
+        *, on_token: TokenCallback | None = None,
+    ) -> RunOutput:
+        """Run the flow; stream (and pass each token to `on_token`) when a callback is given."""
+        if not self.base_url or not self.api_key:
+            raise RuntimeFailure("This agent's runtime is not configured. It has been logged.",
+                                 detail="LANGFLOW_URL or LANGFLOW_API_KEY is not set")
+        if not session_id:
+            raise ValueError("session_id is required: Langflow would otherwise share one memory between callers")
+        stream = on_token is not None
+        url = f"{self.base_url}/api/v1/run/{quote(runtime_ref, safe='')}"
+        body: dict[str, Any] = {
+            "input_value": input_text,
+            "input_type": "chat",
+            "output_type": "chat",
+            "tweaks": context.tweaks or {},
+            "session_id": session_id,
+        }
+        if context.output_component:
+            body["output_component"] = context.output_component
+        headers = {"x-api-key": self.api_key, "accept": "application/json"}
+        started = time.monotonic()
+        try:
+            response = self.http.post(
+                url, params={"stream": "true" if stream else "false"}, json=body, headers=headers,
+                timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout), stream=stream,
+            )
+        except requests.Timeout as exc:
+            raise self._timeout(exc) from exc
+        except requests.RequestException as exc:
+            raise RuntimeFailure("The agent runtime cannot be reached right now. Try again in a moment.",
+                                 detail=f"POST {url}: {type(exc).__name__}: {exc}") from exc
+        with response:
+            if response.status_code != 200:
+                raise self._http_error(response, url)
+            if stream:
+                result = self._read_stream(response, on_token, deadline=started + self.timeout, url=url)
+            else:
+                try:
+                    result = response.json()
+                except ValueError as exc:
+                    raise RuntimeFailure("The agent runtime sent an answer we could not read.",
+                                         detail=f"POST {url}: body is not JSON: {response.text[:MAX_ERROR_BODY]!r}") from exc
+        text, usage, component = _extract_output(result, context.output_component)
+        if result.get("session_id") not in (None, session_id):
+            log.warning("Langflow answered with session %r for our session %r", result.get("session_id"), session_id)
+        return RunOutput(
+            text=text,
+            usage_units=_total_tokens(usage),
+            details={"runtime": self.kind, "flow": runtime_ref, "session_id": session_id,
+                     "component_id": component, "token_usage": usage, "streamed": stream},
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _timeout(self, exc: Exception) -> RuntimeTimeout:
+        seconds = f"{self.timeout:g}"
+        return RuntimeTimeout(f"The agent did not answer within {seconds} seconds. You were not charged.",
+                              detail=f"timeout after {seconds}s: {exc}")
+
+    def _http_error(self, response: requests.Response, url: str) -> RuntimeFailure:
+        status = response.status_code
+        body = response.text[:MAX_ERROR_BODY]
+        detail = f"POST {url} -> HTTP {status}: {body}"
+        if status in (401, 403):
+            return RuntimeFailure("The agent runtime refused our credentials. It has been logged.", detail=detail)
+        if status == 404:
+            return RuntimeFailure("This agent's flow was not found on the runtime. It has been logged.", detail=detail)
+        if status == 400:
+            return RuntimeInputError("The agent could not accept this input. Check it and try again.", detail=detail)
+        if status == 422:
+            return RuntimeFailure("The agent runtime refused the request. It has been logged.", detail=detail)
+        if status == 429:
+            return RuntimeFailure("The agent runtime is busy. Try again in a minute.", detail=detail)
+        return RuntimeFailure("The agent failed while running. Try again, or contact support if it keeps happening.",
+                              detail=detail)
+
+    def _read_stream(self, response: requests.Response, on_token: TokenCallback | None, *,
+                     deadline: float, url: str) -> dict:
+        """Read `{"event","data"}` objects separated by blank lines until `end` (or `error`)."""
+        buffer = b""
+        try:
+            for chunk in response.iter_content(chunk_size=None):
+                buffer += chunk
+                *events, buffer = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
+                for raw in events:
+                    result = self._handle_event(raw, on_token, url)
+                    if result is not None:
+                        return result
+                if time.monotonic() > deadline:
+                    raise self._timeout(TimeoutError("stream deadline passed"))
+        except requests.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
+                raise self._timeout(exc) from exc
+            raise RuntimeFailure("The connection to the agent runtime broke off. Try again.",
+                                 detail=f"stream from {url}: {exc}") from exc
+        except requests.RequestException as exc:
+            raise RuntimeFailure("The connection to the agent runtime broke off. Try again.",
+                                 detail=f"stream from {url}: {type(exc).__name__}: {exc}") from exc
+        if buffer.strip():
+            result = self._handle_event(buffer, on_token, url)
+            if result is not None:
+                return result
+        raise RuntimeFailure("The agent stopped before it finished. Try again.",
+                             detail=f"stream from {url} ended without an end event")
+
+    @staticmethod
+    def _handle_event(raw: bytes, on_token: TokenCallback | None, url: str) -> dict | None:
+        raw = raw.strip()
+        if not raw:
+            return None
+        try:
+            event = json.loads(raw)
+        except ValueError as exc:
+            raise RuntimeFailure("The agent runtime sent an answer we could not read.",
+                                 detail=f"stream from {url}: not JSON: {raw[:MAX_ERROR_BODY]!r}") from exc
+        kind, data = event.get("event"), event.get("data") or {}
+        if kind == "token" and on_token is not None and isinstance(data, dict) and data.get("chunk"):
+            on_token(str(data["chunk"]))
+        elif kind == "error":
+            message = data.get("error") or data.get("text") or data if isinstance(data, dict) else data
+            raise RuntimeFailure("The agent reported an error while running. It has been logged.",
+                                 detail=f"stream from {url}: error event: {str(message)[:MAX_ERROR_BODY]}")
+        elif kind == "end":
+            result = data.get("result") if isinstance(data, dict) else None
+            if not isinstance(result, dict):
+                raise RuntimeFailure("The agent runtime sent an answer we could not read.",
+                                     detail=f"stream from {url}: end event without a result: {raw[:MAX_ERROR_BODY]!r}")
+            return result
+        return None
+
+
+def _extract_output(result: Any, output_component: str | None) -> tuple[str, dict | None, str | None]:
+    """(text, token usage or None, component id) from a non-stream run response."""
+    try:
+        outputs = result["outputs"][0]["outputs"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise RuntimeFailure("The agent finished without an output.",
+                             detail=f"no outputs[0].outputs in {json.dumps(result)[:MAX_ERROR_BODY]}") from exc
+    candidates = [o for o in outputs if isinstance(o, dict)]
+    if output_component:
+        candidates = [o for o in candidates if o.get("component_id") == output_component]
+        if not candidates:
+            raise RuntimeFailure("The agent finished without an output.",
+                                 detail=f"no output from component {output_component!r}")
+    for output in candidates:
+        message = ((output.get("results") or {}).get("message") or {})
+        text = message.get("text") if isinstance(message, dict) else None
+        if text is None:  # non-chat outputs keep the text in outputs.message.message
+            text = ((output.get("outputs") or {}).get("message") or {}).get("message")
+        if isinstance(text, str):
+            usage = output.get("token_usage") or ((message.get("properties") or {}).get("usage")
+                                                  if isinstance(message, dict) else None)
+            return text, usage if isinstance(usage, dict) else None, output.get("component_id")
+    raise RuntimeFailure("The agent finished without an output.",
+                         detail=f"no message text in {json.dumps(result)[:MAX_ERROR_BODY]}")
+
+
+def _total_tokens(usage: dict | None) -> int:
+    if not usage:
+        return 0
+    total = usage.get("total_tokens")
+    if isinstance(total, int) and total >= 0:
+        return total
+    parts = [usage.get("input_tokens"), usage.get("output_tokens")]
+    return sum(p for p in parts if isinstance(p, int) and p > 0)
