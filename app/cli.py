@@ -68,8 +68,62 @@ def verify_ledger_command() -> None:
     click.echo(f"Ledger OK: {wallets} wallet(s) agree with their {entries} ledger entries.")
 
 
+@click.command("reconcile-orders")
+@click.option("--hours", default=24, show_default=True, type=click.IntRange(1, 24 * 90),
+              help="How far back to ask Saleor for paid orders.")
+def reconcile_orders_command(hours: int) -> None:
+    """Provision paid orders that are not provisioned yet (a lost or failed webhook). Safe to repeat."""
+    from datetime import timedelta
+
+    from app.adapters.commerce import CommerceUnavailable
+    from app.adapters.commerce.checkout import get_checkout
+    from app.models import Order, utcnow
+    from app.services import orders, provisioning
+
+    done = failed = 0
+    for order_id in [o.id for o in orders.unprovisioned_paid_orders(db.session)]:
+        try:
+            result = provisioning.handle_order_paid(db.session, order=db.session.get(Order, order_id),
+                                                    actor_label="reconcile-orders")
+            db.session.commit()
+            done += bool(result.provisioned_line_ids)
+        except Exception as exc:  # one broken order must not stop the others
+            db.session.rollback()
+            failed += 1
+            click.echo(f"order {order_id}: {exc}", err=True)
+    remote_count = 0
+    remote_orders = []
+    if current_app.config.get("COMMERCE_BACKEND") == "saleor":
+        try:
+            remote_orders = get_checkout().paid_orders(since=utcnow() - timedelta(hours=hours))
+        except CommerceUnavailable as exc:
+            failed += 1
+            click.echo(f"Saleor could not be asked for paid orders: {exc}", err=True)
+        for remote in remote_orders:
+            remote_count += 1
+            try:
+                applied = orders.apply_remote_payment(db.session, remote=remote, actor_label="reconcile-orders")
+                db.session.commit()
+            except Exception as exc:
+                db.session.rollback()
+                failed += 1
+                click.echo(f"Saleor order {remote.external_id}: {exc}", err=True)
+                continue
+            done += bool(applied.provisioned_lines)
+            if applied.problem:
+                click.echo(f"Saleor order {remote.number or remote.external_id}: {applied.problem}", err=True)
+            if applied.unknown_skus:
+                click.echo(f"Saleor order {remote.number or remote.external_id}: unknown SKUs "
+                           f"{', '.join(sorted(set(applied.unknown_skus)))}", err=True)
+    click.echo(f"Reconciled: {done} order(s) provisioned, {failed} failed"
+               + (f", {remote_count} paid Saleor order(s) checked." if remote_count else "."))
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_cli)
     app.cli.add_command(demo_logins_command)
     app.cli.add_command(expire_holds_command)
     app.cli.add_command(verify_ledger_command)
+    app.cli.add_command(reconcile_orders_command)

@@ -1,2 +1,47 @@
 """Inbound webhooks: the Saleor order-paid event."""
-from app.cp.views import bp  # noqa: F401
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+
+from app.cp.views import bp
+from app.extensions import csrf, db
+from app.services import webhooks
+from app.web import problem
+
+
+@bp.post("/integrations/saleor/order-paid")
+@csrf.exempt  # Saleor signs the body; there is no browser session to protect
+def saleor_order_paid():
+    """Saleor's ORDER_FULLY_PAID / ORDER_PAID webhook: verify, store once, provision once.
+
+    Answers 200 for a handled or repeated delivery, 401 for a missing or wrong signature,
+    400 for an unreadable body, 413 for a body over WEBHOOK_MAX_BYTES, 503 when Saleor's keys
+    cannot be fetched (Saleor retries).
+    """
+    limit = int(current_app.config["WEBHOOK_MAX_BYTES"])
+    if request.content_length is not None and request.content_length > limit:
+        return problem(413, "Content Too Large", f"Webhook bodies are limited to {limit} bytes.")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        return problem(413, "Content Too Large", f"Webhook bodies are limited to {limit} bytes.")
+    config = current_app.config
+    try:
+        method = webhooks.verify_signature(
+            body, request.headers.get("Saleor-Signature"),
+            key_set=lambda: webhooks.key_set_for(config), secret=config.get("SALEOR_WEBHOOK_SECRET") or None,
+        )
+        event = webhooks.parse_order_paid(body, event_header=request.headers.get("Saleor-Event"))
+    except webhooks.WebhookError as exc:
+        if exc.status == 401:
+            current_app.logger.warning("Saleor webhook refused: %s", exc)
+        return problem(exc.status, exc.title, str(exc))
+    receipt = webhooks.receive_order_paid(db.session, event=event, body=body)
+    db.session.commit()
+    return jsonify(
+        status="duplicate" if receipt.duplicate else receipt.event.status,
+        event_id=receipt.event.id,
+        signature=method,
+        order_id=receipt.order_id,
+        unknown_skus=sorted(set(receipt.unknown_skus)),
+        problem=receipt.problem,
+    ), 200

@@ -1,2 +1,312 @@
-"""Cart and checkout routes of the storefront blueprint."""
-from app.storefront.views import bp  # noqa: F401
+"""Cart and checkout routes of the storefront blueprint.
+
+The cart works with and without JavaScript: every form posts normally and redirects; with htmx
+the same forms swap the `cart_lines` block in place and fire `cart-changed`, which makes the
+header count reload itself from `storefront.cart_count`.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+from flask import (
+    abort, current_app, flash, g, make_response, redirect, render_template, request, session, url_for,
+)
+from flask_wtf import FlaskForm
+from jinja2_fragments.flask import render_block
+from wtforms import EmailField, HiddenField, IntegerField, SelectField, StringField
+from wtforms.validators import DataRequired, Email, InputRequired, Length
+
+from app.adapters.commerce.checkout import BillingDetails, CheckoutError, CheckoutLine, get_checkout
+from app.adapters.commerce import CommerceUnavailable
+from app.auth.session_user import login_required, safe_next
+from app.extensions import db
+from app.models import OrderStatus
+from app.services import cart as carts
+from app.services import orders, payments
+from app.storefront.views import bp
+
+CART_TOKEN_KEY = "cart_token"
+SALEOR_CHECKOUT_KEY = "saleor_checkout_id"
+BILLING_COUNTRIES = [
+    ("US", "United States"), ("CA", "Canada"), ("GB", "United Kingdom"), ("IE", "Ireland"), ("DE", "Germany"),
+    ("FR", "France"), ("NL", "Netherlands"), ("ES", "Spain"), ("IT", "Italy"), ("PL", "Poland"),
+    ("SE", "Sweden"), ("AU", "Australia"), ("NZ", "New Zealand"), ("IN", "India"), ("JP", "Japan"),
+]
+
+
+# --- forms -------------------------------------------------------------------------------
+
+class AddToCartForm(FlaskForm):
+    sku = HiddenField("Product", validators=[DataRequired("Choose a plan or a credit pack."), Length(max=64)])
+    quantity = IntegerField("Quantity", default=1, validators=[InputRequired("Enter a quantity.")])
+    next = HiddenField()
+
+
+class LineQuantityForm(FlaskForm):
+    quantity = IntegerField("Quantity", validators=[InputRequired("Enter a quantity.")])
+
+
+class RemoveLineForm(FlaskForm):
+    pass
+
+
+class CheckoutForm(FlaskForm):
+    email = EmailField("Email for the receipt", validators=[
+        DataRequired("Enter an email address."), Email("Enter a valid email address."), Length(max=254)])
+    organization_id = SelectField("Provision into", coerce=int,
+                                  description="Instances and credits go to this organization.")
+    country = SelectField("Billing country", choices=BILLING_COUNTRIES, default="US")
+
+
+class PaymentForm(FlaskForm):
+    card_number = StringField("Card number", validators=[DataRequired("Enter the card number."), Length(max=32)],
+                              render_kw={"inputmode": "numeric", "autocomplete": "cc-number",
+                                         "placeholder": "4242 4242 4242 4242"})
+    expiry = StringField("Expiry (MM/YY)", validators=[DataRequired("Enter the expiry date."), Length(max=7)],
+                         render_kw={"autocomplete": "cc-exp", "placeholder": "12/30", "inputmode": "numeric"})
+    cvc = StringField("Security code (CVC)", validators=[DataRequired("Enter the security code."), Length(max=4)],
+                      render_kw={"autocomplete": "cc-csc", "inputmode": "numeric", "placeholder": "123"})
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def wants_fragment() -> bool:
+    """An htmx request for a part of the page (boosted and history requests need the whole page)."""
+    return (request.headers.get("HX-Request") == "true" and not request.headers.get("HX-Boosted")
+            and not request.headers.get("HX-History-Restore-Request"))
+
+
+def _token() -> str | None:
+    return session.get(CART_TOKEN_KEY)
+
+
+def current_cart(*, create: bool = False):
+    user = g.get("user")
+    if not create:
+        return carts.find_cart(db.session, user=user, token=_token())
+    cart = carts.get_or_create_cart(db.session, user=user, token=_token())
+    if user is None and session.get(CART_TOKEN_KEY) != cart.token:
+        session[CART_TOKEN_KEY] = cart.token
+    return cart
+
+
+def _cart_context(**extra) -> dict:
+    priced = carts.price_cart(db.session, current_cart())
+    return {"priced": priced, "quantity_form": LineQuantityForm(formdata=None),
+            "remove_form": RemoveLineForm(formdata=None), "max_packs": carts.MAX_CREDIT_PACK_QUANTITY, **extra}
+
+
+def _cart_response(*, message: str | None = None, error: str | None = None, status: int = 200, changed: bool = False):
+    """The cart's lines block for htmx, or the whole cart page."""
+    context = _cart_context(notice=message, error=error)
+    if wants_fragment():
+        response = make_response(render_block("storefront/cart.html", "cart_lines", **context))
+    else:
+        response = make_response(render_template("storefront/cart.html", **context), status)
+    if changed:
+        response.headers["HX-Trigger"] = "cart-changed"
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+def _count() -> int:
+    return carts.count_items(db.session, user=g.get("user"), token=_token())
+
+
+def _merge_at_sign_in(user) -> None:
+    carts.merge_carts(db.session, user=user, token=session.pop(CART_TOKEN_KEY, None))
+
+
+@bp.record_once
+def _register_hooks(state) -> None:
+    state.app.extensions["cart_count"] = _count
+    state.app.extensions.setdefault("after_sign_in", []).append(_merge_at_sign_in)
+
+
+# --- cart --------------------------------------------------------------------------------
+
+@bp.get("/cart")
+def cart():
+    return _cart_response()
+
+
+@bp.get("/cart/count")
+def cart_count():
+    """The header's cart count block (htmx reloads it on `cart-changed`)."""
+    html = render_block("base.html", "cart_count", cart_count=_count())
+    return html, {"Vary": "HX-Request", "Cache-Control": "no-store"}
+
+
+@bp.post("/cart/add")
+def cart_add():
+    form = AddToCartForm()
+    back = safe_next(form.next.data, url_for("storefront.cart"))
+    if not form.validate_on_submit():
+        errors = [e for errs in form.errors.values() for e in errs]
+        return _add_failed(errors[0] if errors else "Choose a plan or a credit pack.", 400)
+    try:
+        change = carts.add_to_cart(db.session, cart=current_cart(create=True), sku=form.sku.data,
+                                   quantity=form.quantity.data)
+    except carts.CartError as exc:
+        db.session.rollback()
+        return _add_failed(str(exc), exc.status)
+    db.session.commit()
+    if wants_fragment():
+        html = render_block("storefront/cart.html", "cart_notice", notice=change.message, error=None, show_link=True)
+        return html, {"HX-Trigger": "cart-changed", "Vary": "HX-Request"}
+    flash(change.message, "success")
+    return redirect(back, 303)
+
+
+def _add_failed(message: str, status: int):
+    if wants_fragment():  # htmx does not swap a 4xx: answer 200 with the message in place
+        html = render_block("storefront/cart.html", "cart_notice", notice=None, error=message, show_link=False)
+        return html, {"Vary": "HX-Request"}
+    return _cart_response(error=message, status=status)
+
+
+@bp.post("/cart/lines/<int:line_id>")
+def cart_line_update(line_id: int):
+    form = LineQuantityForm()
+    cart_ = current_cart()
+    if cart_ is None:
+        return _cart_response(error="That line is not in your cart.", status=404)
+    if not form.validate_on_submit():
+        return _cart_response(error="Enter a whole number as the quantity.", status=400)
+    try:
+        change = carts.update_line(db.session, cart=cart_, line_id=line_id, quantity=form.quantity.data)
+    except carts.CartError as exc:
+        db.session.rollback()
+        return _cart_response(error=str(exc), status=exc.status)
+    db.session.commit()
+    if not wants_fragment():
+        flash(change.message, "success")
+        return redirect(url_for("storefront.cart"), 303)
+    return _cart_response(message=change.message, changed=True)
+
+
+@bp.post("/cart/lines/<int:line_id>/remove")
+def cart_line_remove(line_id: int):
+    form = RemoveLineForm()
+    cart_ = current_cart()
+    if cart_ is None or not form.validate_on_submit():
+        return _cart_response(error="That line is not in your cart.", status=404 if cart_ is None else 400)
+    try:
+        message = carts.remove_line(db.session, cart=cart_, line_id=line_id)
+    except carts.CartError as exc:
+        db.session.rollback()
+        return _cart_response(error=str(exc), status=exc.status)
+    db.session.commit()
+    if not wants_fragment():
+        flash(message, "success")
+        return redirect(url_for("storefront.cart"), 303)
+    return _cart_response(message=message, changed=True)
+
+
+# --- checkout ----------------------------------------------------------------------------
+
+@bp.route("/checkout", methods=["GET", "POST"])
+@login_required
+def checkout():
+    cart_ = current_cart()
+    priced = carts.price_cart(db.session, cart_)
+    if priced.is_empty:
+        flash("Your cart is empty: add a plan or a credit pack first.", "info")
+        return redirect(url_for("storefront.cart"), 303)
+    organizations = orders.checkout_organizations(db.session, user=g.user)
+    backend = current_app.config.get("COMMERCE_BACKEND", "local")
+    form = CheckoutForm()
+    form.organization_id.choices = [(org.id, org.name + (" (personal)" if org.is_personal else "")) for org in organizations]
+    if request.method == "GET":
+        form.email.data = g.user.email
+        form.organization_id.data = organizations[0].id
+    status = 200
+    if form.validate_on_submit():
+        try:
+            return _place_order(cart_, form, backend)
+        except (orders.OrderError, payments.PaymentError) as exc:
+            db.session.rollback()
+            target = getattr(form, exc.field, None) if exc.field else None
+            (target.errors if target is not None else form.form_errors).append(str(exc))
+            status = exc.status
+        except CheckoutError as exc:
+            db.session.rollback()
+            if exc.checkout_id:
+                session[SALEOR_CHECKOUT_KEY] = exc.checkout_id
+            form.form_errors.append(str(exc))
+            status = 502 if exc.retryable else 409
+        except CommerceUnavailable:
+            db.session.rollback()
+            current_app.logger.exception("checkout: the commerce backend did not answer")
+            form.form_errors.append("The store's payment service did not answer. Nothing was charged; try again in a minute.")
+            status = 503
+        priced = carts.price_cart(db.session, current_cart())
+    elif request.method == "POST":
+        status = 400
+    owned = orders.active_plan_ids(db.session, organization_id=form.organization_id.data or organizations[0].id)
+    return render_template("storefront/checkout.html", form=form, priced=priced, backend=backend,
+                           owned_plan_ids=owned), status
+
+
+def _place_order(cart_, form: CheckoutForm, backend: str):
+    port = get_checkout(backend)
+    order = orders.place_order(
+        db.session, user=g.user, cart=cart_, organization_id=form.organization_id.data, email=form.email.data,
+        backend=port.backend,
+    )
+    first, _, last = (g.user.name or "").partition(" ")
+    submission = port.submit_order(
+        reference=order.number,
+        billing=BillingDetails(email=order.email, first_name=first or g.user.name, last_name=last or first,
+                               country=form.country.data or "US"),
+        lines=[CheckoutLine(sku=line.sku, quantity=line.quantity) for line in order.lines],
+        total_minor=order.total_minor, currency=order.currency, checkout_id=session.get(SALEOR_CHECKOUT_KEY),
+    )
+    if submission.needs_local_payment:
+        if order.total_minor == 0:
+            payments.settle_free_order(db.session, order=order, actor=g.user)
+            db.session.commit()
+            flash(f"Order {order.number} is complete.", "success")
+            return redirect(url_for("account.order_detail", order_id=order.id), 303)
+        db.session.commit()
+        return redirect(url_for("storefront.checkout_pay", order_id=order.id), 303)
+    session.pop(SALEOR_CHECKOUT_KEY, None)
+    if submission.order is not None:
+        order.external_id = submission.order.external_id[:64]
+        orders.sync_remote_lines(db.session, order=order, remote=submission.order)
+    db.session.commit()
+    flash(f"Order {order.number} is placed. It is provisioned as soon as the payment is confirmed.", "success")
+    return redirect(url_for("account.order_detail", order_id=order.id), 303)
+
+
+@bp.route("/checkout/orders/<int:order_id>/pay", methods=["GET", "POST"])
+@login_required
+def checkout_pay(order_id: int):
+    """The local backend's test-mode card payment."""
+    try:
+        order = orders.get_order_for_user(db.session, user=g.user, order_id=order_id)
+    except orders.OrderNotFound:
+        abort(404)
+    if order.status != OrderStatus.PENDING.value or order.backend != "local":
+        return redirect(url_for("account.order_detail", order_id=order.id), 303)
+    form = PaymentForm()
+    status, declined = 200, None
+    if form.validate_on_submit():
+        card = payments.CardDetails(number=form.card_number.data, expiry=form.expiry.data, cvc=form.cvc.data)
+        try:
+            payment = payments.pay_order(db.session, order=order, card=card, gateway=get_checkout("local"),
+                                         actor=g.user, today=date.today())
+        except payments.PaymentError as exc:
+            db.session.rollback()
+            target = getattr(form, exc.field, None) if exc.field else None
+            (target.errors if target is not None else form.form_errors).append(str(exc))
+            status = exc.status
+        else:
+            db.session.commit()
+            if payment.status == "succeeded":
+                flash(f"Payment received: order {order.number} is paid and ready.", "success")
+                return redirect(url_for("account.order_detail", order_id=order.id), 303)
+            declined, status = payment.message, 402
+    elif request.method == "POST":
+        status = 400
+    return render_template("storefront/pay.html", form=form, order=order, declined=declined), status

@@ -1,0 +1,112 @@
+"""The checkout port: hands a placed order to the commerce backend and reads paid orders back.
+
+Two adapters implement it: `local` (our own tables and a test-mode card gateway) and `saleor`
+(a Saleor checkout completed with its payment gateway; Saleor then reports the payment through
+the order-paid webhook). `get_checkout()` picks one from COMMERCE_BACKEND.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, Sequence
+
+from flask import current_app
+
+
+class CheckoutError(Exception):
+    """The backend refused or could not take the order; the message is safe to show.
+
+    `checkout_id` names a backend checkout that was created before the failure, so that a retry
+    can update it instead of creating another.
+    """
+
+    def __init__(self, message: str, *, checkout_id: str | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.checkout_id = checkout_id
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class CheckoutLine:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class BillingDetails:
+    email: str
+    first_name: str
+    last_name: str
+    country: str  # ISO 3166-1 alpha-2
+
+
+@dataclass(frozen=True)
+class RemoteOrderLine:
+    """A line of an order kept by the backend, in its own terms."""
+
+    external_id: str | None
+    sku: str | None
+    name: str
+    quantity: int
+    unit_price_minor: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoteOrder:
+    """An order as the backend reports it (checkout completion, webhook, reconciliation)."""
+
+    external_id: str
+    number: str | None
+    email: str | None
+    currency: str | None
+    total_minor: int | None
+    fully_paid: bool
+    lines: tuple[RemoteOrderLine, ...] | None  # None: the report did not include the lines
+    metadata: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the backend did with a placed order."""
+
+    needs_local_payment: bool  # True: our own test-mode payment step takes the money
+    order: RemoteOrder | None = None  # the backend's order, when it made one
+    checkout_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargeOutcome:
+    succeeded: bool
+    message: str
+
+
+class CheckoutPort(Protocol):
+    backend: str  # "local" | "saleor": stored on each order
+
+    def submit_order(
+        self, *, reference: str, billing: BillingDetails, lines: Sequence[CheckoutLine],
+        total_minor: int, currency: str, checkout_id: str | None = None,
+    ) -> Submission:
+        """Hand a placed order to the backend; raises CheckoutError."""
+
+    def charge_card(self, *, amount_minor: int, currency: str, card_number: str) -> ChargeOutcome:
+        """Charge a card in test mode (local backend only; others raise CheckoutError)."""
+
+    def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
+        """Orders the backend holds as fully paid since `since` (empty when our tables are the truth)."""
+
+
+def get_checkout(backend: str | None = None) -> CheckoutPort:
+    """The checkout adapter chosen by COMMERCE_BACKEND (or `backend`)."""
+    backend = backend or current_app.config.get("COMMERCE_BACKEND", "local")
+    if backend == "saleor":
+        from app.adapters.commerce.saleor.checkout import SaleorCheckout
+
+        return SaleorCheckout.from_config(current_app.config)
+    if backend == "local":
+        from app.adapters.commerce.local_checkout import LocalCheckout
+
+        return LocalCheckout()
+    raise RuntimeError(f"Unknown COMMERCE_BACKEND {backend!r}: use local or saleor.")

@@ -1,0 +1,384 @@
+"""Orders: placing one from a cart, reading a buyer's orders, and taking in orders a backend reports.
+
+An order is priced from the database when it is placed (never from a form). Orders the Saleor
+backend reports (its checkout completion, the order-paid webhook, reconciliation) are mirrored
+here with Saleor's own lines and amounts, their SKUs mapped to our plans and credit packs.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from app.adapters.commerce.checkout import RemoteOrder, RemoteOrderLine
+from app.formatting import CURRENCY_EXPONENT
+from app.models import (
+    Cart, CreditPack, Instance, InstanceStatus, LedgerEntry, LineKind, MemberRole, Membership, Order, OrderLine,
+    OrderStatus, Organization, Plan, User, utcnow,
+)
+from app.services import audit, identity
+from app.services import cart as carts
+
+UNKNOWN_KIND = "unknown"  # a line whose SKU matches nothing we sell: recorded, never provisioned
+PURCHASER_ROLES = (MemberRole.OWNER.value, MemberRole.ADMIN.value)
+ORDER_REFERENCE_KEY = "digitlify_order"  # metadata key on a Saleor checkout/order naming our order
+
+
+class OrderError(Exception):
+    """An order rule was broken; the message is safe to show."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+class OrderNotFound(OrderError):
+    def __init__(self) -> None:
+        super().__init__("Order not found.", status=404)
+
+
+def to_minor(amount: object, currency: str) -> int:
+    """A decimal amount (as Saleor sends it) to integer minor units, without floats."""
+    try:
+        value = Decimal(str(amount))
+    except (InvalidOperation, ValueError) as exc:
+        raise OrderError(f"Not an amount: {amount!r}") from exc
+    exponent = CURRENCY_EXPONENT.get(currency.upper(), 2)
+    return int((value * (10 ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def new_order_number() -> str:
+    return f"DM-{secrets.token_hex(5).upper()}"
+
+
+# --- where a buyer may provision ---------------------------------------------------------
+
+def checkout_organizations(session: Session, *, user: User) -> list[Organization]:
+    """Organizations the user may buy for: owner or admin; the personal workspace first."""
+    identity.ensure_personal_organization(session, user=user)
+    return list(session.scalars(
+        select(Organization).join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == user.id, Membership.role.in_(PURCHASER_ROLES))
+        .order_by(Organization.is_personal.desc(), Organization.name)
+    ))
+
+
+def _purchasing_organization(session: Session, *, user: User, organization_id: int | None) -> Organization:
+    allowed = checkout_organizations(session, user=user)
+    if organization_id is None:
+        return allowed[0]
+    for org in allowed:
+        if org.id == organization_id:
+            return org
+    raise OrderError("Choose an organization you own or administer.", field="organization_id")
+
+
+def active_plan_ids(session: Session, *, organization_id: int) -> set[int]:
+    """Plans the organization already subscribes to (paid, active instances)."""
+    return set(session.scalars(
+        select(Instance.plan_id).where(
+            Instance.organization_id == organization_id, Instance.status == InstanceStatus.ACTIVE.value,
+            Instance.is_trial.is_(False),
+        )
+    ))
+
+
+# --- placing an order --------------------------------------------------------------------
+
+def place_order(
+    session: Session, *, user: User, cart: Cart, organization_id: int | None, email: str, backend: str,
+) -> Order:
+    """Turn the cart into a pending order priced from the database, and empty the cart (flushes)."""
+    email = identity.normalize_email(email or "")
+    if not email or "@" not in email or len(email) > 254:
+        raise OrderError("Enter the email address for the receipt.", field="email")
+    org = _purchasing_organization(session, user=user, organization_id=organization_id)
+    priced = carts.price_cart(session, cart)
+    if priced.is_empty:
+        raise OrderError("Your cart is empty.")
+    if priced.unavailable_lines:
+        skus = ", ".join(p.line.sku for p in priced.unavailable_lines)
+        raise OrderError(f"Some items are no longer for sale ({skus}). Remove them from your cart first.")
+    currencies = {p.item.currency for p in priced.lines}
+    if len(currencies) > 1:
+        raise OrderError("Your cart mixes currencies; check out one currency at a time.")
+    owned = active_plan_ids(session, organization_id=org.id)
+    seen_offerings: set[int] = set()
+    for p in priced.lines:
+        item = p.item
+        if item.kind == LineKind.PLAN.value:
+            if p.line.quantity != carts.PLAN_QUANTITY:
+                raise OrderError("A subscription plan can be bought once per organization.")
+            if item.plan.offering_id in seen_offerings:
+                raise OrderError(f"Your cart has two plans of {item.plan.offering.name}; keep one.")
+            seen_offerings.add(item.plan.offering_id)
+            if item.plan.id in owned:
+                raise OrderError(
+                    f"{org.name} already has an active {item.name}. Remove it from your cart or choose "
+                    "another organization.", field="organization_id",
+                )
+        elif not 1 <= p.line.quantity <= carts.MAX_CREDIT_PACK_QUANTITY:
+            raise OrderError(f"Choose between 1 and {carts.MAX_CREDIT_PACK_QUANTITY} credit packs.")
+    order = Order(
+        number=new_order_number(), user_id=user.id, organization_id=org.id, email=email,
+        status=OrderStatus.PENDING.value, total_minor=priced.total_minor, currency=priced.currency,
+        backend=backend,
+    )
+    session.add(order)
+    session.flush()
+    for p in priced.lines:
+        item = p.item
+        session.add(OrderLine(
+            order_id=order.id, kind=item.kind, sku=item.sku, name=item.name[:200],
+            plan_id=item.plan.id if item.plan else None,
+            credit_pack_id=item.credit_pack.id if item.credit_pack else None,
+            offering_id=item.plan.offering_id if item.plan else None,
+            quantity=p.line.quantity, unit_price_minor=item.unit_price_minor, total_minor=p.total_minor,
+        ))
+    session.flush()
+    carts.clear_cart(session, cart=cart)
+    audit.record(
+        session, action="order.placed", target_type="order", target_id=order.id, organization_id=org.id,
+        actor=user, data={"number": order.number, "total_minor": order.total_minor, "currency": order.currency,
+                          "backend": backend},
+    )
+    session.refresh(order)
+    return order
+
+
+# --- reading orders ----------------------------------------------------------------------
+
+def get_order_for_user(session: Session, *, user: User, order_id: int) -> Order:
+    """One of the user's own orders; anyone else's is not found."""
+    order = session.scalar(
+        select(Order).where(Order.id == order_id, Order.user_id == user.id)
+        .options(selectinload(Order.lines), selectinload(Order.payments), selectinload(Order.organization))
+    )
+    if order is None:
+        raise OrderNotFound()
+    return order
+
+
+def list_orders_for_user(session: Session, *, user: User, page: int = 1, per_page: int = 20) -> tuple[list[Order], int]:
+    total = session.scalar(select(func.count()).select_from(Order).where(Order.user_id == user.id)) or 0
+    page = max(1, page)
+    orders = list(session.scalars(
+        select(Order).where(Order.user_id == user.id).options(selectinload(Order.lines))
+        .order_by(Order.created_at.desc(), Order.id.desc()).offset((page - 1) * per_page).limit(per_page)
+    ))
+    return orders, total
+
+
+@dataclass
+class ProvisionedItems:
+    instances_by_line: dict[int, Instance] = field(default_factory=dict)
+    entries_by_line: dict[int, list[LedgerEntry]] = field(default_factory=dict)
+
+
+def provisioned_items(session: Session, *, order: Order) -> ProvisionedItems:
+    """The instances and ledger entries each line of the order created."""
+    from app.services.provisioning import credit_key, plan_credit_key
+
+    items = ProvisionedItems()
+    line_ids = [line.id for line in order.lines]
+    if not line_ids:
+        return items
+    for instance in session.scalars(select(Instance).where(Instance.source_order_line_id.in_(line_ids))):
+        items.instances_by_line[instance.source_order_line_id] = instance
+    keys = {}
+    for line in order.lines:
+        keys[credit_key(line.id)] = line.id
+        keys[plan_credit_key(line.id)] = line.id
+    for entry in session.scalars(select(LedgerEntry).where(LedgerEntry.idempotency_key.in_(list(keys)))):
+        items.entries_by_line.setdefault(keys[entry.idempotency_key], []).append(entry)
+    return items
+
+
+# --- payment state -----------------------------------------------------------------------
+
+def mark_order_paid(session: Session, *, order: Order, actor: User | None = None, actor_label: str | None = None) -> bool:
+    """Pending -> paid, once: True only for the call that made the change (safe under concurrency)."""
+    now = utcnow()
+    changed = session.execute(
+        update(Order).where(Order.id == order.id, Order.status == OrderStatus.PENDING.value)
+        .values(status=OrderStatus.PAID.value, paid_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(order, ["status", "paid_at"])
+    if changed:
+        audit.record(
+            session, action="order.paid", target_type="order", target_id=order.id,
+            organization_id=order.organization_id, actor=actor, actor_label=actor_label,
+            data={"number": order.number, "total_minor": order.total_minor, "currency": order.currency},
+        )
+    return bool(changed)
+
+
+# --- orders reported by a backend --------------------------------------------------------
+
+def _classify(session: Session, sku: str | None) -> tuple[str, Plan | None, CreditPack | None]:
+    """A SKU of a paid order to what it buys. Paid is paid: a plan withdrawn since still counts."""
+    if sku:
+        plan = session.scalar(select(Plan).where(Plan.sku == sku))
+        if plan is not None:
+            return LineKind.PLAN.value, plan, None
+        pack = session.scalar(select(CreditPack).where(CreditPack.sku == sku))
+        if pack is not None:
+            return LineKind.CREDIT_PACK.value, None, pack
+    return UNKNOWN_KIND, None, None
+
+
+def _apply_remote_line(session: Session, line: OrderLine, remote: RemoteOrderLine, currency: str) -> None:
+    line.external_line_id = (remote.external_id or "")[:64] or None
+    line.quantity = max(1, remote.quantity)
+    if remote.unit_price_minor is not None:
+        line.unit_price_minor = remote.unit_price_minor
+    line.total_minor = line.unit_price_minor * line.quantity
+
+
+def sync_remote_lines(session: Session, *, order: Order, remote: RemoteOrder) -> list[str]:
+    """Make the order's lines the backend's lines (matched by line id, then SKU). Returns unknown SKUs.
+
+    Once any line was provisioned the lines are settled and only gain their backend ids.
+    """
+    if remote.lines is None:
+        return [line.sku for line in order.lines if line.kind == UNKNOWN_KIND]
+    currency = (remote.currency or order.currency).upper()[:3]
+    settled = any(line.provisioned_at for line in order.lines)
+    unmatched = list(order.lines)
+    for rl in remote.lines:
+        match = next((l for l in unmatched if rl.external_id and l.external_line_id == rl.external_id), None)
+        match = match or next((l for l in unmatched if not l.external_line_id and rl.sku and l.sku == rl.sku), None)
+        if match is not None:
+            unmatched.remove(match)
+            if settled:
+                match.external_line_id = match.external_line_id or (rl.external_id or "")[:64] or None
+            else:
+                _apply_remote_line(session, match, rl, currency)
+            continue
+        if settled:
+            continue
+        kind, plan, pack = _classify(session, rl.sku)
+        unit = rl.unit_price_minor if rl.unit_price_minor is not None else 0
+        new = OrderLine(
+            order_id=order.id, kind=kind, sku=(rl.sku or "(none)")[:64], name=(rl.name or rl.sku or "Item")[:200],
+            plan_id=plan.id if plan else None, credit_pack_id=pack.id if pack else None,
+            offering_id=plan.offering_id if plan else None, quantity=max(1, rl.quantity),
+            unit_price_minor=unit, total_minor=unit * max(1, rl.quantity),
+            external_line_id=(rl.external_id or "")[:64] or None,
+        )
+        session.add(new)
+        order.lines.append(new)
+    if not settled:
+        for line in unmatched:  # not in the backend's order: not paid for, never provisioned
+            order.lines.remove(line)
+            session.delete(line)
+        if remote.total_minor is not None:
+            order.total_minor = remote.total_minor
+            order.currency = currency
+    session.flush()
+    return [line.sku for line in order.lines if line.kind == UNKNOWN_KIND]
+
+
+@dataclass
+class RemoteOrderResult:
+    order: Order | None
+    created: bool = False
+    problem: str | None = None  # why the order could not be taken in (nothing provisioned)
+
+
+def find_or_create_remote_order(session: Session, *, remote: RemoteOrder, backend: str = "saleor") -> RemoteOrderResult:
+    """Our mirror of a backend order: by its id, by the order reference we put on its checkout, or
+    new for the account with the order's email (personal workspace)."""
+    external_id = remote.external_id[:64]
+    order = session.scalar(select(Order).where(Order.backend == backend, Order.external_id == external_id))
+    if order is None and remote.metadata.get(ORDER_REFERENCE_KEY):
+        order = session.scalar(select(Order).where(
+            Order.backend == backend, Order.number == remote.metadata[ORDER_REFERENCE_KEY][:32],
+            Order.external_id.is_(None),
+        ))
+        if order is not None:
+            order.external_id = external_id
+            session.flush()
+    if order is not None:
+        return RemoteOrderResult(order=order)
+    email = identity.normalize_email(remote.email or "")
+    user = identity.get_user_by_email(session, email) if email else None
+    if user is None:
+        return RemoteOrderResult(order=None, problem=f"No account has the order's email address ({email or 'none'}).")
+    if remote.lines is None:
+        return RemoteOrderResult(order=None, problem="The report has no order lines; reconciliation will fetch them.")
+    org = identity.ensure_personal_organization(session, user=user)
+    currency = (remote.currency or "USD").upper()[:3]
+    try:
+        with session.begin_nested():
+            order = Order(
+                number=f"S-{(remote.number or secrets.token_hex(4))}"[:32], user_id=user.id, organization_id=org.id,
+                email=email, status=OrderStatus.PENDING.value, total_minor=remote.total_minor or 0,
+                currency=currency, backend=backend, external_id=external_id,
+            )
+            session.add(order)
+            session.flush()
+    except IntegrityError:
+        # another delivery mirrored it first
+        order = session.scalar(select(Order).where(Order.backend == backend, Order.external_id == external_id))
+        if order is None:
+            raise
+        return RemoteOrderResult(order=order)
+    audit.record(
+        session, action="order.imported", target_type="order", target_id=order.id, organization_id=org.id,
+        actor_label=backend, data={"number": order.number, "external_id": external_id},
+    )
+    return RemoteOrderResult(order=order, created=True)
+
+
+@dataclass
+class AppliedPayment:
+    order: Order | None
+    provisioned_lines: int = 0
+    unknown_skus: list[str] = field(default_factory=list)
+    problem: str | None = None
+    newly_paid: bool = False
+
+
+def apply_remote_payment(session: Session, *, remote: RemoteOrder, actor_label: str, backend: str = "saleor") -> AppliedPayment:
+    """A backend says this order is fully paid: mirror it, mark it paid, provision it (flushes).
+
+    Used by the order-paid webhook and by reconciliation; repeating it adds nothing.
+    """
+    from app.services import provisioning
+
+    if not remote.fully_paid:
+        return AppliedPayment(order=None, problem="The order is not fully paid yet.")
+    found = find_or_create_remote_order(session, remote=remote, backend=backend)
+    if found.order is None:
+        return AppliedPayment(order=None, problem=found.problem)
+    order = found.order
+    if order.status == OrderStatus.CANCELLED.value:
+        return AppliedPayment(order=order, problem="The order was cancelled here; it is not provisioned.")
+    unknown = sync_remote_lines(session, order=order, remote=remote)
+    if not order.lines:
+        return AppliedPayment(order=order, problem="The order has no lines.")
+    newly_paid = mark_order_paid(session, order=order, actor_label=actor_label)
+    result = provisioning.handle_order_paid(session, order=order, actor_label=actor_label)
+    return AppliedPayment(
+        order=order, provisioned_lines=len(result.provisioned_line_ids), unknown_skus=unknown,
+        newly_paid=newly_paid,
+    )
+
+
+def unprovisioned_paid_orders(session: Session, *, limit: int = 500) -> list[Order]:
+    """Paid orders with a line still waiting for its instance or credits."""
+    return list(session.scalars(
+        select(Order).where(
+            Order.status == OrderStatus.PAID.value,
+            Order.id.in_(select(OrderLine.order_id).where(
+                OrderLine.provisioned_at.is_(None), OrderLine.kind.in_([LineKind.PLAN.value, LineKind.CREDIT_PACK.value]),
+            )),
+        ).order_by(Order.id).limit(limit)
+    ))

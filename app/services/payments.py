@@ -1,0 +1,110 @@
+"""Paying an order with a card on the local backend's test-mode gateway.
+
+The card is checked here (Luhn checksum, expiry in the future, a 3–4 digit CVC) before the
+gateway sees it. Only the last four digits are kept. A successful charge marks the order paid and
+runs the one order-paid handler in the same transaction.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from app.adapters.commerce.checkout import CheckoutPort
+from app.models import Order, OrderStatus, Payment, User
+from app.services import orders, provisioning
+
+
+class PaymentError(Exception):
+    """The card or the order cannot be charged; the message is safe to show."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CardDetails:
+    number: str
+    expiry: str  # "MM/YY" or "MM/YYYY"
+    cvc: str
+
+
+def card_digits(raw: str) -> str:
+    return re.sub(r"[\s-]", "", raw or "")
+
+
+def luhn_valid(digits: str) -> bool:
+    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch)
+        if i % 2 == 1:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def parse_expiry(raw: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*", raw or "")
+    if not match:
+        raise PaymentError("Enter the expiry date as MM/YY.", field="expiry")
+    month, year = int(match.group(1)), int(match.group(2))
+    if year < 100:
+        year += 2000
+    if not 1 <= month <= 12:
+        raise PaymentError("The expiry month must be between 01 and 12.", field="expiry")
+    return month, year
+
+
+def validate_card(card: CardDetails, *, today: date) -> str:
+    """The card's digits when number, expiry and CVC are well formed; PaymentError otherwise."""
+    digits = card_digits(card.number)
+    if not luhn_valid(digits):
+        raise PaymentError("Enter a valid card number.", field="card_number")
+    month, year = parse_expiry(card.expiry)
+    if (year, month) < (today.year, today.month):
+        raise PaymentError("This card has expired.", field="expiry")
+    if year > today.year + 20:
+        raise PaymentError("Enter a real expiry date.", field="expiry")
+    if not re.fullmatch(r"\d{3,4}", (card.cvc or "").strip()):
+        raise PaymentError("Enter the 3 or 4 digit security code.", field="cvc")
+    return digits
+
+
+def pay_order(
+    session: Session, *, order: Order, card: CardDetails, gateway: CheckoutPort, actor: User, today: date,
+) -> Payment:
+    """Charge the order's total to the card. A success marks the order paid and provisions it;
+    a decline is recorded and changes nothing else (flushes; caller commits)."""
+    if order.status == OrderStatus.PAID.value:
+        raise PaymentError("This order is already paid.")
+    if order.status != OrderStatus.PENDING.value:
+        raise PaymentError("This order can no longer be paid.")
+    if order.backend != "local":
+        raise PaymentError("This order is paid through the store's payment provider.")
+    digits = validate_card(card, today=today)
+    outcome = gateway.charge_card(amount_minor=order.total_minor, currency=order.currency, card_number=digits)
+    payment = Payment(
+        order_id=order.id, amount_minor=order.total_minor, currency=order.currency,
+        status="succeeded" if outcome.succeeded else "declined", card_last4=digits[-4:], message=outcome.message,
+    )
+    session.add(payment)
+    session.flush()
+    if outcome.succeeded:
+        if not orders.mark_order_paid(session, order=order, actor=actor):
+            raise PaymentError("This order is already paid.")
+        provisioning.handle_order_paid(session, order=order, actor_label=actor.email)
+    return payment
+
+
+def settle_free_order(session: Session, *, order: Order, actor: User) -> None:
+    """An order that costs nothing is paid as soon as it is placed."""
+    if order.total_minor != 0:
+        raise PaymentError("Only an order that costs nothing is paid without a card.")
+    if orders.mark_order_paid(session, order=order, actor=actor):
+        provisioning.handle_order_paid(session, order=order, actor_label=actor.email)
