@@ -1,4 +1,5 @@
 from app.cp.views import bp
+from app.cp import audit, connectors, instances, offerings, organizations, tokens, wallets  # noqa: F401
 from app.cp import runs, webhooks  # noqa: F401  (routes on the same blueprint)
 
 __all__ = ["bp"]

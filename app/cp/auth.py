@@ -32,10 +32,12 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 from flask_wtf.csrf import CSRFError, validate_csrf
+from sqlalchemy import select
 from wtforms import ValidationError
 
+from app.adapters import identity as identity_port
 from app.extensions import db
-from app.models import Organization
+from app.models import Organization, User
 from app.services import identity, keys, tokens
 from app.web import problem
 
@@ -69,8 +71,10 @@ def _forbidden(detail: str) -> AuthFailure:
     return AuthFailure(403, "Forbidden", detail)
 
 
-def api_auth(*kinds: str):
-    """Accept only callers of these kinds (see the module docstring)."""
+def api_auth(*kinds: str, optional: bool = False):
+    """Accept only callers of these kinds (see the module docstring). With `optional`, a request that
+    carries no credential at all is let through anonymously (g.api_kind is None); one that carries a
+    credential is still checked."""
     unknown = set(kinds) - set(KINDS)
     if unknown or not kinds:
         raise ValueError(f"unknown caller kinds: {sorted(unknown)}")
@@ -79,7 +83,7 @@ def api_auth(*kinds: str):
         @wraps(view)
         def wrapped(*args, **kwargs):
             try:
-                authenticate_request(kinds)
+                authenticate_request(kinds, optional=optional)
             except AuthFailure as failure:
                 response = problem(failure.status, failure.title, failure.detail, **failure.extra)
                 if failure.status == 401:
@@ -88,12 +92,13 @@ def api_auth(*kinds: str):
             return view(*args, **kwargs)
 
         wrapped.api_auth_kinds = tuple(kinds)
+        wrapped.api_auth_optional = optional
         return wrapped
 
     return decorator
 
 
-def authenticate_request(kinds: tuple[str, ...]) -> None:
+def authenticate_request(kinds: tuple[str, ...], *, optional: bool = False) -> None:
     """Identify the caller, check it is one of `kinds`, and fill in g.api_*; raise AuthFailure if not."""
     g.api_kind = g.api_user = g.api_org = g.api_key = None
     authorization = request.headers.get("Authorization")
@@ -104,6 +109,8 @@ def authenticate_request(kinds: tuple[str, ...]) -> None:
         kind, user, key = "api_key", None, _from_api_key(api_key_header)
     elif g.get("user") is not None:
         kind, user, key = "session", g.user, None
+    elif optional:
+        return
     else:
         raise _unauthorized("Sign in, or send one of: " + ", ".join(_LABELS[k] for k in kinds) + ".")
 
@@ -138,10 +145,30 @@ def _from_authorization(header: str):
 
 
 def _from_access_token(credential: str):
+    """The person an identity-provider access token belongs to (created on their first call, as on a
+    first sign-in); the provider owns their roles, so a change there is copied here."""
     if current_app.config.get("AUTH_BACKEND") != "oidc":
         raise _unauthorized("Bearer access tokens are accepted only with single sign-on; "
                             "use a personal access token.")
-    raise _unauthorized("The access token is not valid.")
+    try:
+        claims = identity_port.verify_access_token(credential)
+        profile = identity_port.get_identity().profile_from_claims(claims)
+    except identity_port.TokenError as exc:  # ProviderUnavailable included, with status 503
+        raise AuthFailure(exc.status, "Unauthorized" if exc.status == 401 else "Service Unavailable",
+                          str(exc)) from None
+    user = db.session.scalar(select(User).where(User.oidc_subject == profile.subject))
+    if user is None or user.roles != " ".join(sorted(set(profile.roles))):
+        try:
+            user = identity.upsert_oidc_user(
+                db.session, subject=profile.subject, email=profile.email, name=profile.name,
+                roles=list(profile.roles), email_verified=profile.email_verified,
+            )
+        except identity.IdentityError as exc:
+            db.session.rollback()
+            raise _unauthorized(str(exc)) from None
+    if not user.is_active:
+        raise _unauthorized("This account is disabled.")
+    return user
 
 
 def _from_api_key(secret: str):

@@ -1,10 +1,16 @@
-"""The control-plane JSON API under /api."""
+"""The control-plane JSON API under /api: the blueprint, health, the OpenAPI document and its docs page,
+and the mapping of service errors to problem+json. The resources live in the sibling modules."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from http import HTTPStatus
+
+from flask import Blueprint, current_app, jsonify, render_template
 from sqlalchemy import text
 
+from app.cp import schemas
+from app.cp.openapi import document, responses, spec
 from app.extensions import csrf, db
+from app.web import problem
 
 bp = Blueprint("cp", __name__)
 # JSON callers are not forms: app.cp.auth checks the CSRF header itself, for cookie sessions only
@@ -12,6 +18,7 @@ csrf.exempt(bp)
 
 
 @bp.get("/health")
+@spec.validate(resp=responses(200, schemas.HealthOut, 503), tags=["health"])
 def health():
     """Liveness with the database status: 200 when the database answers, 503 when not."""
     try:
@@ -20,3 +27,49 @@ def health():
         db.session.rollback()
         return jsonify(status="degraded", database={"status": "unavailable", "error": type(exc).__name__}), 503
     return jsonify(status="ok", database={"status": "ok", "dialect": db.engine.dialect.name})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 document, generated from the routes and their models."""
+    return current_app.json.response(document())
+
+
+@bp.get("/docs")
+def docs():
+    """Swagger UI over /api/openapi.json (assets from npm, served locally)."""
+    return render_template("cp/docs.html")
+
+
+def _service_problem(exc: Exception):
+    """A service's rule error as problem+json; the transaction is rolled back first."""
+    db.session.rollback()
+    status = getattr(exc, "status", None) or (404 if type(exc).__name__.endswith("NotFound") else 400)
+    field = getattr(exc, "field", None)
+    extra = {}
+    if field:
+        extra["errors"] = [{"field": field, "message": str(exc)}]
+    for name in ("available", "requested"):
+        if hasattr(exc, name):
+            extra[name] = getattr(exc, name)
+    return problem(status, HTTPStatus(status).phrase, str(exc), **extra)
+
+
+def _register_service_errors() -> None:
+    from app.adapters.identity import TokenError
+    from app.services.billing import BillingError
+    from app.services.connectors import ConnectorError
+    from app.services.instances import InstanceError
+    from app.services.keys import ApiKeyError
+    from app.services.listings import ListingError
+    from app.services.offerings import OfferingError
+    from app.services.organizations import OrganizationError
+    from app.services.tokens import TokenError as PersonalTokenError
+    from app.services.trials import TrialError
+
+    for error in (BillingError, ConnectorError, InstanceError, ApiKeyError, OfferingError, OrganizationError,
+                  PersonalTokenError, TrialError, TokenError, ListingError):
+        bp.register_error_handler(error, _service_problem)
+
+
+_register_service_errors()

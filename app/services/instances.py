@@ -1,11 +1,14 @@
 """Instances: a subscription or trial of an offering inside an organization."""
 from __future__ import annotations
 
+import calendar
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Instance, InstanceStatus, Organization, Plan, User
+from app.models import Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, utcnow
 from app.services import audit
 
 
@@ -55,3 +58,165 @@ def create_instance(
         data={"offering": offering.slug, "plan": plan.sku},
     )
     return instance
+
+
+# --- reading, lifecycle and entitlements ---------------------------------------------------------
+
+# action -> (statuses it may start from, status it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "suspend": (frozenset({InstanceStatus.ACTIVE.value}), InstanceStatus.SUSPENDED.value),
+    "resume": (frozenset({InstanceStatus.SUSPENDED.value}), InstanceStatus.ACTIVE.value),
+    "cancel": (frozenset({InstanceStatus.ACTIVE.value, InstanceStatus.SUSPENDED.value}),
+               InstanceStatus.CANCELLED.value),
+}
+# runs that count against a plan's limit: started or finished well (a failed run is not a use)
+COUNTED_RUN_STATUSES = (RunStatus.RUNNING.value, RunStatus.SUCCEEDED.value)
+
+
+def get_instance_for_user(session: Session, *, user: User, instance_id: int) -> Instance:
+    """The instance if the user is a member of its organization; otherwise InstanceNotFound (no leak)."""
+    instance = session.scalar(
+        select(Instance)
+        .join(Membership, Membership.organization_id == Instance.organization_id)
+        .where(Instance.id == instance_id, Membership.user_id == user.id)
+    )
+    if instance is None:
+        raise InstanceNotFound()
+    return instance
+
+
+def list_instances(
+    session: Session, *, user: User, organization_id: int | None = None, status: str | None = None,
+) -> list[Instance]:
+    """Instances of every organization the user belongs to (or of one of them), newest first."""
+    query = (
+        select(Instance)
+        .join(Membership, Membership.organization_id == Instance.organization_id)
+        .where(Membership.user_id == user.id)
+        .order_by(Instance.id.desc())
+    )
+    if organization_id is not None:
+        query = query.where(Instance.organization_id == organization_id)
+    if status is not None:
+        query = query.where(Instance.status == status)
+    return list(session.scalars(query))
+
+
+def _transition(session: Session, *, instance: Instance, actor: User, action: str) -> Instance:
+    from app.services import organizations
+
+    organizations.require_role(session, user=actor, organization_id=instance.organization_id,
+                               not_found=InstanceNotFound())
+    allowed_from, to = TRANSITIONS[action]
+    values: dict = {"status": to}
+    if to == InstanceStatus.CANCELLED.value:
+        values["cancelled_at"] = utcnow()
+    # one conditional UPDATE: two concurrent actions cannot both start from the same status
+    changed = session.execute(
+        update(Instance).where(Instance.id == instance.id, Instance.status.in_(allowed_from)).values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(instance)
+    if not changed:
+        raise InstanceError(f"A {instance.status} instance cannot be {_PAST[action]}.", status=409)
+    audit.record(session, action=f"instance.{_PAST[action]}", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor=actor, data={"status": to})
+    return instance
+
+
+_PAST = {"suspend": "suspended", "resume": "resumed", "cancel": "cancelled"}
+
+
+def suspend_instance(session: Session, *, instance: Instance, actor: User) -> Instance:
+    """active -> suspended (owners and admins of its organization)."""
+    return _transition(session, instance=instance, actor=actor, action="suspend")
+
+
+def resume_instance(session: Session, *, instance: Instance, actor: User) -> Instance:
+    """suspended -> active."""
+    return _transition(session, instance=instance, actor=actor, action="resume")
+
+
+def cancel_instance(session: Session, *, instance: Instance, actor: User) -> Instance:
+    """active or suspended -> cancelled, for good."""
+    return _transition(session, instance=instance, actor=actor, action="cancel")
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def current_period(instance: Instance, now: datetime) -> tuple[datetime, datetime]:
+    """The monthly billing period containing `now`, counted from the instance's period start."""
+    anchor = instance.period_start or instance.created_at or now
+    if now <= anchor:
+        return anchor, _add_months(anchor, 1)
+    months = (now.year - anchor.year) * 12 + now.month - anchor.month
+    start = _add_months(anchor, months)
+    if start > now:
+        months -= 1
+        start = _add_months(anchor, months)
+    return start, _add_months(anchor, months + 1)
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    """What an instance may do right now: what a gateway asks before a run."""
+
+    instance_id: int
+    status: str
+    plan_tier: str
+    included_credits: int
+    credits_per_run: int
+    credits_per_1k_units: int
+    max_credits_per_run: int
+    max_runs_per_period: int | None
+    credits_available: int
+    runs_this_period: int
+    period_start: datetime
+    period_end: datetime
+    is_trial: bool
+    trial_ends_at: datetime | None
+    may_run: bool
+    reason: str | None  # why not, as a stable code; None when may_run
+
+
+def entitlements(session: Session, *, instance: Instance, now: datetime | None = None) -> Entitlements:
+    """Plan limits, credits available to the instance's organization, runs this period, trial end,
+    and whether a run may start now (with the reason when not).
+
+    Reasons: instance_suspended, instance_cancelled, instance_expired, trial_ended,
+    run_limit_reached, insufficient_credits.
+    """
+    from app.services import billing
+
+    now = now or utcnow()
+    plan = instance.plan
+    period_start, period_end = current_period(instance, now)
+    runs = session.scalar(
+        select(func.count()).select_from(Run)
+        .where(Run.instance_id == instance.id, Run.created_at >= period_start,
+               Run.status.in_(COUNTED_RUN_STATUSES))
+    ) or 0
+    wallet = billing.wallet_for_organization(session, instance.organization_id)
+    available = billing.wallet_balances(session, wallet=wallet).available
+
+    reason = None
+    if instance.status != InstanceStatus.ACTIVE.value:
+        reason = f"instance_{instance.status}"
+    elif instance.is_trial and instance.trial_ends_at is not None and instance.trial_ends_at <= now:
+        reason = "trial_ended"
+    elif plan.max_runs_per_period is not None and runs >= plan.max_runs_per_period:
+        reason = "run_limit_reached"
+    elif available < plan.credits_per_run:
+        reason = "insufficient_credits"
+    return Entitlements(
+        instance_id=instance.id, status=instance.status, plan_tier=plan.tier,
+        included_credits=plan.included_credits, credits_per_run=plan.credits_per_run,
+        credits_per_1k_units=plan.credits_per_1k_units, max_credits_per_run=plan.max_credits_per_run,
+        max_runs_per_period=plan.max_runs_per_period, credits_available=available, runs_this_period=runs,
+        period_start=period_start, period_end=period_end, is_trial=instance.is_trial,
+        trial_ends_at=instance.trial_ends_at, may_run=reason is None, reason=reason,
+    )

@@ -1,0 +1,458 @@
+"""Request and response bodies of the control-plane API (pydantic v2 models).
+
+They are the single description of the JSON: spectree validates requests and responses with them
+and turns them into the OpenAPI document. Bounds are explicit (ids fit a 32-bit key, credit
+amounts a sane range) so that no input can reach the database as something it cannot store.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ID = 2**31 - 1
+MAX_CREDITS = 1_000_000_000
+# no NUL: PostgreSQL text cannot hold it
+NO_NUL = r"^[^\x00]*$"
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
+QueryId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Credits = Annotated[int, Field(ge=0, le=MAX_CREDITS, strict=True)]
+PositiveCredits = Annotated[int, Field(ge=1, le=MAX_CREDITS, strict=True)]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$",
+                                      description="Client-chosen; a retry with the same key returns the same result.")]
+MemberRoleName = Literal["owner", "admin", "member"]
+
+
+def text(max_length: int, min_length: int = 0, **kwargs: Any):
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=NO_NUL, **kwargs)]
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+class FieldError(BaseModel):
+    field: str = Field(description="The input that was wrong: a body field, query parameter or header.")
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ValidationProblem(Problem):
+    """A request that does not match its schema: 422 with one entry per wrong field."""
+
+
+# --- organizations ------------------------------------------------------------------------------------
+
+class OrganizationOut(Out):
+    id: int
+    name: str
+    slug: str
+    is_personal: bool
+    role: MemberRoleName | None = Field(None, description="The caller's role in it.")
+    created_at: datetime
+
+
+class OrganizationList(Out):
+    items: list[OrganizationOut]
+
+
+class OrganizationCreate(In):
+    name: text(120, 1)
+
+
+class MemberOut(Out):
+    user_id: int
+    email: str
+    name: str
+    role: MemberRoleName
+    joined_at: datetime
+
+
+class MemberList(Out):
+    items: list[MemberOut]
+
+
+class MemberAdd(In):
+    email: text(254, 3)
+    role: MemberRoleName = "member"
+
+
+class MemberRoleChange(In):
+    role: MemberRoleName
+
+
+# --- offerings -------------------------------------------------------------------------------------
+
+class PublisherOut(Out):
+    id: int
+    name: str
+    slug: str
+
+
+class PlanOut(Out):
+    id: int
+    tier: str
+    name: str
+    sku: str
+    price_minor: int
+    currency: str
+    interval: str
+    included_credits: int
+    credits_per_run: int
+    credits_per_1k_units: int
+    max_runs_per_period: int | None
+    features: list[str]
+
+
+class VersionOut(Out):
+    id: int
+    version: str
+    changelog: str
+    runtime_kind: str
+    runtime_ref: str | None = Field(None, description="Shown to the publisher and operators only.")
+    created_at: datetime
+
+
+class OfferingOut(Out):
+    id: int
+    slug: str
+    name: str
+    summary: str
+    description_md: str
+    category: str
+    status: str
+    featured: bool
+    publisher: PublisherOut
+    facets: dict[str, list[str]]
+    trial_days: int
+    trial_credits: int
+    published_at: datetime | None
+    review_note: str | None = Field(None, description="Shown to the publisher and operators only.")
+    versions: list[VersionOut]
+    plans: list[PlanOut]
+
+
+class OfferingList(Out):
+    items: list[OfferingOut]
+    page: int
+    per_page: int
+    total: int
+
+
+FacetSlug = text(64, 1)
+
+
+class OfferingQuery(BaseModel):
+    q: text(200) | None = Field(None, description="Words in the name or summary.")
+    category: text(32) | None = None
+    outcome: FacetSlug | None = None
+    role: FacetSlug | None = None
+    capability: FacetSlug | None = None
+    pricing: FacetSlug | None = None
+    publisher: FacetSlug | None = Field(None, description="Publisher organization slug.")
+    sort: Literal["relevance", "newest", "price_asc", "price_desc", "name"] = "relevance"
+    status: Literal["draft", "in_review", "published", "archived"] = Field(
+        "published", description="Anything but published is for operators only.")
+    page: int = Field(1, ge=1, le=10_000)
+    per_page: int = Field(20, ge=1, le=100)
+
+
+class OfferingCreate(In):
+    publisher_id: Id | None = Field(None, description="Defaults to the caller's current organization.")
+    name: text(120, 1)
+    summary: text(280, 1)
+    description_md: text(20_000) = ""
+    category: text(32, 1)
+    facets: dict[text(16, 1), list[FacetSlug]] = Field(default_factory=dict, max_length=6)
+    trial_days: Annotated[int, Field(ge=0, le=365, strict=True)] = 0
+    trial_credits: Credits = 0
+    slug: text(140) | None = None
+
+
+class OfferingUpdate(In):
+    name: text(120, 1) | None = None
+    summary: text(280, 1) | None = None
+    description_md: text(20_000) | None = None
+    category: text(32, 1) | None = None
+    facets: dict[text(16, 1), list[FacetSlug]] | None = Field(None, max_length=6)
+    trial_days: Annotated[int, Field(ge=0, le=365, strict=True)] | None = None
+    trial_credits: Credits | None = None
+    slug: text(140) | None = None
+
+
+class VersionCreate(In):
+    version: text(32, 1)
+    changelog: text(5_000) = ""
+    runtime_kind: Literal["builtin", "langflow"] = "builtin"
+    runtime_ref: text(200, 1)
+
+
+class PlanSet(In):
+    name: text(60, 1)
+    price_minor: Annotated[int, Field(ge=0, le=100_000_000, strict=True)]
+    currency: text(3, 3)
+    included_credits: Credits = 0
+    credits_per_run: Credits = 1
+    max_runs_per_period: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] | None = None
+    features: text(2_000) = ""
+
+
+class RejectBody(In):
+    reason: text(2_000, 1)
+
+
+# --- instances and keys -----------------------------------------------------------------------------
+
+class OfferingRef(Out):
+    id: int
+    slug: str
+    name: str
+
+
+class PlanRef(Out):
+    id: int
+    tier: str
+    name: str
+    sku: str
+
+
+class InstanceOut(Out):
+    id: int
+    organization_id: int
+    offering: OfferingRef
+    plan: PlanRef
+    version: str | None
+    status: Literal["active", "suspended", "cancelled", "expired"]
+    is_trial: bool
+    trial_ends_at: datetime | None
+    period_start: datetime
+    created_at: datetime
+    cancelled_at: datetime | None
+
+
+class InstanceList(Out):
+    items: list[InstanceOut]
+
+
+class InstanceQuery(BaseModel):
+    organization_id: QueryId | None = None
+    status: Literal["active", "suspended", "cancelled", "expired"] | None = None
+
+
+class TrialStart(In):
+    offering_id: Id
+
+
+class EntitlementsOut(Out):
+    instance_id: int
+    status: str
+    plan_tier: str
+    included_credits: int
+    credits_per_run: int
+    credits_per_1k_units: int
+    max_credits_per_run: int
+    max_runs_per_period: int | None
+    credits_available: int
+    runs_this_period: int
+    period_start: datetime
+    period_end: datetime
+    is_trial: bool
+    trial_ends_at: datetime | None
+    may_run: bool
+    reason: Literal["instance_suspended", "instance_cancelled", "instance_expired", "trial_ended",
+                    "run_limit_reached", "insufficient_credits"] | None
+
+
+class ApiKeyOut(Out):
+    id: int
+    name: str
+    prefix: str
+    scopes: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    secret: str = Field(description="The key. It is shown this once and cannot be retrieved again.")
+
+
+class ApiKeyList(Out):
+    items: list[ApiKeyOut]
+
+
+class NameIn(In):
+    name: text(80, 1)
+
+
+# --- personal access tokens ----------------------------------------------------------------------
+
+class TokenOut(Out):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The token. It is shown this once and cannot be retrieved again.")
+
+
+class TokenList(Out):
+    items: list[TokenOut]
+
+
+class TokenCreate(In):
+    name: text(80, 1)
+    expires_in_days: Annotated[int, Field(ge=1, le=366, strict=True)] | None = None
+
+
+# --- wallets and billing -------------------------------------------------------------------------
+
+class WalletOut(Out):
+    organization_id: int
+    balance: int
+    held: int
+    available: int
+    low_balance_threshold: int | None
+
+
+class LedgerEntryOut(Out):
+    id: int
+    kind: str
+    amount: int
+    held_delta: int
+    balance_after: int
+    hold_id: int | None
+    instance_id: int | None
+    reference: str | None
+    created_at: datetime
+
+
+class LedgerPage(Out):
+    items: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+class CursorQuery(BaseModel):
+    cursor: text(200) | None = None
+    limit: int = Field(50, ge=1, le=200)
+
+
+class AuthorizeIn(In):
+    instance_id: Id
+    amount: PositiveCredits
+    idempotency_key: IdempotencyKey
+    ttl_seconds: Annotated[int, Field(ge=1, le=86_400, strict=True)] = 300
+
+
+class SettleIn(In):
+    hold_id: Id
+    amount: Credits
+    idempotency_key: IdempotencyKey
+
+
+class ReleaseIn(In):
+    hold_id: Id
+    idempotency_key: IdempotencyKey | None = None
+
+
+class HoldOut(Out):
+    id: int
+    instance_id: int | None
+    amount: int
+    captured: int
+    status: Literal["active", "settled", "released", "expired"]
+    expires_at: datetime
+    created_at: datetime
+    closed_at: datetime | None
+
+
+# --- connectors ------------------------------------------------------------------------------------
+
+ConfigValue = Annotated[str, Field(max_length=1000, pattern=NO_NUL)] | int | bool | None
+
+
+class BindingCreate(In):
+    instance_id: Id
+    kind: text(40, 2)
+    config: dict[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)], ConfigValue] = Field(
+        default_factory=dict, max_length=30)
+    secret: text(10_000, 1) | None = Field(None, description="Stored through the secrets port; never returned.")
+
+
+class BindingOut(Out):
+    id: int
+    organization_id: int
+    instance_id: int
+    kind: str
+    config: dict[str, Any]
+    has_secret: bool
+    status: Literal["active", "revoked"]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class BindingList(Out):
+    items: list[BindingOut]
+
+
+class BindingQuery(BaseModel):
+    instance_id: QueryId | None = None
+    organization_id: QueryId | None = None
+
+
+# --- audit -----------------------------------------------------------------------------------------
+
+class AuditEventOut(Out):
+    id: int
+    action: str
+    actor_label: str
+    actor_user_id: int | None
+    target_type: str
+    target_id: str | None
+    organization_id: int | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class AuditPage(Out):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+class AuditQuery(BaseModel):
+    organization_id: QueryId | None = Field(
+        None, description="Operators: any organization or all when absent. Others: one they administer "
+                          "(default: the current organization).")
+    action: text(64) | None = None
+    cursor: text(20) | None = None
+    limit: int = Field(50, ge=1, le=200)
+
+
+# --- health ----------------------------------------------------------------------------------------
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: dict[str, str]
