@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from app.extensions import db
 
@@ -39,6 +39,7 @@ def demo_logins_command() -> None:
 
 
 @click.command("expire-holds")
+@with_appcontext
 def expire_holds_command() -> None:
     """Release credit holds past their TTL and expire trial and promotional credits past their date."""
     from app.services import billing
@@ -50,6 +51,7 @@ def expire_holds_command() -> None:
 
 
 @click.command("verify-ledger")
+@with_appcontext
 def verify_ledger_command() -> None:
     """Recompute every wallet from its ledger, grants and holds; exit status 1 when any disagree."""
     from sqlalchemy import func, select
