@@ -105,9 +105,9 @@ class OidcIdentity:
     backend = "oidc"
 
     def __init__(
-        self, *, issuer: str, client_id: str, client_secret: str, audience: str, group_roles: Mapping[str, str],
-        timeout: float = DEFAULT_TIMEOUT, jwks_max_age: float = JWKS_MAX_AGE,
-        jwks_min_refetch: float = JWKS_MIN_REFETCH, app: Flask | None = None,
+        self, *, app: Flask, issuer: str, client_id: str, client_secret: str, audience: str,
+        group_roles: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT, jwks_max_age: float = JWKS_MAX_AGE,
+        jwks_min_refetch: float = JWKS_MIN_REFETCH,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.client_id = client_id
@@ -116,7 +116,7 @@ class OidcIdentity:
         self.timeout = timeout
         # One Authlib registry per app: the registry caches a client per name for its lifetime, and
         # the factory may build several apps in one process with different providers (tests do).
-        registry = OAuth(app) if app is not None else OAuth()
+        registry = OAuth(app)
         self.client = registry.register(
             CLIENT_NAME,
             client_id=client_id,
@@ -258,6 +258,7 @@ class OidcIdentity:
             raise LoginError(f"The identity provider refused the authorization code ({error or 'error'}). "
                              "Start the sign-in again.") from None
         except requests.RequestException as exc:
+            log.warning("OIDC code exchange or key set request failed: %s", exc)
             raise ProviderUnavailable("The identity provider did not answer.") from exc
         except (JoseError, AuthlibBaseError, ValueError) as exc:
             log.warning("OIDC ID token refused: %s", exc)
