@@ -1,0 +1,367 @@
+"""The run gateway: check entitlements, hold credits, run the agent, settle what it used.
+
+A run is two short transactions around the runtime call, so no database lock is held while an
+agent works (a slow run must not queue every other run of the wallet behind its row lock):
+
+    start_run   entitlements -> Run(running) -> authorize a hold   -> caller commits
+    (runtime)   the port's adapter runs the agent, outside any transaction
+    finish_run  settle min(actual cost, hold) | release on failure -> caller commits
+
+Cost of a run = plan.credits_per_run + ceil(usage_units / 1000) * plan.credits_per_1k_units,
+never more than the hold. The hold is the most a run may cost: the plan's `max_credits_per_run`,
+lowered to the caller's spending cap when one is given (a cap below the per-run price is refused).
+
+Idempotency: the client's key is stored on the Run (unique, scoped to the instance), and the hold
+and settlement keys derive from the run id. A retry with the same key returns the recorded run
+and charges nothing; a retry while the first is still running gets 409; the same key with a
+different input is refused (409).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.adapters.runtime import (
+    Document, FaqEntry, RunContext, RunOutput, RuntimeFailure, RuntimeInputError, RuntimeTimeout, get_runtime,
+)
+from app.models import (
+    ApiKey, Instance, KnowledgeDocument, LedgerEntry, LedgerKind, Offering, Plan, Run, RunStatus, User, utcnow,
+)
+from app.services import billing
+from app.services import instances as instance_service
+
+log = logging.getLogger(__name__)
+
+MAX_INPUT_CHARS = 100_000
+MAX_DOCUMENTS = 500
+HOLD_TTL_SECONDS = 300
+STALE_AFTER = timedelta(seconds=HOLD_TTL_SECONDS)
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+# entitlement reason -> (status, message); the message is shown as is
+REFUSALS = {
+    "instance_suspended": (403, "This instance is suspended, so it cannot run. Resume it, or contact the "
+                                "organization's owner."),
+    "instance_cancelled": (403, "This instance was cancelled, so it cannot run. Subscribe again from the "
+                                "product page."),
+    "instance_expired": (403, "This instance has expired, so it cannot run. Choose a plan to continue."),
+    "trial_ended": (403, "The free trial has ended. Choose a plan to keep using this agent."),
+    "run_limit_reached": (429, "This plan's runs for the current period are used up. Upgrade the plan, or "
+                               "wait for the next period."),
+}
+
+
+class RunError(Exception):
+    """A run was refused; the message is safe to show. `code` is stable for callers to branch on."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "invalid", field: str | None = None,
+                 **extra) -> None:
+        super().__init__(message)
+        self.status, self.code, self.field, self.extra = status, code, field, extra
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a run costs on a plan: the per-run price and the most a run may cost (the hold)."""
+
+    credits_per_run: int
+    credits_per_1k_units: int
+    max_credits: int
+    spending_cap: int | None = None
+
+    def cost(self, usage_units: int) -> int:
+        """The settled cost of a run that reported `usage_units`, capped by the hold."""
+        return min(self.max_credits, run_cost(self.credits_per_run, self.credits_per_1k_units, usage_units))
+
+
+def run_cost(credits_per_run: int, credits_per_1k_units: int, usage_units: int) -> int:
+    """Per-run credits plus every started thousand usage units at the per-1k price (integers only)."""
+    thousands = -(-max(0, usage_units) // 1000)
+    return credits_per_run + thousands * credits_per_1k_units
+
+
+def quote_for(plan: Plan, *, spending_cap: int | None = None) -> Quote:
+    """The quote for one run on `plan`; RunError when the cap is below the per-run price."""
+    ceiling = max(plan.max_credits_per_run, plan.credits_per_run)
+    if spending_cap is not None:
+        if spending_cap < 1:
+            raise RunError("Set the spending cap to at least 1 credit, or leave it empty.", status=422,
+                           code="invalid_cap", field="spending_cap")
+        if spending_cap < plan.credits_per_run:
+            raise RunError(f"The spending cap is below this plan's price of {plan.credits_per_run} credits per run.",
+                           status=422, code="invalid_cap", field="spending_cap")
+        ceiling = min(ceiling, spending_cap)
+    return Quote(plan.credits_per_run, plan.credits_per_1k_units, ceiling, spending_cap)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything `finish_run` needs, as plain values: it may be used after the caller's commit."""
+
+    run_id: int
+    replayed: bool
+    hold_id: int | None = None
+    quote: Quote | None = None
+    runtime_kind: str = "builtin"
+    runtime_ref: str = ""
+    input_text: str = ""
+    session_id: str = ""
+    context: RunContext | None = None
+
+
+def start_run(
+    session: Session,
+    *,
+    instance: Instance,
+    input_text: str,
+    user: User | None = None,
+    api_key: ApiKey | None = None,
+    idempotency_key: str | None = None,
+    spending_cap: int | None = None,
+    session_id: str | None = None,
+    now: datetime | None = None,
+) -> PreparedRun:
+    """Check entitlements, record a running Run and hold the most it may cost. Flushes; caller commits.
+
+    The caller has already checked that `user` (or `api_key`) may act on `instance`.
+    Raises RunError: 402 insufficient credits, 403 not entitled, 409 key in use, 422 bad input, 429 run limit.
+    """
+    now = now or utcnow()
+    if not input_text or not input_text.strip():
+        raise RunError("Type an input for the agent.", status=422, code="invalid_input", field="input")
+    if len(input_text) > MAX_INPUT_CHARS:
+        raise RunError(f"The input is too long: at most {MAX_INPUT_CHARS:,} characters.", status=422,
+                       code="invalid_input", field="input")
+    if session_id is not None and not SESSION_ID_RE.match(session_id):
+        raise RunError("A session id is 1 to 64 letters, digits, '.', '_', ':' or '-'.", status=422,
+                       code="invalid_input", field="session_id")
+    client_key = idempotency_key or uuid.uuid4().hex
+    run_key = f"i{instance.id}:{client_key}"
+
+    existing = session.scalar(select(Run).where(Run.idempotency_key == run_key))
+    if existing is not None:
+        return _replay(existing, input_text)
+
+    entitled = instance_service.entitlements(session, instance=instance, now=now)
+    if not entitled.may_run and entitled.reason in REFUSALS:
+        status, message = REFUSALS[entitled.reason]
+        raise RunError(message, status=status, code=entitled.reason)
+    quote = quote_for(instance.plan, spending_cap=spending_cap)
+    version = instance.version or instance.offering.current_version
+    if version is None:
+        raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
+
+    run = Run(
+        instance_id=instance.id, status=RunStatus.RUNNING.value, input_text=input_text,
+        session_id=f"inst{instance.id}-{session_id or uuid.uuid4().hex}",
+        idempotency_key=run_key, created_by_id=user.id if user else None,
+        api_key_id=api_key.id if api_key else None, created_at=now,
+    )
+    session.add(run)
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent request with the same key got there first
+        raise RunError("A run with this idempotency key is already in progress. Retry in a moment to get its "
+                       "result.", status=409, code="in_progress", field="idempotency_key") from None
+
+    hold_id = None
+    if quote.max_credits > 0:
+        wallet = billing.wallet_for_organization(session, instance.organization_id)
+        try:
+            hold = billing.authorize(session, wallet=wallet, amount=quote.max_credits, idempotency_key=f"run:{run.id}",
+                                     ttl_seconds=HOLD_TTL_SECONDS, instance_id=instance.id, now=now)
+        except billing.InsufficientCredits as exc:
+            raise RunError(
+                f"Not enough credits: this run may cost up to {quote.max_credits} and {exc.available} are available. "
+                "Buy credits, or set a lower spending cap.",
+                status=402, code="insufficient_credits", available=exc.available, requested=quote.max_credits,
+            ) from None
+        hold_id = run.hold_id = hold.id
+        session.flush()
+    return PreparedRun(
+        run_id=run.id, replayed=False, hold_id=hold_id, quote=quote, runtime_kind=version.runtime_kind,
+        runtime_ref=version.runtime_ref, input_text=input_text, session_id=run.session_id,
+        context=_context(session, instance, now),
+    )
+
+
+def _replay(existing: Run, input_text: str) -> PreparedRun:
+    if existing.input_text != input_text:
+        raise RunError("This idempotency key was already used with a different input.", status=409,
+                       code="idempotency_conflict", field="idempotency_key")
+    if existing.status == RunStatus.RUNNING.value:
+        raise RunError("A run with this idempotency key is still in progress. Retry in a moment to get its result.",
+                       status=409, code="in_progress", field="idempotency_key")
+    return PreparedRun(run_id=existing.id, replayed=True)
+
+
+def _context(session: Session, instance: Instance, now: datetime) -> RunContext:
+    offering: Offering = instance.offering
+    try:
+        raw_faq = json.loads(offering.faq_json or "[]")
+    except ValueError:
+        log.warning("offering %s has an unreadable FAQ", offering.slug)
+        raw_faq = []
+    faq = tuple(FaqEntry(str(e.get("q", "")), str(e.get("a", ""))) for e in raw_faq if isinstance(e, dict))
+    documents = tuple(
+        Document(title, body) for title, body in session.execute(
+            select(KnowledgeDocument.title, KnowledgeDocument.body)
+            .where(KnowledgeDocument.instance_id == instance.id)
+            .order_by(KnowledgeDocument.id).limit(MAX_DOCUMENTS)
+        )
+    )
+    return RunContext(offering_name=offering.name, faq=faq, documents=documents, today=now.date())
+
+
+def call_runtime(prepared: PreparedRun) -> RunOutput | RuntimeFailure:
+    """Run the agent through the port; a failure is returned, not raised, so the caller can settle it."""
+    runtime = get_runtime(prepared.runtime_kind)
+    try:
+        return runtime.run(prepared.runtime_ref, prepared.input_text, prepared.session_id, prepared.context)
+    except RuntimeFailure as exc:
+        return exc
+    except Exception as exc:  # an adapter bug must still release the hold
+        log.exception("runtime %s failed unexpectedly on %s", prepared.runtime_kind, prepared.runtime_ref)
+        return RuntimeFailure("The agent hit an internal error. You were not charged.",
+                              detail=f"{type(exc).__name__}: {exc}")
+
+
+def failure_kind(failure: RuntimeFailure) -> str:
+    """"timeout", "input" (the agent refused the input as given) or "runtime"."""
+    if isinstance(failure, RuntimeTimeout):
+        return "timeout"
+    if isinstance(failure, RuntimeInputError):
+        return "input"
+    return "runtime"
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    run: Run
+    replayed: bool
+    failure: str | None = None  # failure_kind() of this call's failure; None on success and on replays
+
+
+def finish_run(
+    session: Session, *, prepared: PreparedRun, outcome: RunOutput | RuntimeFailure | None = None,
+    duration_ms: int | None = None, now: datetime | None = None,
+) -> FinishedRun:
+    """Call the runtime (unless `outcome` is given), then settle or release and record the result.
+
+    Flushes; the caller commits. A replayed run is returned as recorded, untouched.
+    """
+    if prepared.replayed:
+        return FinishedRun(session.get(Run, prepared.run_id), replayed=True)
+    if outcome is None:
+        started = time.monotonic()
+        outcome = call_runtime(prepared)
+        duration_ms = int((time.monotonic() - started) * 1000)
+    now = now or utcnow()
+    run = session.get(Run, prepared.run_id, populate_existing=True)
+    run.duration_ms = duration_ms
+    run.finished_at = now
+    if isinstance(outcome, RuntimeFailure):
+        if prepared.hold_id is not None:
+            billing.release(session, hold_id=prepared.hold_id, idempotency_key=f"run:{run.id}:release", now=now)
+        run.status = RunStatus.FAILED.value
+        run.error = str(outcome)
+        run.credits = 0
+        level = logging.INFO if isinstance(outcome, RuntimeInputError) else logging.WARNING
+        log.log(level, "run %s failed (%s): %s", run.id, type(outcome).__name__, outcome.detail)
+        session.flush()
+        return FinishedRun(run, replayed=False, failure=failure_kind(outcome))
+
+    cost = prepared.quote.cost(outcome.usage_units) if prepared.quote else 0
+    captured = 0
+    if prepared.hold_id is not None:
+        try:
+            hold = billing.settle(session, hold_id=prepared.hold_id, amount=cost,
+                                  idempotency_key=f"run:{run.id}:settle", now=now)
+            captured = hold.captured
+        except billing.BillingError as exc:
+            # the hold expired or was released while the agent ran: its credits are back in the
+            # wallet and may be spent elsewhere, so this run goes uncharged rather than overdraw
+            log.warning("run %s could not be settled: %s", run.id, exc)
+            run.error = "Not charged: the credit hold ended before the run finished."
+    run.status = RunStatus.SUCCEEDED.value
+    run.output_text = outcome.text
+    run.usage_units = outcome.usage_units
+    run.credits = captured
+    session.flush()
+    return FinishedRun(run, replayed=False)
+
+
+def fail_stale_runs(session: Session, *, now: datetime | None = None, older_than: timedelta = STALE_AFTER) -> int:
+    """Runs still `running` long after their hold ran out (the process died mid-run): mark them
+    failed and release their holds. Idempotent; for the scheduler."""
+    now = now or utcnow()
+    stale = list(session.scalars(
+        select(Run).where(Run.status == RunStatus.RUNNING.value, Run.created_at < now - older_than)
+        .order_by(Run.id).limit(500)
+    ))
+    for run in stale:
+        if run.hold_id is not None:
+            try:
+                billing.release(session, hold_id=run.hold_id, idempotency_key=f"run:{run.id}:release", now=now)
+            except billing.BillingError as exc:  # already settled: the run finished but its record did not
+                log.warning("stale run %s: hold not released: %s", run.id, exc)
+        run.status = RunStatus.FAILED.value
+        run.error = "The run did not finish. You were not charged."
+        run.finished_at = now
+    session.flush()
+    return len(stale)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def recent_runs(session: Session, *, instance: Instance, limit: int = 10) -> list[Run]:
+    return list(session.scalars(
+        select(Run).where(Run.instance_id == instance.id).order_by(Run.id.desc()).limit(limit)
+    ))
+
+
+def credits_used(session: Session, *, instance: Instance, since: datetime) -> int:
+    """Credits captured for the instance's runs since `since` (from the ledger)."""
+    return -(session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+        .where(LedgerEntry.instance_id == instance.id, LedgerEntry.kind == LedgerKind.CAPTURE.value,
+               LedgerEntry.created_at >= since)
+    ) or 0)
+
+
+def usage_by_day(
+    session: Session, *, organization_id: int, days: int = 30, now: datetime | None = None,
+) -> tuple[list[date], dict[int | None, list[int]]]:
+    """Credits captured per UTC day over the last `days` days, per instance of the organization.
+
+    Returns the days (oldest first) and {instance id or None: credits per day}.
+    """
+    now = now or utcnow()
+    first = (now - timedelta(days=days - 1)).date()
+    start = datetime.combine(first, datetime.min.time(), tzinfo=now.tzinfo)
+    wallet = billing.wallet_for_organization(session, organization_id)
+    day = func.date(LedgerEntry.created_at)
+    rows = session.execute(
+        select(day, LedgerEntry.instance_id, -func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.wallet_id == wallet.id, LedgerEntry.kind == LedgerKind.CAPTURE.value,
+               LedgerEntry.created_at >= start)
+        .group_by(day, LedgerEntry.instance_id)
+    ).all()
+    dates = [first + timedelta(days=i) for i in range(days)]
+    index = {d.isoformat(): i for i, d in enumerate(dates)}
+    series: dict[int | None, list[int]] = {}
+    for when, instance_id, used in rows:
+        key = str(when)[:10]
+        if key in index:
+            series.setdefault(instance_id, [0] * days)[index[key]] += int(used or 0)
+    return dates, series
