@@ -18,7 +18,7 @@ from app.models import (
     CATEGORIES, FACET_GROUPS, PLAN_TIERS, FacetValue, Membership, Offering, OfferingFacet, OfferingStatus,
     OfferingVersion, Organization, Plan, Role, User, utcnow,
 )
-from app.services import audit
+from app.services import audit, catalog
 from app.services.identity import slugify
 
 # Groups the seller picks from; category and publisher follow from the offering itself, and
@@ -203,6 +203,7 @@ def create_offering(
         session, action="offering.created", target_type="offering", target_id=offering.id,
         organization_id=publisher.id, actor=actor, data={"slug": offering.slug, "name": offering.name},
     )
+    catalog.reindex_offering(session, offering)
     return offering
 
 
@@ -248,8 +249,9 @@ def update_offering(session: Session, *, offering: Offering, actor: User, **fiel
     session.flush()
     audit.record(
         session, action="offering.updated", target_type="offering", target_id=offering.id,
-        organization_id=offering.publisher_id, actor=actor, data={"fields": changed},
+        organization_id=offering.publisher_id, actor=actor, data={"fields": sorted(changed)},
     )
+    catalog.reindex_offering(session, offering)
     return offering
 
 
@@ -452,6 +454,61 @@ def archive(session: Session, *, offering: Offering, actor: User) -> Offering:
         organization_id=offering.publisher_id, actor=actor, data={"from": previous},
     )
     return offering
+
+
+# --- sync to the commerce backend ------------------------------------------------------------
+
+SYNC_SYNCED, SYNC_PENDING, SYNC_FAILED = "synced", "pending", "failed"
+SYNC_ERROR_MAX = 2_000
+
+
+def offerings_to_sync(session: Session, *, include_synced: bool = False) -> list[Offering]:
+    """Offerings whose product in the commerce backend is missing or out of date.
+
+    Published offerings not yet synced, pending or failed; archived ones that were synced before
+    (their product must be taken off sale). With `include_synced`, every published offering.
+    """
+    published = Offering.status == OfferingStatus.PUBLISHED.value
+    archived_known = (Offering.status == OfferingStatus.ARCHIVED.value) & Offering.saleor_product_id.is_not(None)
+    query = select(Offering).where(published | archived_known)
+    if not include_synced:
+        query = query.where((Offering.sync_status.is_(None)) | (Offering.sync_status != SYNC_SYNCED))
+    return list(session.scalars(query.order_by(Offering.id)))
+
+
+def sync_offering(session: Session, *, offering: Offering, sync: Any, actor: User | None = None,
+                  actor_label: str | None = None) -> bool:
+    """Push the offering through the product-sync port and record the outcome on it.
+
+    A failure never touches the offering's own data: it sets sync_status "failed" and keeps the
+    message in sync_error for the retry (`flask sync-saleor`) and for operators. Returns success.
+    """
+    from app.adapters.commerce.product_sync import ProductSyncError
+
+    def remember(product_id: str) -> None:
+        offering.saleor_product_id = product_id
+
+    try:
+        sync.sync_offering(offering, on_product_id=remember)
+    except ProductSyncError as exc:
+        offering.sync_status = SYNC_FAILED
+        offering.sync_error = str(exc)[:SYNC_ERROR_MAX]
+        session.flush()
+        audit.record(
+            session, action="offering.sync_failed", target_type="offering", target_id=offering.id,
+            organization_id=offering.publisher_id, actor=actor, actor_label=actor_label,
+            data={"backend": sync.backend, "error": offering.sync_error},
+        )
+        return False
+    offering.sync_status = SYNC_SYNCED
+    offering.sync_error = None
+    session.flush()
+    audit.record(
+        session, action="offering.synced", target_type="offering", target_id=offering.id,
+        organization_id=offering.publisher_id, actor=actor, actor_label=actor_label,
+        data={"backend": sync.backend, "product_id": offering.saleor_product_id, "status": offering.status},
+    )
+    return True
 
 
 # --- helpers -----------------------------------------------------------------------------------
