@@ -14,6 +14,7 @@ from flask import (
 from flask_wtf import FlaskForm
 from jinja2_fragments.flask import render_block
 from wtforms import EmailField, HiddenField, IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, InputRequired, Length
 
 from app.adapters.commerce.checkout import BillingDetails, CheckoutError, CheckoutLine, get_checkout
@@ -55,7 +56,8 @@ class CheckoutForm(FlaskForm):
         DataRequired("Enter an email address."), Email("Enter a valid email address."), Length(max=254)])
     organization_id = SelectField("Provision into", coerce=int,
                                   description="Instances and credits go to this organization.")
-    country = SelectField("Billing country", choices=BILLING_COUNTRIES, default="US")
+    country = SelectField("Billing country", choices=[SelectChoice(code, name) for code, name in BILLING_COUNTRIES],
+                          default="US")
 
 
 class PaymentForm(FlaskForm):
@@ -216,7 +218,8 @@ def checkout():
     organizations = orders.checkout_organizations(db.session, user=g.user)
     backend = current_app.config.get("COMMERCE_BACKEND", "local")
     form = CheckoutForm()
-    form.organization_id.choices = [(org.id, org.name + (" (personal)" if org.is_personal else "")) for org in organizations]
+    form.organization_id.choices = [
+        SelectChoice(org.id, org.name + (" (personal)" if org.is_personal else "")) for org in organizations]
     if request.method == "GET":
         form.email.data = g.user.email
         form.organization_id.data = organizations[0].id
