@@ -1,13 +1,65 @@
-"""The signed-in buyer's account pages."""
+"""The signed-in buyer's account pages: profile and settings, My Agents, instances with the run
+console, Billing & Credits, the header credits badge, and starting a free trial.
+
+Everything is scoped to the user's current organization (switchable in the user menu); a member
+of another organization gets 404 for an instance, never a hint that it exists.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, g, render_template
+import csv
+import io
+import uuid
 
-from app.auth.session_user import current_org, login_required
+from flask import (
+    Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, stream_with_context, url_for,
+)
+from jinja2_fragments.flask import render_block
+
+from app.account.forms import (
+    ActionForm, ApiKeyCreateForm, ChangePasswordForm, ConnectorForm, DocumentForm, LowBalanceForm,
+    OrganizationSwitchForm, RunForm, TokenCreateForm,
+)
+from app.auth.session_user import current_org, login_required, safe_next, sign_in
 from app.extensions import db
-from app.services import identity
+from app.services import account, billing, connectors, identity, instances, keys, knowledge, organizations, runs
+from app.services import tokens, trials
 
 bp = Blueprint("account", __name__)
+
+LEDGER_PAGE_SIZE = 25
+USAGE_DAYS = 30
+MANAGER_ROLES = organizations.MANAGER_ROLES
+
+# what to type into each built-in agent, shown in the console
+INPUT_EXAMPLES = {
+    "support-faq": "How do I reset my password?",
+    "kb-search": "How much can I spend on a hotel per night?",
+    "sales-email": "name: Ada Lovelace\ncompany: Analytical Engines\nrole: Head of Operations\n"
+                   "pain: manual invoice processing\nsender: Sam",
+    "summarize": "We reviewed the Q3 roadmap. We decided to delay the mobile app until November.\n"
+                 "Maria will send the revised budget by Friday.\nAction: Tom to update the onboarding docs.",
+    "triage": "I was charged twice for my subscription this month! Please refund ASAP.",
+    "invoice-extract": "ACME Supplies Ltd\nInvoice No: INV-2026-0042\nInvoice date: 2026-03-01\nNet 30\n"
+                       "Subtotal: €1,250.00\nVAT (20%): €250.00\nTotal due: €1,500.00",
+    "lead-score": "role: VP of Sales\nemployees: 250\nbudget: $40k\ntimeline: this quarter\ndemo_requested: yes",
+    "seo-brief": "Paste a draft or a competitor page of at least 30 words.",
+    "onboarding": "name: Jamie Rivera\nrole: Backend Engineer\nteam: Payments\nstart_date: 2026-03-02\n"
+                  "manager: Priya\nbuddy: Tom",
+    "csv-clean": "name,email,phone\n JOHN SMITH ,John@Example.com,(555) 123-4567\njohn smith,john@example.com,555.123.4567",
+}
+
+
+def wants_fragment() -> bool:
+    """An htmx request that wants a block, not a boosted navigation or a history restore."""
+    return (request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
+            and request.headers.get("HX-History-Restore-Request") != "true")
+
+
+def _endpoint(name: str) -> bool:
+    return name in current_app.view_functions
+
+
+# --- profile, settings, organization -------------------------------------------------------------
 
 
 @bp.get("/")
@@ -15,3 +67,530 @@ bp = Blueprint("account", __name__)
 def profile():
     memberships = identity.memberships_of(db.session, g.user)
     return render_template("account/profile.html", memberships=memberships, org=current_org())
+
+
+@bp.get("/settings")
+@login_required
+def settings():
+    return _settings_page()
+
+
+def _settings_page(status: int = 200, **overrides):
+    oidc = current_app.config.get("AUTH_BACKEND") == "oidc"
+    issuer = (current_app.config.get("KEYCLOAK_ISSUER") or "").rstrip("/")
+    context = {
+        "oidc": oidc,
+        "account_console": f"{issuer}/account" if oidc and issuer else None,
+        "password_form": ChangePasswordForm(formdata=None),
+        "token_form": TokenCreateForm(formdata=None),
+        "action_form": ActionForm(formdata=None),
+        "tokens": tokens.list_tokens(db.session, user=g.user),
+        "new_token": None,
+    }
+    context.update(overrides)
+    return render_template("account/settings.html", **context), status, {"Cache-Control": "no-store"}
+
+
+@bp.post("/settings/password")
+@login_required
+def settings_password():
+    if current_app.config.get("AUTH_BACKEND") == "oidc":
+        abort(404)
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            identity.change_password(db.session, user=g.user, current=form.current_password.data,
+                                     new=form.new_password.data)
+        except identity.IdentityError as exc:
+            db.session.rollback()
+            target = getattr(form, exc.field, None) if exc.field else None
+            (target.errors if target is not None else form.form_errors).append(str(exc))
+        else:
+            db.session.commit()
+            sign_in(g.user)  # the session stamp follows the password; other sessions end
+            flash("Your password was changed. Other signed-in sessions were signed out.", "success")
+            return redirect(url_for("account.settings"), 303)
+    return _settings_page(400, password_form=form)
+
+
+@bp.post("/settings/tokens")
+@login_required
+def settings_token_create():
+    form = TokenCreateForm()
+    if form.validate_on_submit():
+        days = int(form.expires_in_days.data) if form.expires_in_days.data else None
+        try:
+            token, secret = tokens.create_token(db.session, user=g.user, name=form.name.data, expires_in_days=days)
+        except tokens.TokenError as exc:
+            db.session.rollback()
+            (getattr(form, exc.field).errors if exc.field and hasattr(form, exc.field) else form.form_errors).append(str(exc))
+        else:
+            db.session.commit()
+            # shown in this response only: never stored in the (signed, not encrypted) session cookie
+            return _settings_page(201, new_token={"token": token, "secret": secret})
+    return _settings_page(400, token_form=form)
+
+
+@bp.post("/settings/tokens/<int:token_id>/revoke")
+@login_required
+def settings_token_revoke(token_id: int):
+    if ActionForm().validate_on_submit():
+        try:
+            token = tokens.revoke_token(db.session, user=g.user, token_id=token_id)
+        except tokens.TokenNotFound:
+            db.session.rollback()
+            abort(404)
+        db.session.commit()
+        flash(f"Token “{token.name}” revoked. Scripts using it can no longer sign in.", "success")
+    return redirect(url_for("account.settings"), 303)
+
+
+@bp.post("/organization")
+@login_required
+def organization_switch():
+    form = OrganizationSwitchForm()
+    target = safe_next(form.next.data, url_for("account.profile"))
+    if form.validate_on_submit():
+        try:
+            org = identity.switch_organization(db.session, user=g.user, organization_id=form.organization_id.data)
+        except identity.IdentityError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            db.session.commit()
+            flash(f"You are now working in {org.name}.", "success")
+    else:
+        flash("Choose an organization to switch to.", "error")
+    if target.startswith("/account/instances/"):
+        target = url_for("account.instances")  # an instance of the old organization would be a 404 now
+    return redirect(target, 303)
+
+
+# --- My Agents and instances ----------------------------------------------------------------------
+
+
+@bp.get("/agents")
+@login_required
+def agents():
+    org = current_org()
+    subs = account.subscriptions(db.session, user=g.user, organization_id=org.id)
+    return render_template("account/agents.html", subscriptions=subs, org=org)
+
+
+@bp.get("/instances", endpoint="instances")
+@login_required
+def instances_page():
+    org = current_org()
+    subs = account.subscriptions(db.session, user=g.user, organization_id=org.id)
+    return render_template("account/instances.html", subscriptions=subs, org=org)
+
+
+def _instance_or_404(instance_id: int):
+    try:
+        return instances.get_instance_for_user(db.session, user=g.user, instance_id=instance_id)
+    except instances.InstanceNotFound:
+        abort(404)
+
+
+def _can_manage(instance) -> bool:
+    member = organizations.membership(db.session, user=g.user, organization_id=instance.organization_id)
+    return member is not None and member.role in MANAGER_ROLES
+
+
+def _runtime_ref(instance) -> str:
+    version = instance.version or instance.offering.current_version
+    return version.runtime_ref if version else ""
+
+
+def _detail_context(instance, **overrides) -> dict:
+    sub = account.subscription(db.session, user=g.user, instance=instance)
+    run_form = overrides.pop("run_form", None) or RunForm(formdata=None)
+    run_form.idempotency_key.data = uuid.uuid4().hex  # a new key per rendered form: a resubmit replays
+    ref = _runtime_ref(instance)
+    context = {
+        "instance": instance,
+        "sub": sub,
+        "ent": sub.entitlements,
+        "quote": runs.quote_for(instance.plan),
+        "can_manage": _can_manage(instance),
+        "api_keys": keys.list_api_keys(db.session, instance=instance),
+        "bindings": connectors.list_bindings(db.session, user=g.user, instance_id=instance.id),
+        "documents": knowledge.list_documents(db.session, instance=instance) if ref == "kb-search" else None,
+        "recent": runs.recent_runs(db.session, instance=instance, limit=10),
+        "key_form": ApiKeyCreateForm(formdata=None),
+        "connector_form": ConnectorForm(formdata=None),
+        "document_form": DocumentForm(formdata=None),
+        "run_form": run_form,
+        "action_form": ActionForm(formdata=None),
+        "example": INPUT_EXAMPLES.get(ref, ""),
+        "new_key": None,
+        "result": None,
+        "refusal": None,
+        "buy_packs": account.credit_packs(db.session) if _endpoint("storefront.cart_add") else [],
+        "can_buy": _endpoint("storefront.cart_add"),
+        "product_url": url_for("storefront.product", slug=instance.offering.slug) if _endpoint("storefront.product") else None,
+        "oob": False,
+        "config_of": connectors.config_of,
+    }
+    context.update(overrides)
+    return context
+
+
+def _detail_page(instance, status: int = 200, **overrides):
+    html = render_template("account/instance_detail.html", **_detail_context(instance, **overrides))
+    return html, status, {"Cache-Control": "no-store"}
+
+
+@bp.get("/instances/<int:instance_id>")
+@login_required
+def instance_detail(instance_id: int):
+    return _detail_page(_instance_or_404(instance_id))
+
+
+@bp.route("/instances/<int:instance_id>/cancel", methods=["GET", "POST"])
+@login_required
+def instance_cancel(instance_id: int):
+    instance = _instance_or_404(instance_id)
+    form = ActionForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            instances.cancel_instance(db.session, instance=instance, actor=g.user)
+        except (instances.InstanceError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            message = ("Only an owner or admin of the organization can cancel it."
+                       if isinstance(exc, organizations.NotAllowed) else str(exc))
+            flash(message, "error")
+            return redirect(url_for("account.agents"), 303)
+        db.session.commit()
+        flash(f"{instance.offering.name} is cancelled. Its API keys no longer run it.", "success")
+        return redirect(url_for("account.agents"), 303)
+    return render_template("account/instance_cancel.html", instance=instance, form=ActionForm(formdata=None))
+
+
+@bp.post("/instances/<int:instance_id>/keys")
+@login_required
+def instance_key_create(instance_id: int):
+    instance = _instance_or_404(instance_id)
+    form = ApiKeyCreateForm()
+    if form.validate_on_submit():
+        try:
+            key, secret = keys.create_api_key(db.session, instance=instance, actor=g.user, name=form.name.data)
+        except (keys.ApiKeyError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            form.form_errors.append(_refusal_text(exc, "create API keys"))
+            return _detail_page(instance, 403 if isinstance(exc, organizations.NotAllowed) else 400, key_form=form)
+        db.session.commit()
+        return _detail_page(instance, 201, new_key={"key": key, "secret": secret})
+    return _detail_page(instance, 400, key_form=form)
+
+
+@bp.post("/instances/<int:instance_id>/keys/<int:key_id>/revoke")
+@login_required
+def instance_key_revoke(instance_id: int, key_id: int):
+    instance = _instance_or_404(instance_id)
+    if ActionForm().validate_on_submit():
+        try:
+            key = keys.revoke_api_key(db.session, instance=instance, key_id=key_id, actor=g.user)
+        except (keys.ApiKeyError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            if isinstance(exc, keys.ApiKeyNotFound):
+                abort(404)
+            flash(_refusal_text(exc, "revoke API keys"), "error")
+        else:
+            db.session.commit()
+            flash(f"API key “{key.name}” ({key.prefix}…) revoked.", "success")
+    return redirect(url_for("account.instance_detail", instance_id=instance.id, _anchor="api-keys"), 303)
+
+
+def _parse_settings(text: str | None) -> dict[str, str]:
+    """`name = value` lines into a dict; the connectors service checks names and values."""
+    settings = {}
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise connectors.ConnectorError(f"Line {number}: write settings as name = value.", field="settings")
+        settings[name.strip()] = value.strip()
+    return settings
+
+
+@bp.post("/instances/<int:instance_id>/connectors")
+@login_required
+def instance_connector_create(instance_id: int):
+    instance = _instance_or_404(instance_id)
+    form = ConnectorForm()
+    if form.validate_on_submit():
+        try:
+            binding = connectors.create_binding(
+                db.session, instance=instance, actor=g.user, kind=form.kind.data,
+                config=_parse_settings(form.settings.data), secret=form.secret.data or None,
+            )
+        except (connectors.ConnectorError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            field = getattr(exc, "field", None) or ""
+            target = form.settings if field.startswith("config") or field == "settings" else getattr(form, field, None)
+            (target.errors if target is not None else form.form_errors).append(_refusal_text(exc, "add connectors"))
+            return _detail_page(instance, getattr(exc, "status", 400), connector_form=form)
+        db.session.commit()
+        flash(f"Connector “{binding.kind}” added" + (" with its secret stored encrypted." if binding.secret_ref else "."),
+              "success")
+        return redirect(url_for("account.instance_detail", instance_id=instance.id, _anchor="connectors"), 303)
+    return _detail_page(instance, 400, connector_form=form)
+
+
+@bp.post("/instances/<int:instance_id>/connectors/<int:binding_id>/revoke")
+@login_required
+def instance_connector_revoke(instance_id: int, binding_id: int):
+    instance = _instance_or_404(instance_id)
+    if ActionForm().validate_on_submit():
+        try:
+            binding = connectors.get_binding_for_user(db.session, user=g.user, binding_id=binding_id)
+            if binding.instance_id != instance.id:
+                raise connectors.ConnectorNotFound()
+            connectors.revoke_binding(db.session, binding_id=binding_id, actor=g.user)
+        except connectors.ConnectorNotFound:
+            db.session.rollback()
+            abort(404)
+        except (connectors.ConnectorError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            flash(_refusal_text(exc, "revoke connectors"), "error")
+        else:
+            db.session.commit()
+            flash(f"Connector “{binding.kind}” revoked and its secret destroyed.", "success")
+    return redirect(url_for("account.instance_detail", instance_id=instance.id, _anchor="connectors"), 303)
+
+
+@bp.post("/instances/<int:instance_id>/documents")
+@login_required
+def instance_document_create(instance_id: int):
+    instance = _instance_or_404(instance_id)
+    form = DocumentForm()
+    if form.validate_on_submit():
+        try:
+            document = knowledge.add_document(db.session, instance=instance, actor=g.user, title=form.title.data,
+                                              body=form.body.data)
+        except knowledge.KnowledgeError as exc:
+            db.session.rollback()
+            (getattr(form, exc.field).errors if exc.field else form.form_errors).append(str(exc))
+            return _detail_page(instance, exc.status, document_form=form)
+        db.session.commit()
+        flash(f"“{document.title}” added. The assistant searches it from the next run.", "success")
+        return redirect(url_for("account.instance_detail", instance_id=instance.id, _anchor="documents"), 303)
+    return _detail_page(instance, 400, document_form=form)
+
+
+@bp.post("/instances/<int:instance_id>/documents/<int:document_id>/delete")
+@login_required
+def instance_document_delete(instance_id: int, document_id: int):
+    instance = _instance_or_404(instance_id)
+    if ActionForm().validate_on_submit():
+        try:
+            knowledge.delete_document(db.session, instance=instance, actor=g.user, document_id=document_id)
+        except knowledge.KnowledgeError as exc:
+            db.session.rollback()
+            abort(exc.status if exc.status == 404 else 400)
+        db.session.commit()
+        flash("Document deleted.", "success")
+    return redirect(url_for("account.instance_detail", instance_id=instance.id, _anchor="documents"), 303)
+
+
+def _refusal_text(exc: Exception, action: str) -> str:
+    if isinstance(exc, organizations.NotAllowed):
+        return f"Only an owner or admin of the organization can {action}."
+    return str(exc)
+
+
+# --- the run console ------------------------------------------------------------------------------
+
+
+@bp.post("/instances/<int:instance_id>/runs")
+@login_required
+def instance_run(instance_id: int):
+    """Run the agent from the console: the same gateway as the API, then the console block again.
+
+    With htmx the answer is the `console` block plus the `recent_runs` block (out of band) and
+    `HX-Trigger: credits-changed` for the header badge; without JavaScript, the whole page.
+    """
+    instance = _instance_or_404(instance_id)
+    form = RunForm()
+    result = refusal = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            prepared = runs.start_run(
+                db.session, instance=instance, input_text=form.input.data, user=g.user,
+                idempotency_key=form.idempotency_key.data or None, spending_cap=form.spending_cap.data,
+            )
+        except runs.RunError as exc:
+            db.session.rollback()
+            refusal, status = exc, exc.status
+            if exc.field == "spending_cap":
+                form.spending_cap.errors = [str(exc)]
+            elif exc.field == "input":
+                form.input.errors = [str(exc)]
+        else:
+            db.session.commit()  # the hold is in place before the agent starts
+            result = runs.finish_run(db.session, prepared=prepared)
+            db.session.commit()
+            status = 200 if result.failure is None else 502
+    else:
+        status = 400
+    context = _detail_context(instance, run_form=form, result=result, refusal=refusal)
+    headers = {"Vary": "HX-Request", "Cache-Control": "no-store"}
+    if result is not None:
+        headers["HX-Trigger"] = "credits-changed"
+    if wants_fragment():  # htmx swaps 2xx only: the outcome is in the block, not the status
+        html = render_block("account/instance_detail.html", "console", **context)
+        html += render_block("account/instance_detail.html", "recent_runs", **{**context, "oob": True})
+        return html, 200, headers
+    return render_template("account/instance_detail.html", **context), status, headers
+
+
+# --- billing and credits --------------------------------------------------------------------------
+
+
+@bp.get("/billing", endpoint="billing")  # the function name keeps clear of the billing service
+@login_required
+def billing_page():
+    org = current_org()
+    wallet = billing.wallet_for_organization(db.session, org.id)
+    cursor = request.args.get("before", type=int)
+    try:
+        entries, next_cursor = billing.ledger_page(db.session, wallet=wallet, cursor=cursor, limit=LEDGER_PAGE_SIZE)
+    except billing.BillingError:
+        abort(404)
+    labels = account.instance_labels(db.session, organization_id=org.id)
+    days, series = runs.usage_by_day(db.session, organization_id=org.id, days=USAGE_DAYS)
+    chart = {
+        "labels": [d.strftime("%b %d") for d in days],
+        "datasets": [{"label": labels.get(instance_id, "Other"), "data": values}
+                     for instance_id, values in sorted(series.items(), key=lambda kv: labels.get(kv[0], "~"))],
+    }
+    threshold_form = LowBalanceForm(formdata=None, threshold=wallet.low_balance_threshold)
+    return render_template(
+        "account/billing.html", org=org, wallet=wallet, balances=billing.wallet_balances(db.session, wallet=wallet),
+        entries=entries, next_cursor=next_cursor, first_page=cursor is None, labels=labels,
+        chart=chart, usage_total=sum(sum(v) for v in series.values()),
+        packs=account.credit_packs(db.session), can_buy=_endpoint("storefront.cart_add"),
+        notifications=account.unread_notifications(db.session, organization_id=org.id),
+        threshold_form=threshold_form, action_form=ActionForm(formdata=None),
+    )
+
+
+@bp.get("/billing/ledger.csv")
+@login_required
+def billing_ledger_csv():
+    """The whole ledger of the current organization's wallet, newest first, streamed page by page."""
+    org = current_org()
+    wallet = billing.wallet_for_organization(db.session, org.id)
+    labels = account.instance_labels(db.session, organization_id=org.id)
+
+    def rows():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["id", "created_at", "kind", "amount", "held_change", "balance_after", "instance", "reference"])
+        cursor = None
+        while True:
+            entries, cursor = billing.ledger_page(db.session, wallet=wallet, cursor=cursor, limit=200)
+            for e in entries:
+                writer.writerow([e.id, e.created_at.isoformat(), e.kind, e.amount, e.held_delta, e.balance_after,
+                                 labels.get(e.instance_id, "") if e.instance_id else "", _csv_safe(e.reference or "")])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if cursor is None:
+                break
+
+    filename = f"credits-ledger-{org.slug}.csv"
+    return Response(stream_with_context(rows()), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
+
+
+def _csv_safe(value: str) -> str:
+    """Spreadsheets run cells that start with = + - @ as formulas: prefix them with a quote."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@bp.post("/billing/threshold")
+@login_required
+def billing_threshold():
+    org = current_org()
+    form = LowBalanceForm()
+    if form.validate_on_submit():
+        wallet = billing.wallet_for_organization(db.session, org.id)
+        try:
+            organizations.require_role(db.session, user=g.user, organization_id=org.id)
+            billing.set_low_balance_threshold(db.session, wallet=wallet, threshold=form.threshold.data, actor=g.user)
+        except (billing.BillingError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            flash(_refusal_text(exc, "change notifications"), "error")
+        else:
+            db.session.commit()
+            flash(f"We will notify you when the balance falls below {form.threshold.data:,} credits."
+                  if form.threshold.data else "Low-balance notifications are off.", "success")
+    else:
+        flash("Enter a whole number of credits, or leave it empty.", "error")
+    return redirect(url_for("account.billing", _anchor="notifications"), 303)
+
+
+@bp.post("/billing/notifications/read")
+@login_required
+def billing_notifications_read():
+    if ActionForm().validate_on_submit():
+        account.mark_notifications_read(db.session, organization_id=current_org().id)
+        db.session.commit()
+    return redirect(url_for("account.billing"), 303)
+
+
+@bp.get("/credits-badge")
+@login_required
+def credits_badge():
+    """The header badge's content (htmx loads it, and again on `credits-changed`)."""
+    org = current_org()
+    wallet = billing.wallet_for_organization(db.session, org.id)
+    balances = billing.wallet_balances(db.session, wallet=wallet)
+    low = wallet.low_balance_threshold is not None and balances.available < wallet.low_balance_threshold
+    html = render_template("account/_credits_badge.html", balances=balances, low=low)
+    return html, 200, {"Cache-Control": "no-store", "Vary": "HX-Request"}
+
+
+# --- free trials ----------------------------------------------------------------------------------
+
+
+@bp.route("/trials/<slug>", methods=["GET", "POST"])
+@login_required
+def trial_start(slug: str):
+    """POST starts the trial and lands on the console. GET (after signing in from "Try free")
+    shows the offer again with its button, since a redirect cannot repeat the POST."""
+    offering = account.published_offering(db.session, slug)
+    if offering is None:
+        abort(404)
+    form = ActionForm()
+    error = None
+    status = 200
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            instance = trials.start_trial(db.session, user=g.user, organization=current_org(), offering=offering)
+        except trials.TrialError as exc:
+            db.session.rollback()
+            error, status = str(exc), exc.status
+        else:
+            db.session.commit()
+            days = offering.trial_days
+            flash(f"Your {days}-day free trial of {offering.name} has started"
+                  + (f" with {offering.trial_credits:,} credits" if offering.trial_credits else "")
+                  + ". Try it below.", "success")
+            return redirect(url_for("account.instance_detail", instance_id=instance.id, _anchor="console"), 303)
+    elif request.method == "POST":
+        error, status = "Your session expired. Start the trial again.", 400
+    claimed = trials.has_claimed(db.session, user=g.user, offering=offering)
+    return render_template(
+        "account/trial_start.html", offering=offering, form=ActionForm(formdata=None), error=error, claimed=claimed,
+        previous=account.trial_instance(db.session, user=g.user, offering=offering) if claimed else None,
+        plan=trials.cheapest_plan(offering), org=current_org(),
+        product_url=url_for("storefront.product", slug=offering.slug) if _endpoint("storefront.product") else None,
+    ), status
+
