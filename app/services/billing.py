@@ -480,7 +480,7 @@ def expire_holds(session: Session, *, now: datetime | None = None) -> int:
         select(Hold.id, Hold.wallet_id)
         .where(Hold.status == _ACTIVE, Hold.expires_at <= now)
         .order_by(Hold.wallet_id, Hold.id)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     ).all()
     by_wallet: dict[int, list[int]] = defaultdict(list)
     for hold_id, wallet_id in rows:
@@ -496,7 +496,7 @@ def _release_expired_holds(session: Session, *, wallet_id: int, now: datetime) -
         select(Hold.id)
         .where(Hold.wallet_id == wallet_id, Hold.status == _ACTIVE, Hold.expires_at <= now)
         .order_by(Hold.id)
-        .with_for_update(skip_locked=True)  # a hold being settled or released right now is theirs
+        .with_for_update(skip_locked=True, key_share=True)  # a hold being settled or released now is theirs
     ).all()
     return _expire_hold_ids(session, wallet_id=wallet_id, hold_ids=list(hold_ids), now=now) if hold_ids else 0
 
@@ -744,8 +744,10 @@ def _notify_if_crossed(session: Session, organization_id: int, threshold: int | 
 def _lock_wallet(session: Session, wallet_id: int) -> tuple[int, int]:
     """Hold the wallet row until the transaction ends; (balance, held) as of now."""
     if session.get_bind().dialect.name == "postgresql":
+        # FOR NO KEY UPDATE, the lock an UPDATE of the row takes: FOR UPDATE would also wait for the
+        # key-share locks that inserts of holds and entries (foreign keys) take, and deadlock with them
         return tuple(session.execute(
-            select(Wallet.balance, Wallet.held).where(Wallet.id == wallet_id).with_for_update()
+            select(Wallet.balance, Wallet.held).where(Wallet.id == wallet_id).with_for_update(key_share=True)
         ).one())
     # SQLite has no row locks: a write takes the database write lock for the rest of the transaction
     return tuple(session.execute(
