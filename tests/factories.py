@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Offering, OfferingFacet, OfferingStatus, OfferingVersion, Organization, Plan, User
 from app.services import identity
+from app.services.catalog import reindex_offering
 
 _seq = itertools.count(1)
 
@@ -47,4 +48,5 @@ def make_offering(session: Session, *, publisher: Organization, name: str | None
                          price_minor=price_minor * (i + 1), currency="USD", included_credits=100 * (i + 1),
                          credits_per_run=1, max_runs_per_period=None))
     session.flush()
+    reindex_offering(session, offering)  # searchable on SQLite too, as the offerings service does
     return offering

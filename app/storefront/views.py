@@ -118,7 +118,7 @@ def _search_response(*, heading: str, intro: str, catalog=None, preset: dict[str
         )
     else:
         response = current_app.make_response(render_template("storefront/search.html", **context))
-    response.headers["Vary"] = "HX-Request"
+    response.vary.add("HX-Request")
     return response
 
 

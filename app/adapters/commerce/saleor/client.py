@@ -73,15 +73,17 @@ def execute(
     variables: dict[str, Any] | None = None,
     *,
     bearer_token: str | None = None,
+    anonymous: bool = False,
 ) -> dict[str, Any]:
     """Send one operation and return its `data`.
 
     The app token (SALEOR_APP_TOKEN) is sent when configured; `bearer_token` (a customer's
-    Saleor JWT) replaces it for calls made on behalf of a signed-in customer.
+    Saleor JWT) replaces it for calls made on behalf of a signed-in customer; `anonymous` sends
+    neither (storefront reads: Saleor then shows only what a visitor may see).
     Raises SaleorUnavailable (timeout, connection error, HTTP 5xx) or SaleorError (GraphQL errors).
     """
     config = current_app.config
-    token = bearer_token or config.get("SALEOR_APP_TOKEN") or ""
+    token = "" if anonymous else (bearer_token or config.get("SALEOR_APP_TOKEN") or "")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     transport = RequestsHTTPTransport(
         url=config["SALEOR_API_URL"],

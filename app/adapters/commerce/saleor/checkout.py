@@ -1,0 +1,221 @@
+"""Saleor adapter of the checkout port.
+
+A placed order becomes a Saleor checkout (our plan and credit-pack SKUs are Saleor variant SKUs),
+is paid through a payment app with the Transactions API (`transactionInitialize`; in development
+the Dummy Payment App, `saleor.io.dummy-payment-app`, answering CHARGE_SUCCESS), and is completed
+with `checkoutComplete`. Saleor then reports the payment through the order-paid webhook, which is
+what provisions. Our order number travels as checkout/order metadata (`digitlify_order`).
+
+A checkout left over from a failed attempt is reused: its lines are brought up to date with
+checkoutLinesAdd / checkoutLinesUpdate / checkoutLinesDelete and its email with
+checkoutEmailUpdate, so a retry never leaves a second checkout behind.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Callable, Sequence
+
+from app.adapters.commerce.checkout import (
+    BillingDetails, ChargeOutcome, CheckoutError, CheckoutLine, RemoteOrder, RemoteOrderLine, Submission,
+)
+from app.adapters.commerce.saleor import client
+from app.formatting import CURRENCY_EXPONENT
+
+DUMMY_PAYMENT_APP = "saleor.io.dummy-payment-app"
+ORDER_REFERENCE_KEY = "digitlify_order"
+PAID_CHARGE_STATUSES = {"FULL", "OVERCHARGED"}
+MAX_ORDER_PAGES = 20  # reconciliation reads at most 20 × 50 orders per run
+
+Execute = Callable[..., dict[str, Any]]
+
+
+def to_minor(amount: Any, currency: str) -> int:
+    exponent = CURRENCY_EXPONENT.get(currency.upper(), 2)
+    return int((Decimal(str(amount)) * (10 ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def to_major(minor: int, currency: str) -> str:
+    """Minor units as the decimal string Saleor's PositiveDecimal takes (no floats)."""
+    exponent = CURRENCY_EXPONENT.get(currency.upper(), 2)
+    return str(Decimal(minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
+
+
+def order_from_graphql(node: Mapping[str, Any]) -> RemoteOrder:
+    gross = ((node.get("total") or {}).get("gross")) or {}
+    currency = gross.get("currency")
+    lines = []
+    for line in node.get("lines") or []:
+        unit = ((line.get("unitPrice") or {}).get("gross")) or {}
+        lines.append(RemoteOrderLine(
+            external_id=line.get("id"), sku=line.get("productSku"),
+            name=" · ".join(x for x in (line.get("productName"), line.get("variantName")) if x) or "Item",
+            quantity=int(line.get("quantity") or 0),
+            unit_price_minor=to_minor(unit["amount"], unit["currency"]) if unit.get("amount") is not None else None,
+            currency=unit.get("currency"),
+        ))
+    created = node.get("created")
+    return RemoteOrder(
+        external_id=node["id"], number=str(node.get("number") or "") or None, email=node.get("userEmail"),
+        currency=currency, total_minor=to_minor(gross["amount"], currency) if gross.get("amount") is not None else None,
+        fully_paid=str(node.get("chargeStatus") or "").upper() in PAID_CHARGE_STATUSES,
+        lines=tuple(lines),
+        metadata={m["key"]: m["value"] for m in node.get("metadata") or [] if m.get("key")},
+        created_at=datetime.fromisoformat(created) if isinstance(created, str) else None,
+    )
+
+
+def _errors(payload: Mapping[str, Any] | None) -> list[str]:
+    return [e.get("message") or e.get("code") or "error" for e in (payload or {}).get("errors") or []]
+
+
+class SaleorCheckout:
+    backend = "saleor"
+
+    def __init__(self, *, channel: str, gateway: str = DUMMY_PAYMENT_APP, execute: Execute | None = None) -> None:
+        self.channel = channel
+        self.gateway = gateway
+        self._execute = execute or client.execute
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "SaleorCheckout":
+        return cls(channel=config.get("SALEOR_CHANNEL") or "default-channel",
+                   gateway=config.get("SALEOR_PAYMENT_GATEWAY") or DUMMY_PAYMENT_APP)
+
+    # --- the port ------------------------------------------------------------------------
+    def submit_order(
+        self, *, reference: str, billing: BillingDetails, lines: Sequence[CheckoutLine],
+        total_minor: int, currency: str, checkout_id: str | None = None,
+    ) -> Submission:
+        variants = self._variants([line.sku for line in lines])
+        wanted = {variants[line.sku]: line.quantity for line in lines}
+        checkout = self._checkout(checkout_id) if checkout_id else None
+        if checkout_id and checkout is None:
+            # completed or expired: a lost answer may have completed it, so never pay twice blindly
+            raise CheckoutError("Your previous payment attempt may have gone through. Check your orders before "
+                                "paying again.")
+        if checkout is None:
+            checkout = self._create(reference, billing, wanted)
+        else:
+            checkout = self._bring_up_to_date(checkout, billing, wanted)
+        checkout_id = checkout["id"]
+        try:
+            gross = checkout["totalPrice"]["gross"]
+            if gross["currency"] != currency or to_minor(gross["amount"], gross["currency"]) != total_minor:
+                raise CheckoutError(
+                    "The store's price for your order differs from the price shown here, so nothing was charged. "
+                    "Reload your cart and try again.", checkout_id=checkout_id)
+            self._pay(checkout_id, total_minor, currency, reference)
+            order = self._complete(checkout_id, reference)
+        except client.SaleorError as exc:
+            raise CheckoutError("The store's payment service did not answer in time. Check your orders before "
+                                "paying again.", checkout_id=checkout_id, retryable=True) from exc
+        return Submission(needs_local_payment=False, order=order, checkout_id=checkout_id)
+
+    def charge_card(self, *, amount_minor: int, currency: str, card_number: str) -> ChargeOutcome:
+        raise CheckoutError("Cards are charged by the store's payment provider, not here.")
+
+    def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
+        found: list[RemoteOrder] = []
+        after = None
+        for _ in range(MAX_ORDER_PAGES):
+            data = self._execute("PaidOrders", {
+                "since": since.astimezone(timezone.utc).isoformat(), "first": 50, "after": after})
+            connection = data.get("orders") or {}
+            found += [order_from_graphql(edge["node"]) for edge in connection.get("edges") or []]
+            page = connection.get("pageInfo") or {}
+            if not page.get("hasNextPage"):
+                break
+            after = page.get("endCursor")
+        return found
+
+    # --- steps ---------------------------------------------------------------------------
+    def _variants(self, skus: list[str]) -> dict[str, str]:
+        data = self._execute("VariantsBySku", {"channel": self.channel, "skus": sorted(set(skus)), "first": 100})
+        found = {edge["node"]["sku"]: edge["node"]["id"]
+                 for edge in (data.get("productVariants") or {}).get("edges") or [] if edge["node"].get("sku")}
+        missing = sorted(set(skus) - set(found))
+        if missing:
+            raise CheckoutError(f"Not sold in the store right now: {', '.join(missing)}. Remove it from your cart.")
+        return found
+
+    def _checkout(self, checkout_id: str) -> dict[str, Any] | None:
+        return self._execute("Checkout", {"id": checkout_id}).get("checkout")
+
+    def _address(self, billing: BillingDetails) -> dict[str, Any]:
+        return {"firstName": billing.first_name[:256], "lastName": billing.last_name[:256], "country": billing.country}
+
+    # digital goods: a name and a country are the whole billing address we ask for
+    ADDRESS_RULES = {"checkRequiredFields": False, "checkFieldsFormat": False}
+
+    def _create(self, reference: str, billing: BillingDetails, wanted: dict[str, int]) -> dict[str, Any]:
+        data = self._execute("CheckoutCreate", {"input": {
+            "channel": self.channel, "email": billing.email,
+            "lines": [{"variantId": v, "quantity": q} for v, q in wanted.items()],
+            "billingAddress": self._address(billing),
+            "validationRules": {"billingAddress": self.ADDRESS_RULES},
+            "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
+        }})
+        payload = data.get("checkoutCreate") or {}
+        if _errors(payload) or not payload.get("checkout"):
+            raise CheckoutError("The store refused the order: " + "; ".join(_errors(payload) or ["no checkout"]))
+        return payload["checkout"]
+
+    def _bring_up_to_date(self, checkout: dict[str, Any], billing: BillingDetails, wanted: dict[str, int]) -> dict[str, Any]:
+        checkout_id = checkout["id"]
+        current = {line["variant"]["id"]: line for line in checkout.get("lines") or [] if line.get("variant")}
+        add = [{"variantId": v, "quantity": q} for v, q in wanted.items() if v not in current]
+        change = [{"lineId": current[v]["id"], "quantity": q} for v, q in wanted.items()
+                  if v in current and current[v]["quantity"] != q]
+        remove = [line["id"] for v, line in current.items() if v not in wanted]
+        for operation, field, variables in (
+            ("CheckoutLinesAdd", "checkoutLinesAdd", {"lines": add}),
+            ("CheckoutLinesUpdate", "checkoutLinesUpdate", {"lines": change}),
+            ("CheckoutLinesDelete", "checkoutLinesDelete", {"linesIds": remove}),
+        ):
+            if not next(iter(variables.values())):
+                continue
+            payload = self._execute(operation, {"id": checkout_id, **variables}).get(field) or {}
+            if _errors(payload):
+                raise CheckoutError("The store refused the order: " + "; ".join(_errors(payload)), checkout_id=checkout_id)
+            checkout = payload.get("checkout") or checkout
+        if (checkout.get("email") or "").lower() != billing.email.lower():
+            payload = self._execute("CheckoutEmailUpdate", {"id": checkout_id, "email": billing.email}).get(
+                "checkoutEmailUpdate") or {}
+            if _errors(payload):
+                raise CheckoutError("The store refused the email address: " + "; ".join(_errors(payload)),
+                                    checkout_id=checkout_id)
+        payload = self._execute("CheckoutBillingAddressUpdate", {
+            "id": checkout_id, "address": self._address(billing), "rules": self.ADDRESS_RULES,
+        }).get("checkoutBillingAddressUpdate") or {}
+        if _errors(payload):
+            raise CheckoutError("The store refused the billing address: " + "; ".join(_errors(payload)),
+                                checkout_id=checkout_id)
+        return checkout
+
+    def _pay(self, checkout_id: str, total_minor: int, currency: str, reference: str) -> None:
+        data = ({"event": {"type": "CHARGE_SUCCESS", "includePspReference": True}}
+                if self.gateway == DUMMY_PAYMENT_APP else None)
+        payload = self._execute("TransactionInitialize", {
+            "id": checkout_id, "amount": to_major(total_minor, currency), "gateway": self.gateway, "data": data,
+            "idempotencyKey": f"{reference}:{checkout_id}"[:512],
+        }).get("transactionInitialize") or {}
+        if _errors(payload):
+            raise CheckoutError("The payment was refused: " + "; ".join(_errors(payload)), checkout_id=checkout_id)
+        event = (payload.get("transactionEvent") or {}).get("type")
+        if event not in ("CHARGE_SUCCESS", "CHARGE_REQUEST"):
+            raise CheckoutError("The payment was declined; nothing was charged. Try again or use another method.",
+                                checkout_id=checkout_id)
+
+    def _complete(self, checkout_id: str, reference: str) -> RemoteOrder:
+        payload = self._execute("CheckoutComplete", {
+            "id": checkout_id, "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
+        }).get("checkoutComplete") or {}
+        if _errors(payload) or not payload.get("order"):
+            raise CheckoutError("The store could not complete the order: " + "; ".join(_errors(payload) or ["no order"]),
+                                checkout_id=checkout_id)
+        if payload.get("confirmationNeeded"):
+            raise CheckoutError("The store needs the order confirmed by its staff; it will appear in your orders.",
+                                checkout_id=checkout_id)
+        return order_from_graphql(payload["order"])

@@ -1,0 +1,278 @@
+"""The storefront over the Saleor adapter, against the fake Saleor serving the real schema."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+ATTRIBUTE_NAMES = {"category": "Category", "outcome": "Outcome", "role": "Role", "capability": "Capability",
+                   "pricing": "Pricing", "publisher": "Publisher"}
+CHOICES = {
+    "category": [("agents", "Agents"), ("apps", "Apps"), ("assistants", "Assistants"), ("automations", "Automations")],
+    "outcome": [("save-time", "Save time"), ("grow-pipeline", "Grow pipeline")],
+    "role": [("support", "Support"), ("sales", "Sales")],
+    "capability": [("chat", "Chat"), ("retrieval", "Retrieval")],
+    "pricing": [("free-trial", "Free trial"), ("subscription", "Subscription")],
+    "publisher": [("northwind-ai", "Northwind AI")],
+}
+
+
+def _money(cents: int) -> dict:
+    return {"currency": "USD", "fractionalAmount": cents, "fractionDigits": 2, "amount": cents / 100}
+
+
+def _choice(slug: str, **values: list[str]) -> list[dict]:
+    labels = {g: dict(c) for g, c in CHOICES.items()}
+    out = []
+    for group, slugs in values.items():
+        if group in ("category", "publisher"):
+            out.append({"__typename": "AssignedSingleChoiceAttribute", "attribute": {"slug": group, "name": group},
+                        "value": {"slug": slugs[0], "name": labels[group][slugs[0]]}})
+        else:
+            out.append({"__typename": "AssignedMultiChoiceAttribute", "attribute": {"slug": group, "name": group},
+                        "value": [{"slug": s, "name": labels[group][s]} for s in slugs]})
+    return out
+
+
+def _product(n: int, slug: str, name: str, *, price: int, **facets: list[str]) -> dict:
+    return {
+        "id": f"UHJvZHVjdDo{n}", "name": name, "slug": slug, "seoDescription": f"{name} does useful work.",
+        "created": f"2026-0{n}-01T00:00:00+00:00", "category": {"name": "Default", "slug": "default"},
+        "assignedAttributes": _choice(slug, publisher=["northwind-ai"], **facets),
+        "pricing": {"priceRange": {"start": {"gross": _money(price)}}},
+        "description": json.dumps({"blocks": [
+            {"type": "header", "data": {"text": "Why teams use it", "level": 1}},
+            {"type": "paragraph", "data": {"text": "It is <b>fast</b>.<script>alert(1)</script>"}},
+            {"type": "list", "data": {"style": "unordered", "items": ["One", "Two"]}},
+        ]}),
+        "metafield": _metadata({"version": "2.3.0", "changelog": "Better answers.", "trial_credits": "50",
+                                "trial_days": "14" if "free-trial" in facets.get("pricing", []) else None}),
+        "productVariants": {"edges": [
+            {"node": _variant(slug, "Starter", "starter", price, 200)},
+            {"node": _variant(slug, "Pro", "pro", price * 3, 1200)},
+            {"node": _variant(slug, "Enterprise", "enterprise", price * 10, 6000)},
+        ]},
+    }
+
+
+def _metadata(values: dict):
+    """Product.metafield(key:) as the fake resolves it: a callable taking the field's arguments."""
+    return lambda info, key: values.get(key)
+
+
+def _variant(slug: str, name: str, tier: str, price: int, credits: int) -> dict:
+    return {
+        "id": f"VmFyaWFudDo{slug}{tier}", "name": name, "sku": f"{slug.upper()}-{tier.upper()}",
+        "assignedAttributes": [
+            {"__typename": "AssignedNumericAttribute", "attribute": {"slug": "included-credits", "name": "Credits"},
+             "value": credits},
+            {"__typename": "AssignedNumericAttribute", "attribute": {"slug": "credits-per-run", "name": "Per run"},
+             "value": 2},
+        ],
+        "pricing": {"price": {"gross": _money(price)}},
+    }
+
+
+PRODUCTS = [
+    _product(1, "support-bot", "Support Bot", price=2900, category=["agents"], outcome=["save-time"],
+             role=["support"], capability=["chat"], pricing=["free-trial", "subscription"]),
+    _product(2, "lead-finder", "Lead Finder", price=3900, category=["agents"], outcome=["grow-pipeline"],
+             role=["sales"], capability=["retrieval"], pricing=["subscription"]),
+    _product(3, "notes-app", "Notes App", price=1500, category=["apps"], outcome=["save-time"],
+             role=["support"], capability=["chat"], pricing=["subscription"]),
+]
+
+
+def _attributes(info, **args):
+    wanted = set(args["where"]["slug"]["oneOf"])
+    return {"edges": [
+        {"node": {"slug": g, "name": ATTRIBUTE_NAMES[g],
+                  "choices": {"edges": [{"node": {"slug": s, "name": n}} for s, n in CHOICES[g]]}}}
+        for g in ATTRIBUTE_NAMES if g in wanted
+    ]}
+
+
+def _has(product: dict, group: str, values: list[str]) -> bool:
+    for item in product["assignedAttributes"]:
+        if item["attribute"]["slug"] == group:
+            chosen = item["value"] if isinstance(item["value"], list) else [item["value"]]
+            return any(c["slug"] in values for c in chosen)
+    return False
+
+
+def _products(info, **args):
+    """A small Saleor: search by name, AND of attribute filters (OR of values), sort, cursor pages."""
+    items = [p for p in PRODUCTS if not args.get("search") or args["search"].lower() in p["name"].lower()]
+    for condition in (args.get("where") or {}).get("attributes") or []:
+        items = [p for p in items if _has(p, condition["slug"], condition["value"]["slug"]["oneOf"])]
+    sort = (args.get("sortBy") or {}).get("field")
+    if sort == "NAME":
+        items.sort(key=lambda p: p["name"])
+    elif sort == "MINIMAL_PRICE":
+        items.sort(key=lambda p: p["pricing"]["priceRange"]["start"]["gross"]["fractionalAmount"],
+                   reverse=args["sortBy"]["direction"] == "DESC")
+    start = int(args["after"].split(":")[1]) if args.get("after") else 0
+    page = items[start:start + args["first"]]
+    end = start + len(page)
+    return {"totalCount": len(items),
+            "pageInfo": {"hasNextPage": end < len(items), "endCursor": f"cursor:{end}"},
+            "edges": [{"node": p} for p in page]}
+
+
+def _product_by_slug(info, **args):
+    return next((p for p in PRODUCTS if p["slug"] == args["slug"]), None)
+
+
+def _collection(info, **args):
+    return {"products": {"edges": [{"node": PRODUCTS[0]}]}} if args["slug"] == "featured-products" else None
+
+
+@pytest.fixture
+def saleor_app(make_app, saleor_fake):
+    saleor_fake.resolvers.update({"attributes": _attributes, "products": _products, "product": _product_by_slug,
+                                  "collection": _collection})
+    return make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_CHANNEL="web",
+                    SALEOR_APP_TOKEN="app-secret", SALEOR_TIMEOUT=0.5)
+
+
+def _slugs(html: str) -> list[str]:
+    import re
+    return re.findall(r'class="card-link" href="/p/([^"]+)"', html)
+
+
+def test_home_lists_featured_categories_and_newest_from_saleor(saleor_app, saleor_fake):
+    response = saleor_app.test_client().get("/")
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'href="/browse/automations"' in html
+    assert "offerings</span>" not in html  # Saleor cannot count
+    assert _slugs(html.split('id="featured-heading"')[1].split('id="newest-heading"')[0]) == ["support-bot"]
+    assert set(_slugs(html.split('id="newest-heading"')[1])) == {"support-bot", "lead-finder", "notes-app"}
+    newest = saleor_fake.received("ProductList")[0]
+    assert newest.variables["sortBy"] == {"field": "CREATED_AT", "direction": "DESC"}
+    assert newest.variables["where"] == {"isPublished": True, "isVisibleInListing": True}
+    assert all("Authorization" not in op.headers for op in saleor_fake.operations)  # visitors' view of Saleor
+
+
+def test_search_sends_text_facets_and_rank_sort_and_shows_values_without_counts(saleor_app, saleor_fake):
+    response = saleor_app.test_client().get("/search?q=bot&role=support&role=sales&category=agents")
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert _slugs(html) == ["support-bot"]
+    assert "<strong>1</strong> result" in html
+    [listing] = saleor_fake.received("ProductList")
+    assert listing.variables == {
+        "channel": "web", "search": "bot", "first": 24,
+        "sortBy": {"field": "RANK", "direction": "DESC"},
+        "where": {"isPublished": True, "isVisibleInListing": True, "attributes": [
+            {"slug": "category", "value": {"slug": {"oneOf": ["agents"]}}},
+            {"slug": "role", "value": {"slug": {"oneOf": ["support", "sales"]}}},
+        ]},
+    }
+    assert 'name="outcome" value="grow-pipeline"' in html  # every value listed...
+    assert 'class="count"' not in html  # ...without counts
+    assert "Filter counts are not available" in html
+
+
+def test_search_sorts_by_price_and_pages_with_cursors(saleor_app, saleor_fake):
+    from app.adapters.commerce import SearchQuery
+    from app.adapters.commerce.saleor.catalog import SaleorCatalog
+
+    with saleor_app.test_request_context():
+        catalog = SaleorCatalog("web")
+        first = catalog.search(SearchQuery(sort="price_asc", per_page=2))
+        second = catalog.search(SearchQuery(sort="price_asc", per_page=2, page=2))
+
+    assert [c.slug for c in first.items] == ["notes-app", "support-bot"]
+    assert [c.slug for c in second.items] == ["lead-finder"]
+    assert (first.total, second.total, second.pages) == (3, 3, 2)
+    [cursor] = saleor_fake.received("ProductCursor")
+    assert cursor.variables["first"] == 2
+    assert saleor_fake.received("ProductList")[-1].variables["after"] == "cursor:2"
+
+
+def test_product_detail_maps_attributes_variants_and_metadata(saleor_app, saleor_fake):
+    response = saleor_app.test_client().get("/p/support-bot")
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert '<h1 id="product-name">Support Bot</h1>' in html
+    assert "<strong>Northwind AI</strong>" in html
+    assert '<h2>Why teams use it</h2>' in html and "<strong>fast</strong>" in html
+    assert "<script>alert(1)" not in html
+    assert 'href="/search?outcome=save-time"' in html
+    assert html.count('class="card plan') == 3
+    assert "$29.00" in html and "$87.00" in html and "$290.00" in html
+    assert "1,200 / month" in html
+    assert "v2.3.0" in html and "Better answers." in html
+    assert "14-day free trial" in html
+    if "storefront.cart_add" in saleor_app.view_functions:
+        assert 'value="SUPPORT-BOT-PRO"' in html
+    related = [op for op in saleor_fake.received("ProductList")][-1]
+    assert related.variables["where"]["attributes"] == [{"slug": "category", "value": {"slug": {"oneOf": ["agents"]}}}]
+    assert _slugs(html.split('id="related-heading"')[1]) == ["lead-finder"]
+
+
+def test_unknown_product_is_404(saleor_app):
+    response = saleor_app.test_client().get("/p/nothing-here")
+
+    assert response.status_code == 404
+
+
+def test_slow_saleor_shows_the_fallback_page_within_the_timeout(saleor_app, saleor_fake):
+    saleor_fake.fail_with_delay(5.0)
+    started = time.monotonic()
+
+    response = saleor_app.test_client().get("/search?q=bot")
+
+    html = response.get_data(as_text=True)
+    assert time.monotonic() - started < 3.0
+    assert response.status_code == 503
+    assert "We're having trouble reaching a service" in html
+    assert 'href="/search?q=bot"' in html  # the retry link
+    assert "Traceback" not in html
+
+
+@pytest.mark.parametrize("path", ["/", "/browse/agents", "/p/support-bot"])
+def test_saleor_graphql_errors_show_the_fallback_page(saleor_app, saleor_fake, path):
+    saleor_fake.fail_with_graphql_errors("Channel with slug web is inactive.")
+
+    response = saleor_app.test_client().get(path)
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    assert f'href="{path}"' in response.get_data(as_text=True)
+
+
+def test_saleor_http_500_shows_the_fallback_page(saleor_app, saleor_fake):
+    saleor_fake.fail_with_status(500)
+
+    response = saleor_app.test_client().get("/search?category=agents")
+
+    assert response.status_code == 503
+    assert 'href="/search?category=agents"' in response.get_data(as_text=True)
+
+
+def test_saleor_down_shows_the_fallback_page(saleor_app, saleor_fake):
+    saleor_fake.stop()
+
+    response = saleor_app.test_client().get("/")
+
+    assert response.status_code == 503
+
+
+def test_editorjs_description_becomes_markdown():
+    from app.adapters.commerce.saleor.catalog import editorjs_to_markdown
+
+    text = editorjs_to_markdown(json.dumps({"blocks": [
+        {"type": "header", "data": {"text": "Title", "level": 3}},
+        {"type": "paragraph", "data": {"text": "A <i>b</i>"}},
+        {"type": "list", "data": {"style": "ordered", "items": ["x", {"content": "y"}]}},
+        {"type": "quote", "data": {"text": "q"}},
+        {"type": "image", "data": {"url": "http://x"}},
+    ]}))
+
+    assert text == "### Title\n\nA <em>b</em>\n\n1. x\n1. y\n\n> q"
