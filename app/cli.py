@@ -104,7 +104,11 @@ def reconcile_orders_command(hours: int) -> None:
         for remote in remote_orders:
             remote_count += 1
             try:
-                applied = orders.apply_remote_payment(db.session, remote=remote, actor_label="reconcile-orders")
+                # an order naming one of ours we never recorded: its checkout request failed after
+                # Saleor took the payment; once it is old enough, take it in by the buyer's email
+                settled = remote.created_at is None or remote.created_at < utcnow() - timedelta(minutes=15)
+                applied = orders.apply_remote_payment(db.session, remote=remote, actor_label="reconcile-orders",
+                                                      import_unmatched_reference=settled)
                 db.session.commit()
             except Exception as exc:
                 db.session.rollback()
@@ -123,9 +127,39 @@ def reconcile_orders_command(hours: int) -> None:
         raise click.exceptions.Exit(1)
 
 
+@click.command("sync-saleor")
+@click.option("--all", "sync_all", is_flag=True, help="Also re-sync offerings already in step with Saleor.")
+@click.option("--offering", "slugs", multiple=True, help="Only this offering (slug); repeatable.")
+def sync_saleor_command(sync_all: bool, slugs: tuple[str, ...]) -> None:
+    """Push published offerings to Saleor: new, changed and failed ones (retries). Safe to repeat."""
+    from app.adapters.commerce.product_sync import get_product_sync
+    from app.services import offerings
+
+    sync = get_product_sync()
+    if sync is None:
+        click.echo("COMMERCE_BACKEND is not saleor: nothing to sync.", err=True)
+        raise click.exceptions.Exit(2)
+    todo = offerings.offerings_to_sync(db.session, include_synced=sync_all or bool(slugs))
+    if slugs:
+        todo = [o for o in todo if o.slug in set(slugs)]
+    synced = failed = 0
+    for offering in todo:
+        ok = offerings.sync_offering(db.session, offering=offering, sync=sync, actor_label="sync-saleor")
+        db.session.commit()  # each outcome is kept, whatever happens to the next one
+        if ok:
+            synced += 1
+        else:
+            failed += 1
+            click.echo(f"{offering.slug}: {offering.sync_error}", err=True)
+    click.echo(f"Saleor sync: {synced} offering(s) synced, {failed} failed.")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_cli)
     app.cli.add_command(demo_logins_command)
     app.cli.add_command(expire_holds_command)
     app.cli.add_command(verify_ledger_command)
     app.cli.add_command(reconcile_orders_command)
+    app.cli.add_command(sync_saleor_command)

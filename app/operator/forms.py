@@ -1,0 +1,58 @@
+"""Operator forms: shape checks only; the review rules live in app.services.offerings."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+
+from app.models import OfferingStatus
+
+STATUS_LABELS = {"draft": "Draft", "in_review": "In review", "published": "Published", "archived": "Archived"}
+
+
+def as_choices(pairs) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+class ActionForm(FlaskForm):
+    """A POST button (approve, archive, retry sync): only the CSRF token."""
+
+
+class RejectForm(FlaskForm):
+    reason = TextAreaField(
+        "What the seller should change", validators=[DataRequired(message="Tell the seller what to change."),
+                                                     Length(max=2000)],
+        description="The seller sees this on their offering page.",
+    )
+
+
+class _GetForm(FlaskForm):
+    class Meta:
+        csrf = False  # GET filters change nothing
+
+
+class OfferingFilterForm(_GetForm):
+    q = StringField("Search", validators=[Optional(), Length(max=120)])
+    status = SelectField("Status", choices=as_choices([("", "Any status")] + [(s.value, STATUS_LABELS[s.value]) for s in OfferingStatus]),
+                         validators=[Optional()])
+    sync = SelectField("Store sync", choices=as_choices([("", "Any"), ("synced", "Synced"), ("pending", "Pending"),
+                                                          ("failed", "Failed")]), validators=[Optional()])
+
+
+class OrganizationFilterForm(_GetForm):
+    q = StringField("Search", validators=[Optional(), Length(max=120)])
+
+
+class AuditFilterForm(_GetForm):
+    action = SelectField("Action", validators=[Optional()])
+    actor = StringField("Actor", validators=[Optional(), Length(max=254)], description="Email or part of it.")
+    organization = IntegerField("Organization id", validators=[Optional(), NumberRange(min=1)])
+    target_type = StringField("Target type", validators=[Optional(), Length(max=32)])
+    target_id = StringField("Target id", validators=[Optional(), Length(max=64)])
+    start = DateField("From", validators=[Optional()])
+    end = DateField("To", validators=[Optional()])
+
+    def validate_end(self, field):
+        if field.data and self.start.data and field.data < self.start.data:
+            raise ValidationError("The end date is before the start date.")
