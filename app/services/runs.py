@@ -331,12 +331,11 @@ def recent_runs(session: Session, *, instance: Instance, limit: int = 10) -> lis
 
 
 def credits_used(session: Session, *, instance: Instance, since: datetime) -> int:
-    """Credits captured for the instance's runs since `since` (from the ledger)."""
-    return -(session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0))
-        .where(LedgerEntry.instance_id == instance.id, LedgerEntry.kind == LedgerKind.CAPTURE.value,
-               LedgerEntry.created_at >= since)
-    ) or 0)
+    """Credits the instance's runs were charged since `since` (the same runs the plan's limit counts)."""
+    return session.scalar(
+        select(func.coalesce(func.sum(Run.credits), 0))
+        .where(Run.instance_id == instance.id, Run.created_at >= since)
+    ) or 0
 
 
 def usage_by_day(
