@@ -35,7 +35,13 @@ def saleor_order_paid():
         if exc.status == 401:
             current_app.logger.warning("Saleor webhook refused: %s", exc)
         return problem(exc.status, exc.title, str(exc))
-    receipt = webhooks.receive_order_paid(db.session, event=event, body=body)
+    try:
+        receipt = webhooks.receive_order_paid(db.session, event=event, body=body)
+    except webhooks.RetryLater as exc:
+        db.session.rollback()  # store nothing: the retry is handled from scratch
+        response = problem(exc.status, exc.title, str(exc))
+        response.headers["Retry-After"] = "30"
+        return response
     db.session.commit()
     return jsonify(
         status="duplicate" if receipt.duplicate else receipt.event.status,

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from app.adapters.commerce.checkout import RemoteOrder, RemoteOrderLine
+from app.adapters.commerce.checkout import ORDER_REFERENCE_KEY, RemoteOrder, RemoteOrderLine
 from app.formatting import CURRENCY_EXPONENT
 from app.models import (
     Cart, CreditPack, Instance, InstanceStatus, LedgerEntry, LineKind, MemberRole, Membership, Order, OrderLine,
@@ -25,7 +25,6 @@ from app.services import cart as carts
 
 UNKNOWN_KIND = "unknown"  # a line whose SKU matches nothing we sell: recorded, never provisioned
 PURCHASER_ROLES = (MemberRole.OWNER.value, MemberRole.ADMIN.value)
-ORDER_REFERENCE_KEY = "digitlify_order"  # metadata key on a Saleor checkout/order naming our order
 
 
 class OrderError(Exception):
@@ -50,6 +49,26 @@ def to_minor(amount: object, currency: str) -> int:
         raise OrderError(f"Not an amount: {amount!r}") from exc
     exponent = CURRENCY_EXPONENT.get(currency.upper(), 2)
     return int((value * (10 ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def insert_once(session: Session, row: object) -> bool:
+    """Insert a row guarded by a unique key; False when another transaction holds that key.
+
+    On PostgreSQL a savepoint keeps the caller's transaction usable after the conflict (the
+    insert waits for a concurrent holder to commit or roll back). SQLite has one writer at a time
+    and pysqlite would turn a leading SAVEPOINT into its own transaction, so there the row is
+    simply flushed; a rare conflict then fails the request and the sender retries.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.add(row)
+        session.flush()
+        return True
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
 
 
 def new_order_number() -> str:
@@ -290,11 +309,20 @@ class RemoteOrderResult:
     order: Order | None
     created: bool = False
     problem: str | None = None  # why the order could not be taken in (nothing provisioned)
+    retry_later: bool = False  # it names an order of ours that is not committed (yet)
 
 
-def find_or_create_remote_order(session: Session, *, remote: RemoteOrder, backend: str = "saleor") -> RemoteOrderResult:
+def find_or_create_remote_order(
+    session: Session, *, remote: RemoteOrder, backend: str = "saleor", import_unmatched_reference: bool = False,
+) -> RemoteOrderResult:
     """Our mirror of a backend order: by its id, by the order reference we put on its checkout, or
-    new for the account with the order's email (personal workspace)."""
+    new for the account with the order's email (personal workspace).
+
+    An order that names one of ours we cannot see is, in the normal case, one whose checkout is
+    still committing on the buyer's request: the caller should try again later. Reconciliation
+    imports it anyway once it is old enough (`import_unmatched_reference`), e.g. after that
+    request failed after Saleor had already taken the payment.
+    """
     external_id = remote.external_id[:64]
     order = session.scalar(select(Order).where(Order.backend == backend, Order.external_id == external_id))
     if order is None and remote.metadata.get(ORDER_REFERENCE_KEY):
@@ -307,6 +335,9 @@ def find_or_create_remote_order(session: Session, *, remote: RemoteOrder, backen
             session.flush()
     if order is not None:
         return RemoteOrderResult(order=order)
+    if remote.metadata.get(ORDER_REFERENCE_KEY) and not import_unmatched_reference:
+        return RemoteOrderResult(order=None, retry_later=True,
+                                 problem=f"Order {remote.metadata[ORDER_REFERENCE_KEY][:32]} is not recorded here yet.")
     email = identity.normalize_email(remote.email or "")
     user = identity.get_user_by_email(session, email) if email else None
     if user is None:
@@ -315,20 +346,15 @@ def find_or_create_remote_order(session: Session, *, remote: RemoteOrder, backen
         return RemoteOrderResult(order=None, problem="The report has no order lines; reconciliation will fetch them.")
     org = identity.ensure_personal_organization(session, user=user)
     currency = (remote.currency or "USD").upper()[:3]
-    try:
-        with session.begin_nested():
-            order = Order(
-                number=f"S-{(remote.number or secrets.token_hex(4))}"[:32], user_id=user.id, organization_id=org.id,
-                email=email, status=OrderStatus.PENDING.value, total_minor=remote.total_minor or 0,
-                currency=currency, backend=backend, external_id=external_id,
-            )
-            session.add(order)
-            session.flush()
-    except IntegrityError:
-        # another delivery mirrored it first
+    order = Order(
+        number=f"S-{(remote.number or secrets.token_hex(4))}"[:32], user_id=user.id, organization_id=org.id,
+        email=email, status=OrderStatus.PENDING.value, total_minor=remote.total_minor or 0,
+        currency=currency, backend=backend, external_id=external_id,
+    )
+    if not insert_once(session, order):  # another delivery mirrored it first
         order = session.scalar(select(Order).where(Order.backend == backend, Order.external_id == external_id))
         if order is None:
-            raise
+            raise OrderError(f"Order {external_id} could not be recorded.")
         return RemoteOrderResult(order=order)
     audit.record(
         session, action="order.imported", target_type="order", target_id=order.id, organization_id=org.id,
@@ -344,9 +370,13 @@ class AppliedPayment:
     unknown_skus: list[str] = field(default_factory=list)
     problem: str | None = None
     newly_paid: bool = False
+    retry_later: bool = False
 
 
-def apply_remote_payment(session: Session, *, remote: RemoteOrder, actor_label: str, backend: str = "saleor") -> AppliedPayment:
+def apply_remote_payment(
+    session: Session, *, remote: RemoteOrder, actor_label: str, backend: str = "saleor",
+    import_unmatched_reference: bool = False,
+) -> AppliedPayment:
     """A backend says this order is fully paid: mirror it, mark it paid, provision it (flushes).
 
     Used by the order-paid webhook and by reconciliation; repeating it adds nothing.
@@ -355,10 +385,16 @@ def apply_remote_payment(session: Session, *, remote: RemoteOrder, actor_label: 
 
     if not remote.fully_paid:
         return AppliedPayment(order=None, problem="The order is not fully paid yet.")
-    found = find_or_create_remote_order(session, remote=remote, backend=backend)
+    found = find_or_create_remote_order(session, remote=remote, backend=backend,
+                                        import_unmatched_reference=import_unmatched_reference)
     if found.order is None:
-        return AppliedPayment(order=None, problem=found.problem)
+        return AppliedPayment(order=None, problem=found.problem, retry_later=found.retry_later)
     order = found.order
+    if not found.created:
+        # one delivery at a time per order: a concurrent one waits here, then sees what this one wrote
+        session.refresh(order, with_for_update=True)
+        for line in order.lines:
+            session.refresh(line)
     if order.status == OrderStatus.CANCELLED.value:
         return AppliedPayment(order=order, problem="The order was cancelled here; it is not provisioned.")
     unknown = sync_remote_lines(session, order=order, remote=remote)

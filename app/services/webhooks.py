@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.adapters.commerce.checkout import RemoteOrder, RemoteOrderLine
@@ -62,6 +61,13 @@ class KeysUnavailable(WebhookError):
 class PayloadError(WebhookError):
     status = 400
     title = "Bad Request"
+
+
+class RetryLater(WebhookError):
+    """The event names an order of ours that is still being committed: Saleor should retry."""
+
+    status = 503
+    title = "Service Unavailable"
 
 
 # --- Saleor's signing keys ---------------------------------------------------------------
@@ -337,25 +343,29 @@ def receive_order_paid(session: Session, *, event: OrderPaidEvent, body: bytes) 
     """Store the delivery once and handle it; a repeat of a handled delivery changes nothing.
 
     The event row and everything the order gives are written in the caller's transaction, so a
-    crash stores neither and Saleor's retry starts afresh. A concurrent repeat waits on the unique
+    crash stores neither and Saleor's retry starts afresh (RetryLater: the caller rolls back too). A concurrent repeat waits on the unique
     (source, external_id) key and then finds the stored event.
     """
-    row = WebhookEvent(
-        source=SOURCE, external_id=event.external_id, event_type=event.event_type,
-        payload=body.decode("utf-8"), status="received",
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        row = session.scalar(select(WebhookEvent).where(
+    def stored() -> WebhookEvent | None:
+        return session.scalar(select(WebhookEvent).where(
             WebhookEvent.source == SOURCE, WebhookEvent.external_id == event.external_id))
-        if row is None:
-            raise
-        if row.status != "failed":
-            return Receipt(event=row, duplicate=True)
-        # a delivery that could not be handled before: try again (handling is idempotent)
+
+    row = stored()
+    if row is None:
+        row = WebhookEvent(
+            source=SOURCE, external_id=event.external_id, event_type=event.event_type,
+            payload=body.decode("utf-8"), status="received",
+        )
+        if not orders.insert_once(session, row):  # a concurrent delivery stored it first
+            row = stored()
+            if row is None:
+                raise WebhookError("The event could not be stored.")
+    if row.id is not None and row.status not in ("received", "failed"):
+        return Receipt(event=row, duplicate=True)
+    # new, or a delivery that could not be handled before: handle it (handling is idempotent)
     applied = orders.apply_remote_payment(session, remote=event.order, actor_label="saleor")
+    if applied.retry_later:
+        raise RetryLater(applied.problem or "Try again later.")
     notes = []
     if applied.unknown_skus:
         notes.append("Unknown SKUs: " + ", ".join(sorted(set(applied.unknown_skus))))

@@ -236,6 +236,8 @@ def checkout():
             db.session.rollback()
             if exc.checkout_id:
                 session[SALEOR_CHECKOUT_KEY] = exc.checkout_id
+            else:
+                session.pop(SALEOR_CHECKOUT_KEY, None)
             form.form_errors.append(str(exc))
             status = 502 if exc.retryable else 409
         except CommerceUnavailable:

@@ -58,7 +58,8 @@ def test_checkout_page_reviews_lines_and_offers_only_owned_or_administered_orgs(
 
     page = buyer_client.get("/checkout").get_data(as_text=True)
 
-    options = [html.unescape(o) for o in re.findall(r"<option[^>]*>([^<]+)</option>", page)]
+    select = re.search(r'<select[^>]*id="organization_id"[^>]*>(.*?)</select>', page, re.S).group(1)
+    options = [html.unescape(o) for o in re.findall(r"<option[^>]*>([^<]+)</option>", select)]
     assert options == ["Bea Buyer's workspace (personal)", "Administered Team", "Owned Team"]
     assert 'value="buyer@example.com"' in page
     assert "Customer Support Agent · Pro plan" in page and "$86.00" in page

@@ -348,3 +348,13 @@ def test_two_event_kinds_for_one_order_racing_provision_once(webhook_app, sessio
     assert _counts(session) == {"events": 2, "orders": 1, "instances": 1, "order_credits": 2}
     assert _wallet_balance(session) == before + 1200 + 1500
     assert session.scalar(select(func.count()).select_from(OrderLine)) == 2
+
+
+def test_an_event_naming_an_order_not_committed_here_yet_asks_saleor_to_retry(webhook_app, demo, session, saleor_key):
+    # given: the buyer's checkout request has not committed our order when Saleor's event arrives
+    body = encode(order_event(lines=LINES, metadata={"digitlify_order": "DM-NOTYET0000"}))
+
+    response = deliver(webhook_app.test_client(), body, signature=sign_jws(body, saleor_key, KID))
+
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert _counts(session) == NOTHING

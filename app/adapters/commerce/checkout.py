@@ -12,6 +12,9 @@ from typing import Protocol, Sequence
 
 from flask import current_app
 
+# metadata key on a backend checkout/order that names our order number
+ORDER_REFERENCE_KEY = "digitlify_order"
+
 
 class CheckoutError(Exception):
     """The backend refused or could not take the order; the message is safe to show.
