@@ -124,7 +124,7 @@ def authenticate_request(kinds: tuple[str, ...], *, optional: bool = False) -> N
         g.api_org = _organization_for(user)
     elif key is not None:
         g.api_org = key.instance.organization
-    if db.session.dirty:  # last-used stamps, a first current organization
+    if db.session.new or db.session.dirty:  # last-used stamps, a first sign-in, a first current organization
         db.session.commit()
 
 
@@ -166,6 +166,7 @@ def _from_access_token(credential: str):
         except identity.IdentityError as exc:
             db.session.rollback()
             raise _unauthorized(str(exc)) from None
+        db.session.commit()  # the account exists from the first call, whatever the endpoint does next
     if not user.is_active:
         raise _unauthorized("This account is disabled.")
     return user

@@ -63,7 +63,6 @@ def create_offering(json: schemas.OfferingCreate):
         description_md=json.description_md, category=json.category, facets=json.facets,
         trial_days=json.trial_days, trial_credits=json.trial_credits, slug=json.slug,
     )
-    catalog.reindex_offering(db.session, offering)
     db.session.commit()
     return _private(offering.id), 201
 
@@ -89,7 +88,6 @@ def update_offering(offering_id: int, json: schemas.OfferingUpdate):
             return problem(422, "Unprocessable Content", "The request does not match the schema.",
                            errors=[{"field": name, "message": "This field cannot be null."}])
     offerings.update_offering(db.session, offering=offering, actor=g.api_user, **fields)
-    catalog.reindex_offering(db.session, offering)
     db.session.commit()
     return _private(offering.id)
 
@@ -144,7 +142,6 @@ def approve_offering(offering_id: int):
         return problem(403, "Forbidden", "Only operators publish offerings.")
     offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
     offerings.approve(db.session, offering=offering, actor=g.api_user)
-    catalog.reindex_offering(db.session, offering)
     db.session.commit()
     return _private(offering.id)
 

@@ -355,8 +355,11 @@ class LedgerPage(Out):
     next_cursor: str | None
 
 
+Cursor = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,11}$", description="The next_cursor of the previous page.")]
+
+
 class CursorQuery(BaseModel):
-    cursor: text(200) | None = None
+    cursor: Cursor | None = None
     limit: int = Field(50, ge=1, le=200)
 
 
@@ -447,7 +450,7 @@ class AuditQuery(BaseModel):
         None, description="Operators: any organization or all when absent. Others: one they administer "
                           "(default: the current organization).")
     action: text(64) | None = None
-    cursor: text(20) | None = None
+    cursor: Cursor | None = None
     limit: int = Field(50, ge=1, le=200)
 
 

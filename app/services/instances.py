@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -195,9 +195,11 @@ def entitlements(session: Session, *, instance: Instance, now: datetime | None =
     now = now or utcnow()
     plan = instance.plan
     period_start, period_end = current_period(instance, now)
+    # "> start - 1 µs" rather than ">= start": SQLite compares timestamps as text, and a server-default
+    # "…:02" sorts before a bound "…:02.000000" of the same second
     runs = session.scalar(
         select(func.count()).select_from(Run)
-        .where(Run.instance_id == instance.id, Run.created_at >= period_start,
+        .where(Run.instance_id == instance.id, Run.created_at > period_start - timedelta(microseconds=1),
                Run.status.in_(COUNTED_RUN_STATUSES))
     ) or 0
     wallet = billing.wallet_for_organization(session, instance.organization_id)
