@@ -65,21 +65,22 @@ def test_an_explicit_duplicate_slug_is_refused(session, seller):
     assert error.value.field == "slug"
 
 
-@pytest.mark.parametrize("slug", ["Has Space", "trailing-", "a--b", "ünï", "a_b"])
-def test_a_malformed_slug_is_refused(session, seller, slug):
-    with pytest.raises(OfferingError) as error:
-        _create(session, seller, slug=slug)
+def test_a_malformed_slug_is_refused(session, seller):
+    for slug in ["Has Space", "trailing-", "a--b", "ünï", "a_b", "x" * 141]:
+        with pytest.raises(OfferingError) as error:
+            _create(session, seller, slug=slug)
 
-    assert error.value.field == "slug"
+        assert (slug, error.value.field) == (slug, "slug")
+    assert session.scalar(select(func.count()).select_from(Offering).where(Offering.name == "Deal Desk Bot")) == 0
 
 
-@pytest.mark.parametrize("name", ["<b>Bold</b> bot", "Bot <script>", "Fish &amp; chips", "a > b"])
-def test_markup_in_the_name_is_refused(session, seller, name):
-    with pytest.raises(OfferingError) as error:
-        _create(session, seller, name=name)
+def test_markup_in_the_name_is_refused(session, seller):
+    for name in ["<b>Bold</b> bot", "Bot <script>", "Fish &amp; chips", "a > b"]:
+        with pytest.raises(OfferingError) as error:
+            _create(session, seller, name=name)
 
-    assert error.value.field == "name"
-    assert session.scalar(select(func.count()).select_from(Offering).where(Offering.name == name)) == 0
+        assert (name, error.value.field) == (name, "name")
+    assert session.scalar(select(func.count()).select_from(Offering).where(Offering.summary == "Drafts deal memos.")) == 0
 
 
 def test_facet_values_outside_the_vocabulary_are_refused(session, seller):
@@ -193,15 +194,16 @@ def test_versions_must_increase(session, seller):
     assert svc.next_version(offering) == "1.11.0"
 
 
-@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "1.0.0-beta", "01.0.0", ""])
-def test_a_version_that_is_not_semver_is_refused(session, seller, version):
+def test_a_version_that_is_not_semver_is_refused(session, seller):
     offering = _create(session, seller)
 
-    with pytest.raises(OfferingError) as error:
-        svc.add_version(session, offering=offering, actor=seller, version=version, changelog="",
-                        runtime_kind="builtin", runtime_ref="support-faq")
+    for version in ["1.0", "v1.0.0", "1.0.0-beta", "01.0.0", ""]:
+        with pytest.raises(OfferingError) as error:
+            svc.add_version(session, offering=offering, actor=seller, version=version, changelog="",
+                            runtime_kind="builtin", runtime_ref="support-faq")
 
-    assert error.value.field == "version"
+        assert (version, error.value.field) == (version, "version")
+    assert offering.versions == []
 
 
 def _plan(session, offering, seller, **overrides):
@@ -227,25 +229,22 @@ def test_set_plan_creates_then_updates_the_tier_with_a_stable_sku(session, selle
                                                     "offering.plan_updated"]
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"price_minor": -1}, "price_minor"),
-    ({"currency": "XYZ"}, "currency"),
-    ({"currency": "US"}, "currency"),
-    ({"included_credits": -5}, "included_credits"),
-    ({"credits_per_run": -1}, "credits_per_run"),
-    ({"max_runs_per_period": 0}, "max_runs_per_period"),
-    ({"tier": "gold"}, "tier"),
-    ({"name": "<b>x</b>"}, "name"),
-])
-def test_invalid_plans_are_refused_and_create_nothing(session, seller, overrides, field):
+def test_invalid_plans_are_refused_and_create_nothing(session, seller):
     offering = _create(session, seller)
     session.commit()
+    cases = [
+        ({"price_minor": -1}, "price_minor"), ({"currency": "XYZ"}, "currency"), ({"currency": "US"}, "currency"),
+        ({"included_credits": -5}, "included_credits"), ({"credits_per_run": -1}, "credits_per_run"),
+        ({"max_runs_per_period": 0}, "max_runs_per_period"), ({"tier": "gold"}, "tier"),
+        ({"name": "<b>x</b>"}, "name"),
+    ]
 
-    with pytest.raises(OfferingError) as error:
-        _plan(session, offering, seller, **overrides)
-    session.rollback()
+    for overrides, field in cases:
+        with pytest.raises(OfferingError) as error:
+            _plan(session, offering, seller, **overrides)
+        session.rollback()
 
-    assert error.value.field == field
+        assert (overrides, error.value.field) == (overrides, field)
     assert session.scalar(select(func.count()).select_from(Plan).where(Plan.offering_id == offering.id)) == 0
 
 
