@@ -71,6 +71,7 @@ def verify_ledger_command() -> None:
 
 
 @click.command("reconcile-orders")
+@with_appcontext
 @click.option("--hours", default=24, show_default=True, type=click.IntRange(1, 24 * 90),
               help="How far back to ask Saleor for paid orders.")
 def reconcile_orders_command(hours: int) -> None:

@@ -18,13 +18,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Sequence
 
 from app.adapters.commerce.checkout import (
-    BillingDetails, ChargeOutcome, CheckoutError, CheckoutLine, RemoteOrder, RemoteOrderLine, Submission,
+    ORDER_REFERENCE_KEY, BillingDetails, ChargeOutcome, CheckoutError, CheckoutLine, RemoteOrder, RemoteOrderLine,
+    Submission,
 )
 from app.adapters.commerce.saleor import client
 from app.formatting import CURRENCY_EXPONENT
 
 DUMMY_PAYMENT_APP = "saleor.io.dummy-payment-app"
-ORDER_REFERENCE_KEY = "digitlify_order"
 PAID_CHARGE_STATUSES = {"FULL", "OVERCHARGED"}
 MAX_ORDER_PAGES = 20  # reconciliation reads at most 20 × 50 orders per run
 

@@ -1,0 +1,264 @@
+"""Checkout with the Saleor backend against the fake Saleor (real schema over HTTP), then the
+signed order-paid webhook and reconciliation provisioning the order."""
+import base64
+
+from sqlalchemy import func, select
+
+from app.models import CartLine, Instance, LedgerEntry, Order
+from app.services import identity
+from tests.commerce.conftest import deliver, encode, order_event, sign_jws
+from tests.conftest import login
+
+PLAN = "CUSTOMER-SUPPORT-AGENT-PRO"  # $86.00
+PACK = "CREDITS-500"  # $45.00
+VARIANTS = {PLAN: "UHJvZHVjdFZhcmlhbnQ6MQ==", PACK: "UHJvZHVjdFZhcmlhbnQ6Mg=="}
+PRICES = {PLAN: 86.0, PACK: 45.0}
+ORDER_ID = "T3JkZXI6c2FsZW9yLTE="
+
+
+class FakeStore:
+    """Just enough of Saleor's checkout behaviour for the adapter: checkouts by id, priced lines."""
+
+    def __init__(self):
+        self.checkouts = {}
+        self.completed = []
+        self.price_override = None
+
+    def _view(self, checkout_id):
+        c = self.checkouts[checkout_id]
+        total = self.price_override if self.price_override is not None else sum(
+            PRICES[sku] * q for sku, q in ((self._sku(v), q) for v, q in c["lines"].items()))
+        return {
+            "id": checkout_id, "email": c["email"], "chargeStatus": "NONE",
+            "lines": [{"id": f"line-{v}", "quantity": q, "variant": {"id": v, "sku": self._sku(v)}}
+                      for v, q in c["lines"].items()],
+            "totalPrice": {"gross": {"amount": total, "currency": "USD"}},
+        }
+
+    @staticmethod
+    def _sku(variant_id):
+        return next(sku for sku, v in VARIANTS.items() if v == variant_id)
+
+    def resolvers(self):
+        def variants(info, channel, where, first=100, **_):
+            skus = where["sku"]["oneOf"]
+            return {"edges": [{"node": {"id": VARIANTS[s], "sku": s}} for s in skus if s in VARIANTS]}
+
+        def create(info, input, **_):
+            checkout_id = base64.b64encode(f"Checkout:{len(self.checkouts) + 1}".encode()).decode()
+            self.checkouts[checkout_id] = {"email": input["email"], "lines": {l["variantId"]: l["quantity"] for l in input["lines"]},
+                                           "metadata": input.get("metadata"), "billing": input.get("billingAddress")}
+            return {"checkout": self._view(checkout_id), "errors": []}
+
+        def checkout(info, id, **_):
+            return self._view(id) if id in self.checkouts and id not in self.completed else None
+
+        def lines_add(info, id, lines, **_):
+            for line in lines:
+                self.checkouts[id]["lines"][line["variantId"]] = line["quantity"]
+            return {"checkout": self._view(id), "errors": []}
+
+        def lines_update(info, id, lines, **_):
+            for line in lines:
+                self.checkouts[id]["lines"][line["lineId"].removeprefix("line-")] = line["quantity"]
+            return {"checkout": self._view(id), "errors": []}
+
+        def lines_delete(info, id, linesIds, **_):
+            for line_id in linesIds:
+                self.checkouts[id]["lines"].pop(line_id.removeprefix("line-"))
+            return {"checkout": self._view(id), "errors": []}
+
+        def email_update(info, id, email, **_):
+            self.checkouts[id]["email"] = email
+            return {"checkout": {"id": id, "email": email}, "errors": []}
+
+        def billing_update(info, id, billingAddress, validationRules=None, **_):
+            self.checkouts[id]["billing"] = billingAddress
+            return {"checkout": {"id": id}, "errors": []}
+
+        def pay(info, id, paymentGateway, amount=None, idempotencyKey=None, **_):
+            self.checkouts[id]["paid"] = (amount, paymentGateway["id"], paymentGateway.get("data"))
+            return {"transaction": {"id": "VHJhbnNhY3Rpb25JdGVtOjE=", "pspReference": "psp-1"},
+                    "transactionEvent": {"type": "CHARGE_SUCCESS", "message": ""}, "errors": []}
+
+        def complete(info, id, metadata=None, **_):
+            self.completed.append(id)
+            c = self.checkouts[id]
+            return {"order": self.order(id, metadata), "confirmationNeeded": False, "errors": []}
+
+        return {"productVariants": variants, "checkoutCreate": create, "checkout": checkout,
+                "checkoutLinesAdd": lines_add, "checkoutLinesUpdate": lines_update,
+                "checkoutLinesDelete": lines_delete, "checkoutEmailUpdate": email_update,
+                "checkoutBillingAddressUpdate": billing_update, "transactionInitialize": pay,
+                "checkoutComplete": complete}
+
+    def order(self, checkout_id, metadata=None, charge_status="FULL"):
+        c = self.checkouts[checkout_id]
+        lines = [(self._sku(v), q) for v, q in c["lines"].items()]
+        return {
+            "id": ORDER_ID, "number": "77", "created": "2026-11-25T10:00:00+00:00", "userEmail": c["email"],
+            "chargeStatus": charge_status, "isPaid": charge_status == "FULL",
+            "total": {"gross": {"amount": sum(PRICES[s] * q for s, q in lines), "currency": "USD"}},
+            "lines": [{"id": f"T3JkZXJMaW5lOj{i}", "productSku": s, "productName": s.title(), "variantName": "",
+                       "quantity": q, "unitPrice": {"gross": {"amount": PRICES[s], "currency": "USD"}}}
+                      for i, (s, q) in enumerate(lines)],
+            "metadata": metadata or [],
+        }
+
+
+def _saleor_app(make_app, saleor_fake, store, **extra):
+    saleor_fake.resolvers.update(store.resolvers())
+    return make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_CHANNEL="default-channel",
+                    SALEOR_APP_TOKEN="app-token", **extra)
+
+
+def _checkout(client, session, buyer):
+    org = identity.ensure_personal_organization(session, user=buyer)
+    return client.post("/checkout", data={"email": buyer.email, "organization_id": str(org.id), "country": "DE"})
+
+
+def test_checkout_through_saleor_creates_pays_and_completes_then_waits_for_the_webhook(make_app, saleor_fake, session, buyer):
+    # given
+    store = FakeStore()
+    app = _saleor_app(make_app, saleor_fake, store)
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PLAN, "quantity": "1"})
+    client.post("/cart/add", data={"sku": PACK, "quantity": "2"})
+
+    # when
+    response = _checkout(client, session, buyer)
+
+    # then
+    order = session.scalar(select(Order))
+    assert response.status_code == 303 and response.headers["Location"] == f"/account/orders/{order.id}"
+    assert saleor_fake.operation_names() == ["VariantsBySku", "CheckoutCreate", "TransactionInitialize", "CheckoutComplete"]
+    created = store.checkouts["Q2hlY2tvdXQ6MQ=="]
+    assert created["metadata"] == [{"key": "digitlify_order", "value": order.number}]
+    assert created["billing"] == {"firstName": "Bea", "lastName": "Buyer", "country": "DE", "skipValidation": False}
+    assert created["paid"] == ("176.00", "saleor.io.dummy-payment-app",
+                               {"event": {"type": "CHARGE_SUCCESS", "includePspReference": True}})
+    assert (order.backend, order.external_id, order.status, order.total_minor) == ("saleor", ORDER_ID, "pending", 17600)
+    assert [(l.sku, l.quantity, l.external_line_id) for l in order.lines] == [
+        (PLAN, 1, "T3JkZXJMaW5lOj0"), (PACK, 2, "T3JkZXJMaW5lOj1")]
+    assert session.scalar(select(func.count()).select_from(CartLine)) == 0
+    assert session.scalar(select(func.count()).select_from(Instance)) == 0
+    detail = client.get(f"/account/orders/{order.id}").get_data(as_text=True)
+    assert "Awaiting confirmation" in detail
+
+
+def test_the_webhook_for_a_saleor_checkout_provisions_it(make_app, saleor_fake, jwks, saleor_key, session, buyer):
+    store = FakeStore()
+    app = _saleor_app(make_app, saleor_fake, store, SALEOR_JWKS_URL=jwks.url)
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PLAN, "quantity": "1"})
+    _checkout(client, session, buyer)
+    order = session.scalar(select(Order))
+    event = {"__typename": "OrderFullyPaid", "order": store.order("Q2hlY2tvdXQ6MQ==", [
+        {"key": "digitlify_order", "value": order.number}])}
+    body = encode(event)
+
+    response = deliver(app.test_client(), body, signature=sign_jws(body, saleor_key, "saleor-key-1"))
+
+    assert response.status_code == 200 and response.get_json()["order_id"] == order.id
+    session.expire_all()
+    assert order.status == "paid" and order.provisioned_at is not None
+    assert session.scalar(select(Instance.source_order_line_id)) == order.lines[0].id
+
+
+def test_a_retry_brings_the_earlier_checkout_up_to_date_instead_of_creating_another(make_app, saleor_fake, session, buyer):
+    # given: the first attempt created a checkout, then Saleor failed while completing it
+    store = FakeStore()
+    app = _saleor_app(make_app, saleor_fake, store)
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PLAN, "quantity": "1"})
+    client.post("/cart/add", data={"sku": PACK, "quantity": "2"})
+    saleor_fake.fail_with_status(500, operation="CheckoutComplete")
+    failed = _checkout(client, session, buyer)
+    assert failed.status_code == 502
+    assert "Check your orders before paying again." in failed.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(Order)) == 0
+    # the buyer changes the cart: drops the plan, takes 5 packs
+    saleor_fake.recover()
+    saleor_fake.clear_log()
+    plan_line = session.scalar(select(CartLine).where(CartLine.sku == PLAN))
+    pack_line = session.scalar(select(CartLine).where(CartLine.sku == PACK))
+    client.post(f"/cart/lines/{plan_line.id}/remove")
+    client.post(f"/cart/lines/{pack_line.id}", data={"quantity": "5"})
+
+    # when
+    retried = _checkout(client, session, buyer)
+
+    # then
+    assert retried.status_code == 303
+    assert saleor_fake.operation_names() == [
+        "VariantsBySku", "Checkout", "CheckoutLinesUpdate", "CheckoutLinesDelete", "CheckoutBillingAddressUpdate",
+        "TransactionInitialize", "CheckoutComplete"]
+    assert list(store.checkouts) == ["Q2hlY2tvdXQ6MQ=="]
+    order = session.scalar(select(Order))
+    assert [(l.sku, l.quantity) for l in order.lines] == [(PACK, 5)] and order.total_minor == 22500
+
+
+def test_a_price_that_differs_in_saleor_charges_nothing(make_app, saleor_fake, session, buyer):
+    store = FakeStore()
+    store.price_override = 1.0
+    app = _saleor_app(make_app, saleor_fake, store)
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PACK, "quantity": "1"})
+
+    response = _checkout(client, session, buyer)
+
+    assert response.status_code == 409
+    assert "differs from the price shown here" in response.get_data(as_text=True)
+    assert "TransactionInitialize" not in saleor_fake.operation_names()
+    assert session.scalar(select(func.count()).select_from(Order)) == 0
+    assert session.scalar(select(func.count()).select_from(CartLine)) == 1
+
+
+def test_saleor_down_keeps_the_cart_and_places_nothing(make_app, saleor_fake, session, buyer):
+    app = _saleor_app(make_app, saleor_fake, FakeStore())
+    saleor_fake.fail_with_status(500)
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PACK, "quantity": "1"})
+
+    response = _checkout(client, session, buyer)
+
+    assert response.status_code == 503
+    assert "Nothing was charged" in response.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(Order)) == 0
+    assert session.scalar(select(func.count()).select_from(CartLine)) == 1
+
+
+def test_reconcile_provisions_a_saleor_order_whose_webhook_was_lost(make_app, saleor_fake, session, buyer):
+    # given: a Saleor order placed here, paid in Saleor, but its webhook never arrived
+    store = FakeStore()
+    app = _saleor_app(make_app, saleor_fake, store)
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PACK, "quantity": "3"})
+    _checkout(client, session, buyer)
+    order = session.scalar(select(Order))
+    saleor_fake.resolvers["orders"] = lambda info, where, first=50, after=None, **_: {
+        "pageInfo": {"hasNextPage": False, "endCursor": None},
+        "edges": [{"node": store.order("Q2hlY2tvdXQ6MQ==", [{"key": "digitlify_order", "value": order.number}])}],
+    }
+
+    # when
+    with app.app_context():  # this test's Saleor-backed app, not the default one of the session fixture
+        result = app.test_cli_runner().invoke(args=["reconcile-orders", "--hours", "6"])
+        again = app.test_cli_runner().invoke(args=["reconcile-orders", "--hours", "6"])
+
+    # then
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "Reconciled: 1 order(s) provisioned, 0 failed, 1 paid Saleor order(s) checked."
+    assert again.output.strip() == "Reconciled: 0 order(s) provisioned, 0 failed, 1 paid Saleor order(s) checked."
+    [received] = saleor_fake.received("PaidOrders")[:1]
+    assert received.headers["Authorization"] == "Bearer app-token"
+    session.expire_all()
+    assert order.status == "paid"
+    assert session.scalar(select(LedgerEntry.amount).where(
+        LedgerEntry.idempotency_key == f"order-line:{order.lines[0].id}:credits")) == 1500
