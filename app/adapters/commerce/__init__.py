@@ -183,3 +183,6 @@ def get_catalog() -> CatalogPort:
 
         return LocalCatalog(db.session)
     raise RuntimeError(f"COMMERCE_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
+from app.adapters.commerce.checkout import CheckoutPort, get_checkout  # noqa: E402,F401  (write side: checkout)
