@@ -358,3 +358,19 @@ def test_an_event_naming_an_order_not_committed_here_yet_asks_saleor_to_retry(we
 
     assert response.status_code == 503 and response.headers["Retry-After"] == "30"
     assert _counts(session) == NOTHING
+
+
+def test_the_readme_subscription_query_is_valid_against_saleors_schema():
+    from pathlib import Path
+    import re
+
+    from graphql import parse, validate
+    from graphql.validation import NoDeprecatedCustomRule
+
+    from tests.saleor_fake import saleor_schema
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    query = re.search(r"```graphql\n(subscription OrderPaidForMarketplace.*?)```", readme, re.S).group(1)
+
+    assert [e.message for e in validate(saleor_schema(), parse(query))] == []
+    assert [e.message for e in validate(saleor_schema(), parse(query), rules=[NoDeprecatedCustomRule])] == []
