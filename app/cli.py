@@ -70,6 +70,17 @@ def verify_ledger_command() -> None:
     click.echo(f"Ledger OK: {wallets} wallet(s) agree with their {entries} ledger entries.")
 
 
+@click.command("fail-stale-runs")
+@with_appcontext
+def fail_stale_runs_command() -> None:
+    """Mark runs still running long after their credit hold ended as failed, and release the holds."""
+    from app.services import runs
+
+    failed = runs.fail_stale_runs(db.session)
+    db.session.commit()
+    click.echo(f"Failed {failed} stale run(s).")
+
+
 @click.command("reconcile-orders")
 @with_appcontext
 @click.option("--hours", default=24, show_default=True, type=click.IntRange(1, 24 * 90),
@@ -162,5 +173,6 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_logins_command)
     app.cli.add_command(expire_holds_command)
     app.cli.add_command(verify_ledger_command)
+    app.cli.add_command(fail_stale_runs_command)
     app.cli.add_command(reconcile_orders_command)
     app.cli.add_command(sync_saleor_command)

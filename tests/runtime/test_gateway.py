@@ -293,3 +293,56 @@ def test_two_concurrent_runs_on_a_wallet_with_credits_for_one_one_succeeds_one_g
     [run] = session.scalars(select(Run)).all()
     assert wallet.balance == 15 - run.credits
     assert wallet.held == 0
+
+
+def test_a_langflow_offering_runs_through_the_adapter_and_is_charged_for_its_tokens(make_app, session, buyer):
+    from tests.runtime import fake_langflow
+
+    server, langflow = fake_langflow.start()
+    try:
+        app = make_app(LANGFLOW_URL=langflow.url, LANGFLOW_API_KEY=fake_langflow.API_KEY, LANGFLOW_TIMEOUT=5)
+        instance = make_instance(session, buyer)
+        instance.version.runtime_kind, instance.version.runtime_ref = "langflow", "usage"
+        session.commit()
+        balance = wallet_of(session, instance).balance
+        client = app.test_client()
+        login(client, buyer)
+
+        response = client.post(f"/api/instances/{instance.id}/runs", json={"input": "summarize this", "session_id": "chat-7"})
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["output"] == "answer to summarize this"
+    assert body["usage_units"] == 1545
+    assert body["credits"] == 2 + 2 * 1  # per run + two started thousands of tokens
+    assert wallet_of(session, instance).balance == balance - 4
+    [request] = langflow.requests
+    assert request.body["session_id"] == body["session_id"] == f"inst{instance.id}-chat-7"
+    assert request.headers["x-api-key"] == fake_langflow.API_KEY
+
+
+def test_stale_running_runs_are_failed_and_their_holds_released(buyer_client, session, buyer):
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from app.services import runs
+
+    instance = make_instance(session, buyer)
+    balance = wallet_of(session, instance).balance
+    prepared = runs.start_run(session, instance=instance, input_text=QUESTION, user=buyer,
+                              now=utcnow() - timedelta(minutes=10))
+    session.commit()  # the process "died" here: never finished
+
+    swept = runs.fail_stale_runs(session)
+    session.commit()
+    again = runs.fail_stale_runs(session)
+
+    assert (swept, again) == (1, 0)
+    run = session.get(Run, prepared.run_id)
+    assert (run.status, run.credits, run.error) == ("failed", 0, "The run did not finish. You were not charged.")
+    assert session.get(Hold, prepared.hold_id).status in (HoldStatus.RELEASED.value, HoldStatus.EXPIRED.value)
+    wallet = wallet_of(session, instance)
+    assert (wallet.balance, wallet.held) == (balance, 0)
