@@ -1,14 +1,14 @@
 """Free trials: one per person per offering, on the offering's cheapest plan, with its trial credits.
 
 The TrialClaim row's unique (user, offering) constraint is what makes "one per person" hold even
-when two requests race: the loser's insert fails inside a savepoint and becomes a TrialError.
+when two requests race: the loser's insert does nothing and becomes a TrialError.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.models import GrantOrigin, Instance, Offering, OfferingStatus, Organization, Plan, TrialClaim, User, utcnow
@@ -23,6 +23,13 @@ class TrialError(Exception):
         super().__init__(message)
         self.field = field
         self.status = status
+
+
+def _insert(session: Session):
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"Trials support PostgreSQL and SQLite, not {dialect}.")
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TrialClaim)
 
 
 def cheapest_plan(offering: Offering) -> Plan | None:
@@ -55,13 +62,15 @@ def start_trial(
         raise TrialError("This offering has no plan to try yet.", field="offering_id", status=409)
     if has_claimed(session, user=user, offering=offering):
         raise TrialError("You have already used the free trial of this offering.", field="offering_id", status=409)
-    claim = TrialClaim(user_id=user.id, offering_id=offering.id)
-    try:
-        with session.begin_nested():
-            session.add(claim)
-    except IntegrityError:
-        raise TrialError("You have already used the free trial of this offering.", field="offering_id",
-                         status=409) from None
+    # INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL a racing request waits for the first one's
+    # transaction and then inserts nothing; no savepoint (pysqlite would commit a leading one)
+    claim_id = session.scalar(
+        _insert(session).values(user_id=user.id, offering_id=offering.id)
+        .on_conflict_do_nothing(index_elements=["user_id", "offering_id"]).returning(TrialClaim.id)
+    )
+    if claim_id is None:
+        raise TrialError("You have already used the free trial of this offering.", field="offering_id", status=409)
+    claim = session.get(TrialClaim, claim_id)
     now = now or utcnow()
     ends_at = now + timedelta(days=offering.trial_days)
     instance = create_instance(session, organization=organization, plan=plan, created_by=user,

@@ -162,6 +162,7 @@ def test_racing_trial_requests_make_one_trial(make_app, session):
     from app.extensions import db
 
     owner, org, offering = _setup(session, trial_days=7, trial_credits=10)
+    owner_id, org_id, offering_id = owner.id, org.id, offering.id
     app = make_app()
     outcomes, barrier = [], threading.Barrier(6)
 
@@ -171,9 +172,9 @@ def test_racing_trial_requests_make_one_trial(make_app, session):
 
             barrier.wait()
             try:
-                trials.start_trial(db.session, user=db.session.get(User, owner.id),
-                                   organization=db.session.get(Organization, org.id),
-                                   offering=db.session.get(Offering, offering.id))
+                trials.start_trial(db.session, user=db.session.get(User, owner_id),
+                                   organization=db.session.get(Organization, org_id),
+                                   offering=db.session.get(Offering, offering_id))
                 db.session.commit()
                 outcomes.append("ok")
             except trials.TrialError:
@@ -189,7 +190,7 @@ def test_racing_trial_requests_make_one_trial(make_app, session):
     assert sorted(outcomes) == ["ok"] + ["refused"] * 5
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(Instance)) == 1
-    assert session.scalar(select(Wallet.balance).where(Wallet.organization_id == org.id)) == 10
+    assert session.scalar(select(Wallet.balance).where(Wallet.organization_id == org_id)) == 10
 
 
 def test_entitlements_report_limits_credits_runs_and_may_run(client, session, auth_for, service_headers):
