@@ -307,6 +307,7 @@ def offering_plans(offering_id: int):
             plan = existing.get(tier)
             if plan is None:
                 sub.name.data = tier.title()
+                sub.offered.data = not existing  # a new offering starts with all three tiers
                 continue
             sub.name.data, sub.currency.data = plan.name, plan.currency
             sub.price.data = minor_to_price(plan.price_minor, plan.currency)

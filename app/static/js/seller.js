@@ -3,7 +3,10 @@
 (function () {
   "use strict";
 
-  // The publisher picker switches as soon as a publisher is chosen.
+  // The publisher picker switches as soon as a publisher is chosen (its button is for no-JS use).
+  function hideAutosubmitButtons() {
+    document.querySelectorAll("form[data-autosubmit] button[type=submit]").forEach((b) => { b.style.display = "none"; });
+  }
   document.addEventListener("change", (event) => {
     const form = event.target.closest("form[data-autosubmit]");
     if (form) form.requestSubmit();
@@ -54,9 +57,9 @@
       new Chart(instances, {
         type: "line",
         data: { labels: days, datasets: [
-          { label: "New paid instances", data: data.newInstances, borderColor: palette[0], backgroundColor: palette[0], tension: 0.2 },
-          { label: "Trials started", data: data.trialsStarted, borderColor: palette[2], backgroundColor: palette[2], tension: 0.2 },
-          { label: "Trials converted", data: data.trialsConverted, borderColor: palette[3], backgroundColor: palette[3], tension: 0.2 },
+          { label: "New paid instances", data: data.newInstances, borderColor: palette[0], backgroundColor: palette[0], tension: 0 },
+          { label: "Trials started", data: data.trialsStarted, borderColor: palette[2], backgroundColor: palette[2], tension: 0 },
+          { label: "Trials converted", data: data.trialsConverted, borderColor: palette[3], backgroundColor: palette[3], tension: 0 },
         ] },
         options: { ...common, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
       });
@@ -74,7 +77,7 @@
     }
   }
 
-  function init() { wireSlug(); drawCharts(); }
+  function init() { hideAutosubmitButtons(); wireSlug(); drawCharts(); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();
