@@ -129,6 +129,10 @@ def find_purchasable(session: Session, sku: str) -> Purchasable | None:
     return None
 
 
+def credit_packs_for_sale(session: Session) -> list[CreditPack]:
+    return list(session.scalars(select(CreditPack).where(CreditPack.active.is_(True)).order_by(CreditPack.price_minor)))
+
+
 # --- finding and creating carts ----------------------------------------------------------
 
 def find_cart(session: Session, *, user: User | None, token: str | None) -> Cart | None:

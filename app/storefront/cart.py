@@ -94,8 +94,8 @@ def current_cart(*, create: bool = False):
 
 def _cart_context(**extra) -> dict:
     priced = carts.price_cart(db.session, current_cart())
-    return {"priced": priced, "quantity_form": LineQuantityForm(formdata=None),
-            "remove_form": RemoveLineForm(formdata=None), "max_packs": carts.MAX_CREDIT_PACK_QUANTITY, **extra}
+    return {"priced": priced, "max_packs": carts.MAX_CREDIT_PACK_QUANTITY,
+            "packs": carts.credit_packs_for_sale(db.session), **extra}
 
 
 def _cart_response(*, message: str | None = None, error: str | None = None, status: int = 200, changed: bool = False):
