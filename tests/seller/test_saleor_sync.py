@@ -298,3 +298,22 @@ def test_markdown_becomes_editorjs_blocks_saleor_and_the_storefront_read():
         {"type": "list", "data": {"style": "ordered", "items": ["one", "two"]}},
         {"type": "quote", "data": {"text": "said", "caption": ""}},
     ]
+
+
+def test_an_operator_can_retry_a_failed_sync_from_the_review_page(saleor_app, saleor_fake, store, session, seller,
+                                                                  operator):
+    offering = _submitted(session, seller)
+    client = saleor_app.test_client()
+    login(client, operator)
+    saleor_fake.fail_with_status(503)
+    client.post(f"/operator/offerings/{offering.id}/approve")
+    saleor_fake.recover()
+
+    page = client.get(f"/operator/offerings/{offering.id}").get_data(as_text=True)
+    response = client.post(f"/operator/offerings/{offering.id}/sync", follow_redirects=True)
+
+    assert "Sync to the store now" in page and "Saleor is unreachable for SyncChannel" in page
+    assert "The store was updated." in response.get_data(as_text=True)
+    session.expire_all()
+    assert (offering.sync_status, offering.sync_error) == ("synced", None)
+    assert len(store.products) == 1
