@@ -45,7 +45,7 @@ def clean_text_query(raw: str | None) -> str:
 
 def parse_search_args(
     args: Mapping,
-    vocabulary: Mapping[str, list[tuple[str, str]]],
+    catalog: CatalogPort,
     *,
     preset: Mapping[str, str] | None = None,
     per_page: int = PER_PAGE,
@@ -57,20 +57,24 @@ def parse_search_args(
     positive number (or beyond MAX_PAGE). `preset` adds the filter a browse URL stands for.
     """
     getlist = args.getlist if hasattr(args, "getlist") else (lambda key: [args[key]] if key in args else [])
-    filters = []
+    requested: dict[str, list[str]] = {}
     for group in FACET_GROUPS:
-        known = [slug for slug, _ in vocabulary.get(group, [])]
-        wanted = {str(v) for v in getlist(group)}
+        values = [str(v) for v in getlist(group)][:MAX_VALUES_PER_GROUP]
         if preset and group in preset:
-            wanted.add(preset[group])
-        chosen = tuple(slug for slug in known if slug in wanted)[:MAX_VALUES_PER_GROUP]
-        if chosen:
-            filters.append((group, chosen))
+            values.append(preset[group])
+        values = list(dict.fromkeys(v for v in values if v))  # unique, in the order given
+        if values:
+            requested[group] = values
+    known = catalog.facet_labels(requested) if requested else {}
+    filters = tuple(
+        (group, tuple(v for v in requested[group] if v in known.get(group, {})))
+        for group in FACET_GROUPS if known.get(group)
+    )
     sort = args.get("sort", "relevance")
     if sort not in SORTS:
         sort = "relevance"
     return SearchQuery(
-        q=clean_text_query(args.get("q")), filters=tuple(filters), sort=sort,
+        q=clean_text_query(args.get("q")), filters=filters, sort=sort,
         page=_page_number(args.get("page")), per_page=per_page,
     )
 
@@ -147,7 +151,7 @@ def home_page(catalog: CatalogPort, *, featured: int = 6, newest: int = 8) -> Ho
     """Featured offerings, the four categories, the newest offerings and the outcomes to browse by."""
     return HomePage(
         featured=catalog.featured(featured), categories=catalog.categories(), newest=catalog.newest(newest),
-        outcomes=catalog.facet_vocabulary().get("outcome", []),
+        outcomes=catalog.facet_values("outcome"),
     )
 
 
@@ -179,9 +183,9 @@ def product_page(catalog: CatalogPort, slug: str, *, related: int = 4) -> Produc
     )
 
 
-def facet_label(vocabulary: Mapping[str, list[tuple[str, str]]], group: str, value: str) -> str | None:
+def facet_label(catalog: CatalogPort, group: str, value: str) -> str | None:
     """The label of a known facet value, or None if the group has no such value."""
-    return dict(vocabulary.get(group, [])).get(value)
+    return catalog.facet_labels({group: [value]}).get(group, {}).get(value)
 
 
 def facet_search_args(chip: FacetChip) -> dict[str, str]:

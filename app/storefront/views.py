@@ -55,7 +55,7 @@ def browse():
 @bp.get("/browse/<category>")
 def browse_category(category: str):
     catalog = get_catalog()
-    label = catalog_service.facet_label(catalog.facet_vocabulary(), "category", category)
+    label = catalog_service.facet_label(catalog, "category", category)
     if label is None:
         abort(404)
     return _search_response(catalog=catalog, preset={"category": category}, heading=label,
@@ -67,7 +67,7 @@ def browse_facet(group: str, value: str):
     if group not in catalog_service.BROWSE_GROUPS:
         abort(404)
     catalog = get_catalog()
-    label = catalog_service.facet_label(catalog.facet_vocabulary(), group, value)
+    label = catalog_service.facet_label(catalog, group, value)
     if label is None:
         abort(404)
     headings = {"outcome": "Offerings that help you {}", "role": "For {} teams", "capability": "{} offerings"}
@@ -105,7 +105,7 @@ CATEGORY_INTROS = {
 
 def _search_response(*, heading: str, intro: str, catalog=None, preset: dict[str, str] | None = None):
     catalog = catalog or get_catalog()
-    query = catalog_service.parse_search_args(request.args, catalog.facet_vocabulary(), preset=preset)
+    query = catalog_service.parse_search_args(request.args, catalog, preset=preset)
     page = catalog_service.search_page(catalog, query)
     context = {
         "page": page, "result": page.result, "query": query, "heading": heading, "intro": intro,

@@ -90,6 +90,7 @@ def test_missing_required_variable_is_refused_like_saleor_does(make_app, saleor_
     with app.app_context(), pytest.raises(SaleorError) as raised:
         execute("ProductList", {})
 
+    assert type(raised.value) is SaleorError, raised.value
     assert "$channel" in raised.value.errors[0]["message"]
 
 

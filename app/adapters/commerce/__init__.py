@@ -7,6 +7,7 @@ the same shapes whichever backend answers. Only published offerings are ever ret
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -143,8 +144,12 @@ class CatalogPort(Protocol):
         """The four categories, with offering counts where the backend can count."""
         ...
 
-    def facet_vocabulary(self) -> dict[str, list[tuple[str, str]]]:
-        """Every facet group's known values as (slug, label), in display order."""
+    def facet_values(self, group: str) -> list[tuple[str, str]]:
+        """One facet group's known values as (slug, label), in display order."""
+        ...
+
+    def facet_labels(self, requested: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        """Labels of the requested (group -> values) that exist: {group: {value: label}}; unknown ones left out."""
         ...
 
     def search(self, query: SearchQuery) -> SearchResult:

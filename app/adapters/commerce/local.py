@@ -12,12 +12,13 @@ total; one more fetches the page of ids, one the cards, one the facet vocabulary
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    CompoundSelect, Float, Integer, Select, and_, case, func, literal, literal_column, not_, select, text,
-    union_all,
+    CompoundSelect, Float, Integer, Select, String, and_, case, func, literal, literal_column, not_, or_, select,
+    text, true, tuple_, union_all,
 )
 from sqlalchemy.orm import Session, selectinload
 
@@ -40,6 +41,14 @@ SEARCH_VECTOR_SQL = (
     "setweight(to_tsvector('english'::regconfig, coalesce(offering.summary, '')), 'B') || "
     "setweight(to_tsvector('english'::regconfig, coalesce(offering.description_md, '')), 'C')"
 )
+# Ranking reads only name and summary (weights A and B): recomputing the description's tsvector
+# for every match would cost far more than the search itself (the GIN index stores no vectors).
+# A description-only match therefore ranks below any name or summary match, then by recency.
+RANK_VECTOR_SQL = (
+    "setweight(to_tsvector('english'::regconfig, coalesce(offering.name, '')), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(offering.summary, '')), 'B')"
+)
+PUBLISHERS_SHOWN = 12  # the publisher group lists the biggest few (plus any selected)
 # bm25 column weights for FTS5 (name, summary, description), the counterpart of A/B/C above
 FTS_WEIGHTS = (10.0, 4.0, 1.0)
 
@@ -132,7 +141,11 @@ def pg_tsquery(groups: list[list[Term]]) -> Any:
         if web:
             expr = func.websearch_to_tsquery(literal_column("'english'::regconfig"), web)
         if prefix is not None:
-            prefix_query = func.to_tsquery(literal_column("'english'::regconfig"), prefix.text + ":*")
+            # the stemmed prefix ('running' -> 'run':*) or the word as typed, which also keeps a
+            # half-typed word that happens to be a stop word ('a', 'the') from matching nothing
+            prefix_query = func.to_tsquery(literal_column("'english'::regconfig"), prefix.text + ":*").op("||")(
+                func.to_tsquery(literal_column("'simple'::regconfig"), prefix.text + ":*")
+            )
             expr = prefix_query if expr is None else expr.op("&&")(prefix_query)
         if expr is not None:
             parts.append(expr)
@@ -149,33 +162,44 @@ class LocalCatalog:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self._vocabulary: dict[str, list[tuple[str, str]]] | None = None
+        self._groups: dict[str, list[tuple[str, str]]] = {}
 
     @property
     def dialect(self) -> str:
         return self.session.get_bind().dialect.name
 
     # vocabulary and categories
-    def facet_vocabulary(self) -> dict[str, list[tuple[str, str]]]:
-        if self._vocabulary is None:
-            vocabulary: dict[str, list[tuple[str, str]]] = {g: [] for g in FACET_GROUPS}
-            rows = self.session.execute(
-                select(FacetValue.group, FacetValue.slug, FacetValue.label).order_by(FacetValue.id)
-            )
-            for group, slug, label in rows:
-                if group in vocabulary:
-                    vocabulary[group].append((slug, label))
-            self._vocabulary = vocabulary
-        return self._vocabulary
+    def facet_values(self, group: str) -> list[tuple[str, str]]:
+        if group not in self._groups:
+            self._groups[group] = [
+                (slug, label) for slug, label in self.session.execute(
+                    select(FacetValue.slug, FacetValue.label).where(FacetValue.group == group).order_by(FacetValue.id)
+                )
+            ]
+        return self._groups[group]
+
+    def facet_labels(self, requested: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        pairs = [(group, value) for group, values in requested.items() if group in FACET_GROUPS
+                 for value in set(values) if value and len(value) <= 64]
+        labels: dict[str, dict[str, str]] = {}
+        if not pairs:
+            return labels
+        rows = self.session.execute(
+            select(FacetValue.group, FacetValue.slug, FacetValue.label)
+            .where(tuple_(FacetValue.group, FacetValue.slug).in_(pairs))
+        )
+        for group, slug, label in rows:
+            labels.setdefault(group, {})[slug] = label
+        return labels
 
     def _label(self, group: str, value: str) -> str:
-        return dict(self.facet_vocabulary().get(group, [])).get(value, value.replace("-", " ").capitalize())
+        return dict(self.facet_values(group)).get(value, value.replace("-", " ").capitalize())
 
     def categories(self) -> list[Category]:
         counts = dict(self.session.execute(
             select(Offering.category, func.count()).where(Offering.status == PUBLISHED).group_by(Offering.category)
         ).all())
-        return [Category(slug, label, counts.get(slug, 0)) for slug, label in self.facet_vocabulary()["category"]]
+        return [Category(slug, label, counts.get(slug, 0)) for slug, label in self.facet_values("category")]
 
     # listing
     def featured(self, limit: int) -> list[OfferingCard]:
@@ -238,14 +262,13 @@ class LocalCatalog:
     # search
     def search(self, query: SearchQuery) -> SearchResult:
         statements = SearchStatements(self.dialect, query)
-        facet_rows = self.session.execute(statements.facet_counts()).all()
         total = 0
-        counts: dict[str, dict[str, int]] = {g: {} for g in FACET_GROUPS}
-        for group, value, count in facet_rows:
+        counts: dict[str, list[tuple[str, str, int, int]]] = {g: [] for g in FACET_GROUPS}
+        for group, value, count, label, position in self.session.execute(statements.facet_counts()):
             if group == "":
                 total = count
-            else:
-                counts[group][value] = count
+            elif group in counts and label is not None:  # values outside the vocabulary are not shown
+                counts[group].append((value, label, count, position))
         ids: list[int] = []
         if total > query.offset:
             ids = list(self.session.scalars(statements.page_ids()).all())
@@ -253,23 +276,22 @@ class LocalCatalog:
             items=tuple(self.cards(ids)), total=total, facets=self._facet_groups(query, counts), query=query,
         )
 
-    def _facet_groups(self, query: SearchQuery, counts: dict[str, dict[str, int]]) -> tuple[FacetGroup, ...]:
+    def _facet_groups(self, query: SearchQuery, counts: dict[str, list[tuple[str, str, int, int]]]
+                      ) -> tuple[FacetGroup, ...]:
         groups = []
-        vocabulary = self.facet_vocabulary()
         for group in FACET_GROUPS:
             selected = set(query.values(group))
-            labels = dict(vocabulary.get(group, []))
-            order = {slug: i for i, (slug, _) in enumerate(vocabulary.get(group, []))}
-            values = [v for v in counts[group] if v in labels] + [v for v in selected if v not in counts[group]]
-            if group == "publisher":  # open-ended: the biggest first
-                values.sort(key=lambda v: (-counts[group].get(v, 0), labels.get(v, v).lower()))
+            rows = counts[group]
+            if group == "publisher":  # open-ended: the biggest first, and only the first few
+                rows = sorted(rows, key=lambda r: (-r[2], r[1].lower()))
+                rows = rows[:PUBLISHERS_SHOWN] + [r for r in rows[PUBLISHERS_SHOWN:] if r[0] in selected]
             else:
-                values.sort(key=lambda v: (order.get(v, len(order)), v))
-            options = tuple(
-                FacetOption(value=v, label=labels.get(v, v), count=counts[group].get(v, 0), selected=v in selected)
-                for v in values
-            )
-            groups.append(FacetGroup(group, GROUP_LABELS[group], options))
+                rows = sorted(rows, key=lambda r: r[3])
+            missing = selected - {r[0] for r in rows}  # selected but nothing left with the other filters
+            labels = self.facet_labels({group: missing}).get(group, {}) if missing else {}
+            options = [FacetOption(value=v, label=label, count=n, selected=v in selected) for v, label, n, _ in rows]
+            options += [FacetOption(value=v, label=labels.get(v, v), count=0, selected=True) for v in sorted(missing)]
+            groups.append(FacetGroup(group, GROUP_LABELS[group], tuple(options)))
         return tuple(groups)
 
     # detail
@@ -363,7 +385,7 @@ class SearchStatements:
             tsquery = pg_tsquery(self.groups)
             vector = literal_column(SEARCH_VECTOR_SQL)
             conditions.append(vector.op("@@")(tsquery))
-            self._rank = func.ts_rank(vector, tsquery)
+            self._rank = func.ts_rank(literal_column(RANK_VECTOR_SQL), tsquery)
             return conditions
         positive, negative = fts5_match(self.groups)
         if positive is not None:
@@ -393,43 +415,58 @@ class SearchStatements:
             select(OfferingFacet.offering_id).where(OfferingFacet.group == group, OfferingFacet.value.in_(values))
         )
 
-    def matching(self, exclude_group: str | None = None, *, join_fts: bool = False) -> Select:
-        """Ids of published offerings matching the text and every filter except `exclude_group`'s.
+    def _filtered(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [(group, values) for group, values in self.query.filters if values]
+
+    def matching(self, *, join_fts: bool = False) -> Select:
+        """Ids of published offerings matching the text and every filter.
 
         With `join_fts` (SQLite) the FTS5 match is joined rather than tested with IN, so its bm25
         score can order the page without running the match twice."""
         conditions = list(self._base_conditions)
         if join_fts:
             conditions = [c for c in conditions if c is not self._fts_condition]
-        conditions += [
-            self._facet_condition(group, values)
-            for group, values in self.query.filters if group != exclude_group and values
-        ]
+        conditions += [self._facet_condition(group, values) for group, values in self._filtered()]
         return select(Offering.id).where(*conditions)
 
     def facet_counts(self) -> CompoundSelect:
-        """Rows (group, value, count) for all six groups, plus ("", "", total)."""
-        filtered = [g for g, values in self.query.filters if values]
-        unfiltered = [g for g in FACET_GROUPS if g not in filtered]
-        parts = []
-        if unfiltered:
-            parts.append(
-                select(OfferingFacet.group, OfferingFacet.value, func.count())
-                .where(OfferingFacet.offering_id.in_(self.matching()), OfferingFacet.group.in_(unfiltered))
-                .group_by(OfferingFacet.group, OfferingFacet.value)
-            )
-        for group in filtered:
-            parts.append(
-                select(literal(group).label("group"), OfferingFacet.value, func.count())
-                .where(OfferingFacet.offering_id.in_(self.matching(exclude_group=group)),
-                       OfferingFacet.group == group)
-                .group_by(OfferingFacet.value)
-            )
-        matched = self.matching().subquery()
-        parts.append(select(literal("").label("group"), literal("").label("value"), func.count()).select_from(matched))
-        return union_all(*parts)
+        """Rows (group, value, count, label, position) for all six groups, plus ("", "", total, ...).
+
+        One pass: every offering matching the text gets a flag per active filter group; a facet
+        row of group g counts when its offering satisfies every active filter except g's own,
+        and the total counts offerings that satisfy all of them."""
+        filtered = self._filtered()
+        flags = [self._facet_condition(group, values) for group, values in filtered]
+        columns = [Offering.id.label("id")] + [flag.label(f"ok_{i}") for i, flag in enumerate(flags)]
+        candidates = select(*columns).where(*self._base_conditions)
+        if len(flags) > 1:  # an offering failing two filters counts nowhere
+            satisfied = sum((case((flag, 1), else_=0) for flag in flags), literal(0))
+            candidates = candidates.where(satisfied >= len(flags) - 1)
+        # a subquery, not a CTE: the planner then sees its size and hashes the smaller side
+        matched = candidates.subquery("matched")
+        row_counts = and_(true(), *(
+            or_(matched.c[f"ok_{i}"], OfferingFacet.group == group) for i, (group, _) in enumerate(filtered)
+        ))
+        counted = (
+            select(OfferingFacet.group.label("group"), OfferingFacet.value.label("value"), func.count().label("n"))
+            .join(matched, matched.c.id == OfferingFacet.offering_id)
+            .where(row_counts)
+            .group_by(OfferingFacet.group, OfferingFacet.value)
+            .subquery("counted")
+        )
+        with_labels = (
+            select(counted.c.group, counted.c.value, counted.c.n, FacetValue.label, FacetValue.id)
+            .outerjoin(FacetValue, and_(FacetValue.group == counted.c.group, FacetValue.slug == counted.c.value))
+        )
+        everything = candidates.subquery("everything")
+        total = select(
+            literal("").label("group"), literal("").label("value"), func.count().label("n"),
+            literal(None, type_=String).label("label"), literal(None, type_=Integer).label("id"),
+        ).select_from(everything).where(*(everything.c[f"ok_{i}"] for i in range(len(flags))))
+        return union_all(with_labels, total)
 
     def page_ids(self) -> Select:
+        """One page of matching ids in the requested order."""
         query = self.query
         order: list[Any] = []
         if query.sort == "relevance" and self._fts is not None:
@@ -440,13 +477,11 @@ class SearchStatements:
         if query.sort == "relevance" and self._rank is not None and self._fts is None:
             order.append(self._rank.desc())
         if query.sort in ("price_asc", "price_desc"):
-            prices = select(Plan.offering_id, func.min(Plan.price_minor).label("price")).group_by(
-                Plan.offering_id
-            ).subquery()
-            statement = statement.outerjoin(prices, prices.c.offering_id == Offering.id)
-            no_price_last = case((prices.c.price.is_(None), 1), else_=0)
-            price = prices.c.price.asc() if query.sort == "price_asc" else prices.c.price.desc()
-            order += [no_price_last, price, func.lower(Offering.name)]
+            # the cheapest plan of each matching offering, looked up by index per row
+            price = select(func.min(Plan.price_minor)).where(Plan.offering_id == Offering.id).scalar_subquery()
+            no_price_last = case((price.is_(None), 1), else_=0)
+            order += [no_price_last, price.asc() if query.sort == "price_asc" else price.desc(),
+                      func.lower(Offering.name)]
         elif query.sort == "name":
             order.append(func.lower(Offering.name))
         elif query.sort == "newest":

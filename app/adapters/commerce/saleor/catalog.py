@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -71,12 +71,20 @@ class SaleorCatalog:
             self._attributes = attributes
         return self._attributes
 
-    def facet_vocabulary(self) -> dict[str, list[tuple[str, str]]]:
-        attributes = self._facet_attributes()
-        return {group: list(attributes.get(group, {}).get("choices", [])) for group in FACET_GROUPS}
+    def facet_values(self, group: str) -> list[tuple[str, str]]:
+        return list(self._facet_attributes().get(group, {}).get("choices", []))
+
+    def facet_labels(self, requested: Mapping[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        labels: dict[str, dict[str, str]] = {}
+        for group, values in requested.items():
+            known = dict(self.facet_values(group)) if group in FACET_GROUPS else {}
+            found = {value: known[value] for value in values if value in known}
+            if found:
+                labels[group] = found
+        return labels
 
     def categories(self) -> list[Category]:
-        return [Category(slug, name, None) for slug, name in self.facet_vocabulary()["category"]]
+        return [Category(slug, name, None) for slug, name in self.facet_values("category")]
 
     # listings
     def featured(self, limit: int) -> list[OfferingCard]:
