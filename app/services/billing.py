@@ -21,8 +21,16 @@ the first write of a transaction takes the database write lock, so writers queue
 caller's transaction short so they do not hit the busy timeout). Holds change state with
 `UPDATE hold ... WHERE status = 'active' RETURNING`, so a settle and a release of one hold
 cannot both win. Locks are taken in one order, hold before wallet; the paths that start from a
-wallet (the lazy release inside `authorize`, `expire_holds`) skip holds someone else has locked.
-The schema CHECKs (balance >= 0, held >= 0, held <= balance) are the last line of defence.
+wallet (the lazy release inside `authorize`, `expire_holds`) skip holds someone else has locked,
+and wallets are locked FOR NO KEY UPDATE, which does not wait for the key-share locks that
+inserts referencing the wallet take. The schema CHECKs (balance >= 0, held >= 0,
+held <= balance) are the last line of defence.
+
+Round trips. On PostgreSQL, authorize (reserve, insert the hold, append the entry) and settle
+(close the hold, move the wallet, append the entry) are each one statement of data-modifying
+CTEs, plus one for the grant a settle draws from; SQLite runs the same steps one by one.
+Authorize reserves on the wallet before it inserts the hold: a concurrent request with the same
+key waits for the wallet, then finds the key taken and gives its reservation back.
 
 Expired holds. A hold past its TTL never reduces the credits a caller can use: `wallet_balances`
 leaves it out of `held`, and `authorize`, when the fast path finds too few credits, locks the
@@ -44,9 +52,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import Integer, String, case, cast, exists, func, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -66,6 +74,8 @@ NOTIFICATION_LOW_BALANCE = "low_balance"
 
 _ACTIVE = HoldStatus.ACTIVE.value
 _NO_SYNC = {"synchronize_session": False}
+# the hot paths use the tables (Core statements, one round trip each) and adopt the rows they return
+_W, _H, _L, _G = Wallet.__table__, Hold.__table__, LedgerEntry.__table__, CreditGrant.__table__
 
 
 class BillingError(Exception):
@@ -269,57 +279,103 @@ def authorize(
     key = _idempotency_key(idempotency_key)
     ttl_seconds = _int_in_range(ttl_seconds, "ttl_seconds", 1, MAX_TTL_SECONDS)
     now = now or utcnow()
-    hold = session.scalars(
-        _insert(session, Hold).values(
-            wallet_id=wallet.id, instance_id=instance_id, amount=amount, captured=0, status=_ACTIVE,
-            idempotency_key=key, expires_at=now + timedelta(seconds=ttl_seconds), created_at=now,
-        ).on_conflict_do_nothing(index_elements=[Hold.idempotency_key]).returning(Hold),
-        execution_options={"populate_existing": True},
-    ).first()
-    if hold is None:  # the key exists (PostgreSQL waited for its transaction to finish)
-        return _replayed_hold(session, key=key, wallet_id=wallet.id, amount=amount, instance_id=instance_id)
-
-    row = _reserve(session, wallet.id, amount, now)
-    if row is None:
-        # too few credits counting every active hold: release this wallet's expired ones, try once more
+    opening = {"wallet_id": wallet.id, "instance_id": instance_id, "amount": amount, "key": key,
+               "expires_at": now + timedelta(seconds=ttl_seconds), "now": now}
+    result = _open_hold(session, **opening)
+    if result is _SHORT:
+        existing = _hold_by_key(session, key)
+        if existing is not None:
+            return _replayed(existing, wallet_id=wallet.id, amount=amount, instance_id=instance_id)
+        # too few credits counting every active hold: release this wallet's expired ones and try once
+        # more, holding the wallet (which another request may have changed while we waited for it)
         _lock_wallet(session, wallet.id)
         _release_expired_holds(session, wallet_id=wallet.id, now=now)
-        row = _reserve(session, wallet.id, amount, now)
-    if row is None:
-        available = wallet_balances(session, wallet=wallet, now=now).available
-        session.delete(hold)
-        session.flush()
-        raise InsufficientCredits(available=available, requested=amount)
-
-    balance, held = row
-    session.add(LedgerEntry(
-        wallet_id=wallet.id, kind=LedgerKind.HOLD.value, amount=0, held_delta=amount, balance_after=balance,
-        hold_id=hold.id, instance_id=instance_id, reference=f"hold {key}"[:200],
-        idempotency_key=f"hold:{hold.id}",
-    ))
-    session.flush()
-    _sync_wallet(session, wallet.id, balance, held)
-    return hold
+        result = _open_hold(session, **opening)
+        if result is _SHORT:
+            raise InsufficientCredits(available=wallet_balances(session, wallet=wallet, now=now).available,
+                                      requested=amount)
+    if result is _KEY_TAKEN:
+        return _replayed(_hold_by_key(session, key), wallet_id=wallet.id, amount=amount, instance_id=instance_id)
+    if wallet in session:
+        set_committed_value(result, "wallet", wallet)
+    return result
 
 
-def _reserve(session: Session, wallet_id: int, amount: int, now: datetime):
-    """held += amount if the wallet's unexpired, unheld credits cover it; (balance, held) or None."""
-    return session.execute(
-        update(Wallet)
-        .where(
-            Wallet.id == wallet_id,
-            Wallet.balance - Wallet.held - _expired_credits(wallet_id, now) >= amount,
+_SHORT = "too few credits"
+_KEY_TAKEN = "idempotency key taken"
+
+
+def _open_hold(session: Session, *, wallet_id: int, instance_id: int | None, amount: int, key: str,
+               expires_at: datetime, now: datetime):
+    """Reserve on the wallet, insert the hold, append its entry: the new Hold, or _SHORT (nothing
+    written), or _KEY_TAKEN (the key already has a hold; the reservation was given back).
+
+    On PostgreSQL it is one statement (data-modifying CTEs), on SQLite three. The wallet goes
+    first, so a concurrent request with the same key waits for the wallet and then finds the key.
+    """
+    hold_values = {"wallet_id": wallet_id, "instance_id": instance_id, "amount": amount, "captured": 0,
+                   "status": _ACTIVE, "idempotency_key": key, "expires_at": expires_at, "created_at": now}
+    reference = f"hold {key}"[:200]
+    # held += amount only if the wallet's unexpired credits not yet held cover it
+    reserve = (
+        update(_W)
+        .where(_W.c.id == wallet_id, _W.c.balance - _W.c.held - _expired_credits(wallet_id, now) >= amount)
+        .values(held=_W.c.held + amount)
+        .returning(_W.c.balance, _W.c.held)
+    )
+    if _dialect(session) == "postgresql":
+        w = reserve.cte("w")
+        source = select(*(literal(value, _H.c[name].type) for name, value in hold_values.items())).select_from(w)
+        h = (
+            postgresql.insert(_H).from_select(list(hold_values), source)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(*_H.c).cte("h")
         )
-        .values(held=Wallet.held + amount)
-        .returning(Wallet.balance, Wallet.held),
-        execution_options=_NO_SYNC,
+        entry = insert(_L).from_select(
+            ["wallet_id", "kind", "amount", "held_delta", "balance_after", "hold_id", "instance_id", "reference",
+             "idempotency_key"],
+            select(literal(wallet_id), literal(LedgerKind.HOLD.value), literal(0), literal(amount), w.c.balance,
+                   h.c.id, literal(instance_id, Integer), literal(reference), literal("hold:") + cast(h.c.id, String))
+            .select_from(w.join(h, true())),
+        ).cte("entry")
+        row = session.execute(
+            select(w.c.balance.label("wallet_balance"), w.c.held.label("wallet_held"), *h.c)
+            .select_from(w.outerjoin(h, true())).add_cte(entry)
+        ).first()
+        if row is None:
+            return _SHORT
+        balance, held = row.wallet_balance, row.wallet_held
+        opened = row if row.id is not None else None
+    else:
+        reserved = session.execute(reserve).first()
+        if reserved is None:
+            return _SHORT
+        balance, held = reserved
+        opened = session.execute(
+            sqlite.insert(_H).values(**hold_values)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(*_H.c)
+        ).first()
+        if opened is not None:
+            session.execute(insert(_L).values(
+                wallet_id=wallet_id, kind=LedgerKind.HOLD.value, amount=0, held_delta=amount, balance_after=balance,
+                hold_id=opened.id, instance_id=instance_id, reference=reference, idempotency_key=f"hold:{opened.id}",
+            ))
+    if opened is None:
+        balance, held = session.execute(
+            update(_W).where(_W.c.id == wallet_id).values(held=_W.c.held - amount).returning(_W.c.balance, _W.c.held)
+        ).one()
+        _sync_wallet(session, wallet_id, balance, held)
+        return _KEY_TAKEN
+    _sync_wallet(session, wallet_id, balance, held)
+    return _adopt(session, Hold, opened)
+
+
+def _hold_by_key(session: Session, key: str) -> Hold | None:
+    return session.scalars(
+        select(Hold).where(Hold.idempotency_key == key), execution_options={"populate_existing": True},
     ).first()
 
 
-def _replayed_hold(session: Session, *, key: str, wallet_id: int, amount: int, instance_id: int | None) -> Hold:
-    hold = session.scalars(
-        select(Hold).where(Hold.idempotency_key == key), execution_options={"populate_existing": True},
-    ).one()
+def _replayed(hold: Hold, *, wallet_id: int, amount: int, instance_id: int | None) -> Hold:
     if hold.wallet_id != wallet_id or hold.amount != amount or hold.instance_id != instance_id:
         raise BillingError(
             "This idempotency key was already used for a different authorization.",
@@ -349,48 +405,82 @@ def settle(
     amount = _int_in_range(amount, "amount", 0, None)
     key = _idempotency_key(idempotency_key)
     now = now or utcnow()
-    other = aliased(Hold)
-    hold = session.scalars(
-        update(Hold)
-        .where(
-            Hold.id == hold_id,
-            Hold.status == _ACTIVE,
-            Hold.expires_at > now,
-            ~exists().where(other.settle_key == key),
-            *_in_organization(organization_id),
-        )
-        .values(
-            status=HoldStatus.SETTLED.value, settle_key=key, closed_at=now,
-            captured=case((Hold.amount < amount, Hold.amount), else_=amount),
-        )
-        .returning(Hold),
-        execution_options={**_NO_SYNC, "populate_existing": True},
-    ).first()
-    if hold is None:
+    closed = _close_settled(session, hold_id=hold_id, amount=amount, key=key, organization_id=organization_id,
+                            now=now)
+    if closed is None:
         return _settle_refused(session, hold_id=hold_id, amount=amount, key=key,
                                organization_id=organization_id, now=now)
-
-    captured = hold.captured
-    balance, held, threshold, org_id = session.execute(
-        update(Wallet).where(Wallet.id == hold.wallet_id)
-        .values(balance=Wallet.balance - captured, held=Wallet.held - hold.amount)
-        .returning(Wallet.balance, Wallet.held, Wallet.low_balance_threshold, Wallet.organization_id),
-        execution_options=_NO_SYNC,
-    ).one()
-    if captured:
-        _draw_from_grants(session, wallet_id=hold.wallet_id, credits=captured, hold_made_at=hold.created_at)
-    note = f"settled {captured} of {hold.amount}"
-    if amount > hold.amount:
-        note += f" (usage {amount} capped at the hold)"
-    session.add(LedgerEntry(
-        wallet_id=hold.wallet_id, kind=LedgerKind.CAPTURE.value, amount=-captured, held_delta=-hold.amount,
-        balance_after=balance, hold_id=hold.id, instance_id=hold.instance_id, reference=note,
-        idempotency_key=f"close:{hold.id}",
-    ))
-    _notify_if_crossed(session, org_id, threshold, before=balance + captured, after=balance)
-    session.flush()
-    _sync_wallet(session, hold.wallet_id, balance, held)
+    hold, wallet = closed
+    if hold.captured:
+        _draw_from_grants(session, wallet_id=hold.wallet_id, credits=hold.captured, hold_made_at=hold.created_at)
+    if _notify_if_crossed(session, wallet.organization_id, wallet.low_balance_threshold,
+                          before=wallet.balance + hold.captured, after=wallet.balance):
+        session.flush()
     return hold
+
+
+def _close_settled(session: Session, *, hold_id: int, amount: int, key: str, organization_id: int | None,
+                   now: datetime) -> tuple[Hold, Wallet] | None:
+    """Mark the hold settled (if it is active, live, in the organization, and the key is unused
+    elsewhere), move its wallet and append the capture entry: (hold, wallet), or None if nothing
+    was done. One statement on PostgreSQL, three on SQLite."""
+    other = _H.alias("other")
+    close = (
+        update(_H)
+        .where(
+            _H.c.id == hold_id,
+            _H.c.status == _ACTIVE,
+            _H.c.expires_at > now,
+            ~exists().where(other.c.settle_key == key),
+            *_in_organization(organization_id),
+        )
+        .values(status=HoldStatus.SETTLED.value, settle_key=key, closed_at=now,
+                captured=case((_H.c.amount < amount, _H.c.amount), else_=amount))
+        .returning(*_H.c)
+    )
+    capped = f" (usage {amount} capped at the hold)"
+    if _dialect(session) == "postgresql":
+        h = close.cte("h")
+        w = (
+            update(_W).where(_W.c.id == h.c.wallet_id)
+            .values(balance=_W.c.balance - h.c.captured, held=_W.c.held - h.c.amount)
+            .returning(*_W.c).cte("w")
+        )
+        note = func.concat("settled ", h.c.captured, " of ", h.c.amount,
+                           case((h.c.amount < amount, capped), else_=""))
+        entry = insert(_L).from_select(
+            ["wallet_id", "kind", "amount", "held_delta", "balance_after", "hold_id", "instance_id", "reference",
+             "idempotency_key"],
+            select(h.c.wallet_id, literal(LedgerKind.CAPTURE.value), -h.c.captured, -h.c.amount, w.c.balance,
+                   h.c.id, h.c.instance_id, note, literal("close:") + cast(h.c.id, String))
+            .select_from(h.join(w, w.c.id == h.c.wallet_id)),
+        ).cte("entry")
+        row = session.execute(
+            select(*h.c, *(c.label(f"wallet__{c.name}") for c in w.c))
+            .select_from(h.join(w, w.c.id == h.c.wallet_id)).add_cte(entry)
+        ).first()
+        if row is None:
+            return None
+        hold_row = row
+        wallet_row = {c.name: row._mapping[f"wallet__{c.name}"] for c in _W.c}
+    else:
+        hold_row = session.execute(close).first()
+        if hold_row is None:
+            return None
+        wallet_row = session.execute(
+            update(_W).where(_W.c.id == hold_row.wallet_id)
+            .values(balance=_W.c.balance - hold_row.captured, held=_W.c.held - hold_row.amount)
+            .returning(*_W.c)
+        ).one()._asdict()
+        session.execute(insert(_L).values(
+            wallet_id=hold_row.wallet_id, kind=LedgerKind.CAPTURE.value, amount=-hold_row.captured,
+            held_delta=-hold_row.amount, balance_after=wallet_row["balance"], hold_id=hold_row.id,
+            instance_id=hold_row.instance_id, idempotency_key=f"close:{hold_row.id}",
+            reference=f"settled {hold_row.captured} of {hold_row.amount}" + (capped if amount > hold_row.amount else ""),
+        ))
+    hold, wallet = _adopt(session, Hold, hold_row), _adopt(session, Wallet, wallet_row)
+    set_committed_value(hold, "wallet", wallet)  # hold.wallet without a query (and keeps it loaded)
+    return hold, wallet
 
 
 def _settle_refused(session, *, hold_id, amount, key, organization_id, now) -> Hold:
@@ -534,12 +624,24 @@ def _expire_hold_ids(session: Session, *, wallet_id: int, hold_ids: list[int], n
 def _draw_from_grants(session: Session, *, wallet_id: int, credits: int, hold_made_at: datetime) -> None:
     """Take `credits` off the wallet's grants: those valid when the hold was made, earliest expiry first,
     purchased (no expiry) last. Runs while this transaction holds the wallet row."""
+    hold_made_at = _aware(hold_made_at)
+    # usually the first grant the hold may draw on covers it all: one statement
+    first = (
+        select(_G.c.id)
+        .where(_G.c.wallet_id == wallet_id, _G.c.remaining > 0,
+               or_(_G.c.expires_at.is_(None), _G.c.expires_at > hold_made_at))
+        .order_by(_G.c.expires_at.asc().nulls_last(), _G.c.id).limit(1).scalar_subquery()
+    )
+    if session.execute(
+        update(_G).where(_G.c.id == first, _G.c.remaining >= credits).values(remaining=_G.c.remaining - credits)
+    ).rowcount == 1:
+        _expire_loaded_grants(session, wallet_id)
+        return
     grants = session.execute(
         select(CreditGrant.id, CreditGrant.remaining, CreditGrant.expires_at)
         .where(CreditGrant.wallet_id == wallet_id, CreditGrant.remaining > 0)
         .order_by(CreditGrant.expires_at.asc().nulls_last(), CreditGrant.id)
     ).all()
-    hold_made_at = _aware(hold_made_at)
     eligible = [g for g in grants if g.expires_at is None or _aware(g.expires_at) > hold_made_at]
     # grants that expired before the hold come last, only if the ledger were out of step
     ordered = eligible + [g for g in grants if g not in eligible]
@@ -733,12 +835,14 @@ def verify_ledger(session: Session, *, max_per_check: int = 20) -> list[str]:
 
 
 def _notify_if_crossed(session: Session, organization_id: int, threshold: int | None, *, before: int,
-                       after: int) -> None:
+                       after: int) -> bool:
     if threshold is not None and before >= threshold > after:
         session.add(Notification(
             organization_id=organization_id, kind=NOTIFICATION_LOW_BALANCE,
             message=f"Your credit balance fell below {threshold}: {after} credits left.",
         ))
+        return True
+    return False
 
 
 def _lock_wallet(session: Session, wallet_id: int) -> tuple[int, int]:
@@ -775,6 +879,26 @@ def _expire_loaded_holds(session: Session, hold_ids: list[int]) -> None:
         hold = session.identity_map.get(identity_key(Hold, hold_id))
         if hold is not None:
             session.expire(hold)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _adopt(session: Session, model, row):
+    """The persistent object for a row a statement returned: the loaded one brought up to date, or a new
+    one put in the session as if loaded (no SQL), so that relationships and callers find it."""
+    values = row if isinstance(row, dict) else row._mapping
+    values = {column.key: values[column.key] for column in model.__table__.c}
+    loaded = session.identity_map.get(identity_key(model, values["id"]))
+    if loaded is not None:
+        for name, value in values.items():
+            set_committed_value(loaded, name, value)
+        return loaded
+    obj = model(**values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 def _insert(session: Session, model):

@@ -48,6 +48,18 @@ def test_authorize_replay_returns_the_hold_even_after_it_was_settled(session, wa
     assert snapshot(session) == before
 
 
+def test_authorize_replay_returns_the_hold_even_when_the_wallet_is_now_short(session, wallet):
+    fund(session, wallet, 30)
+    first = billing.authorize(session, wallet=wallet, amount=30, idempotency_key="run-1", now=T0)
+    session.commit()
+    before = snapshot(session)
+
+    again = billing.authorize(session, wallet=wallet, amount=30, idempotency_key="run-1", now=at(1))
+
+    assert again.id == first.id
+    assert snapshot(session) == before
+
+
 @pytest.mark.parametrize("change", [{"amount": 31}, {"instance_id": None, "other_wallet": True}])
 def test_authorize_key_reused_for_something_else_is_a_conflict(session, wallet, other_wallet, change):
     fund(session, wallet, 100)
