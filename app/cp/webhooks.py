@@ -1,16 +1,32 @@
 """Inbound webhooks: the Saleor order-paid event."""
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from typing import Literal
 
+from flask import current_app, jsonify, request
+from pydantic import BaseModel
+
+from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import csrf, db
 from app.services import webhooks
 from app.web import problem
 
 
+class WebhookReceipt(BaseModel):
+    """What happened to a delivery."""
+
+    status: Literal["processed", "duplicate", "ignored", "failed"]
+    event_id: int
+    signature: Literal["jws", "hmac"]
+    order_id: int | None = None
+    unknown_skus: list[str] = []
+    problem: str | None = None
+
+
 @bp.post("/integrations/saleor/order-paid")
 @csrf.exempt  # Saleor signs the body; there is no browser session to protect
+@spec.validate(resp=responses(200, WebhookReceipt, 400, 401, 413, 503), tags=["integrations"])
 def saleor_order_paid():
     """Saleor's ORDER_FULLY_PAID / ORDER_PAID webhook: verify, store once, provision once.
 

@@ -374,3 +374,16 @@ def test_the_readme_subscription_query_is_valid_against_saleors_schema():
 
     assert [e.message for e in validate(saleor_schema(), parse(query))] == []
     assert [e.message for e in validate(saleor_schema(), parse(query), rules=[NoDeprecatedCustomRule])] == []
+
+
+def test_the_endpoint_needs_no_csrf_token_and_is_in_the_api_document(make_app, jwks, demo, session, saleor_key):
+    app = make_app(SALEOR_JWKS_URL=jwks.url, WTF_CSRF_ENABLED=True)
+    body = encode(order_event(lines=[(PACK, 1, "45.00")]))
+
+    response = deliver(app.test_client(), body, signature=sign_jws(body, saleor_key, KID))
+    document = app.test_client().get("/api/openapi.json").get_json()
+
+    assert response.status_code == 200 and response.get_json()["status"] == "processed"
+    operation = document["paths"]["/api/integrations/saleor/order-paid"]["post"]
+    assert {"200", "400", "401", "413", "503"} <= set(operation["responses"])
+    assert "security" not in operation
