@@ -87,6 +87,11 @@ def pay_order(
         raise PaymentError("This order can no longer be paid.")
     if order.backend != "local":
         raise PaymentError("This order is paid through the store's payment provider.")
+    owned = orders.active_plan_ids(session, organization_id=order.organization_id)
+    taken = [line.name for line in order.lines if line.plan_id is not None and line.plan_id in owned]
+    if taken:  # e.g. the same plan was bought in another tab meanwhile
+        raise PaymentError(f"{order.organization.name} already has an active {taken[0]}, so this order is not "
+                           "charged. Start a new order without it.")
     digits = validate_card(card, today=today)
     outcome = gateway.charge_card(amount_minor=order.total_minor, currency=order.currency, card_number=digits)
     payment = Payment(

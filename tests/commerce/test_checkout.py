@@ -256,3 +256,21 @@ def test_another_users_order_is_not_found(app, buyer_client, session, buyer):
     assert order.number not in listing
     assert session.scalar(select(Order.status)) == "pending"
     assert _count(session, Payment) == 0
+
+
+def test_a_second_order_for_a_plan_bought_meanwhile_is_not_charged(buyer_client, session, buyer):
+    # given: two orders for the same plan, placed in two tabs before either was paid
+    buyer_client.post("/cart/add", data={"sku": PLAN, "quantity": "1"})
+    first = _place(buyer_client, session, buyer).headers["Location"]
+    buyer_client.post("/cart/add", data={"sku": PLAN, "quantity": "1"})
+    second = _place(buyer_client, session, buyer).headers["Location"]
+    buyer_client.post(first, data=GOOD_CARD)
+
+    # when
+    response = buyer_client.post(second, data=GOOD_CARD)
+
+    # then
+    assert response.status_code == 400
+    assert "already has an active Customer Support Agent · Pro plan" in response.get_data(as_text=True)
+    assert [o.status for o in session.scalars(select(Order).order_by(Order.id))] == ["paid", "pending"]
+    assert _count(session, Instance) == 1 and _count(session, Payment) == 1
