@@ -11,12 +11,11 @@ from flask import g
 
 from app.cp import schemas, serializers
 from app.cp.auth import USER_KINDS, actor_label, api_auth
-from app.cp.instances import instance_for_caller
 from app.cp.openapi import responses, spec
-from app.extensions import db
 from app.cp.views import bp
+from app.extensions import db
 from app.models import utcnow
-from app.services import audit, billing
+from app.services import audit, billing, instances
 
 RUNTIME_KINDS = ("service", "api_key")
 
@@ -67,15 +66,17 @@ def _audit_hold(hold, action: str) -> None:
 def authorize(json: schemas.AuthorizeIn):
     """Hold `amount` credits of the instance's organization for `ttl_seconds`; 402 when too few are
     available. The same idempotency key returns the same hold."""
-    instance = instance_for_caller(json.instance_id)
-    wallet = billing.wallet_for_organization(db.session, instance.organization_id)
+    if g.api_key is not None and g.api_key.instance_id != json.instance_id:
+        raise instances.InstanceNotFound()  # a key holds credits for its own instance only
+    instance, wallet = instances.instance_and_wallet(db.session, instance_id=json.instance_id)
     now = utcnow()
     hold = billing.authorize(db.session, wallet=wallet, amount=json.amount, idempotency_key=json.idempotency_key,
                              ttl_seconds=json.ttl_seconds, instance_id=instance.id, now=now)
     if hold.created_at == now:  # opened by this call, not a replay
         _audit_hold(hold, "billing.hold_authorized")
+    answer = serializers.hold_out(hold)  # before the commit, which would expire it and cost a reload
     db.session.commit()
-    return serializers.hold_out(hold), 201
+    return answer, 201
 
 
 @bp.post("/billing/settle")
@@ -89,8 +90,9 @@ def settle(json: schemas.SettleIn):
                           idempotency_key=json.idempotency_key, organization_id=_caller_organization_id(), now=now)
     if hold.closed_at == now:
         _audit_hold(hold, "billing.hold_settled")
+    answer = serializers.hold_out(hold)
     db.session.commit()
-    return serializers.hold_out(hold)
+    return answer
 
 
 @bp.post("/billing/release")
@@ -103,5 +105,6 @@ def release(json: schemas.ReleaseIn):
                            organization_id=_caller_organization_id(), now=now)
     if hold.closed_at == now:
         _audit_hold(hold, "billing.hold_released")
+    answer = serializers.hold_out(hold)
     db.session.commit()
-    return serializers.hold_out(hold)
+    return answer
