@@ -10,6 +10,7 @@ from app.services import audit, organizations
 MAX_DOCUMENTS = 200
 MAX_TITLE = 200
 MAX_BODY = 100_000
+MAX_TOTAL_CHARS = 1_000_000  # what one run may search through in a reasonable time
 
 
 class KnowledgeError(Exception):
@@ -42,11 +43,15 @@ def add_document(session: Session, *, instance: Instance, actor: User, title: st
         raise KnowledgeError("Paste the document's text.", field="body")
     if len(body) > MAX_BODY:
         raise KnowledgeError(f"Use at most {MAX_BODY:,} characters; split longer documents.", field="body")
-    count = session.scalar(
-        select(func.count()).select_from(KnowledgeDocument).where(KnowledgeDocument.instance_id == instance.id)
-    )
+    count, total = session.execute(
+        select(func.count(), func.coalesce(func.sum(func.length(KnowledgeDocument.body)), 0))
+        .where(KnowledgeDocument.instance_id == instance.id)
+    ).one()
     if count >= MAX_DOCUMENTS:
         raise KnowledgeError(f"An instance holds at most {MAX_DOCUMENTS} documents; delete one first.", status=409)
+    if total + len(body) > MAX_TOTAL_CHARS:
+        raise KnowledgeError(f"An instance holds at most {MAX_TOTAL_CHARS:,} characters of documents; "
+                             f"{MAX_TOTAL_CHARS - total:,} are left.", field="body", status=409)
     document = KnowledgeDocument(instance_id=instance.id, title=title, body=body)
     session.add(document)
     session.flush()

@@ -292,3 +292,18 @@ def test_instance_pages_of_another_organization_are_404(client, session, buyer):
     assert session.get(Instance, instance.id).status == "active"
     assert count(session, ApiKey) == count(session, ConnectorBinding) == count(session, KnowledgeDocument) == 0
     assert count(session, Run) == 0
+
+
+def test_documents_are_capped_in_total_size_so_a_run_stays_fast(buyer_client, session, buyer, monkeypatch):
+    from app.services import knowledge
+
+    monkeypatch.setattr(knowledge, "MAX_TOTAL_CHARS", 60)
+    instance = make_instance(session, buyer, slug="knowledge-base-assistant")
+    first = buyer_client.post(f"/account/instances/{instance.id}/documents", data={"title": "A", "body": "x" * 50})
+
+    refused = buyer_client.post(f"/account/instances/{instance.id}/documents", data={"title": "B", "body": "y" * 11})
+
+    assert first.status_code == 303
+    assert refused.status_code == 409
+    assert "An instance holds at most 60 characters of documents; 10 are left." in refused.get_data(as_text=True)
+    assert count(session, KnowledgeDocument) == 1

@@ -6,6 +6,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
 from app.adapters.runtime import RuntimeInputError
 
@@ -22,9 +23,11 @@ get got please thanks thank hi hello dear regards
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "mr.", "mrs.", "ms.", "dr.", "inc.", "ltd.", "no.")
+# abbreviations whose dot does not end a sentence
+_ABBREVIATIONS = (" e.g.", " i.e.", " etc.", " vs.", " mr.", " mrs.", " ms.", " dr.", " inc.", " ltd.", " no.")
 
 
+@lru_cache(maxsize=65536)  # words repeat a lot: a document's vocabulary is small next to its length
 def stem(word: str) -> str:
     """A light suffix stripper: enough to match password/passwords, charged/charges, resetting/reset."""
     if len(word) <= 3 or word.isdigit():
@@ -65,13 +68,13 @@ def sentences(text: str) -> list[str]:
         block = " ".join(block.split())
         if not block:
             continue
-        protected = block
-        for abbr in _ABBREVIATIONS:
-            protected = re.sub(re.escape(abbr), abbr.replace(".", "\u2024"), protected, flags=re.IGNORECASE)
-        for piece in _SENTENCE_END.split(protected):
-            piece = piece.replace("\u2024", ".").strip()
-            if piece:
-                out.append(piece)
+        merged: list[str] = []
+        for piece in _SENTENCE_END.split(block):
+            if merged and (" " + merged[-1].lower()).endswith(_ABBREVIATIONS):
+                merged[-1] = f"{merged[-1]} {piece}"
+            else:
+                merged.append(piece)
+        out.extend(merged)
     return out
 
 
