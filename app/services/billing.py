@@ -52,7 +52,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Integer, String, case, cast, exists, func, insert, literal, or_, select, true, update
+from sqlalchemy import bindparam, case, exists, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -259,6 +259,72 @@ def set_low_balance_threshold(
 # --- holds -------------------------------------------------------------------------------------
 
 
+# PostgreSQL: the two hot statements, written out (prebuilt text is compiled once and cached; the
+# dialect's INSERT ... ON CONFLICT construct is not cacheable). They do exactly what the SQLite
+# branches below do step by step.
+_OPEN_HOLD_SQL = f"""
+WITH w AS (
+    UPDATE wallet SET held = held + :amount
+    WHERE id = :wallet_id
+      AND balance - held - (SELECT coalesce(sum(remaining), 0) FROM credit_grant
+                            WHERE wallet_id = :wallet_id AND expires_at <= :now) >= :amount
+    RETURNING balance, held
+), h AS (
+    INSERT INTO hold (wallet_id, instance_id, amount, captured, status, idempotency_key, expires_at, created_at)
+    SELECT CAST(:wallet_id AS integer), CAST(:instance_id AS integer), CAST(:amount AS integer), 0,
+           '{HoldStatus.ACTIVE.value}', CAST(:key AS varchar), CAST(:expires_at AS timestamptz),
+           CAST(:now AS timestamptz)
+    FROM w
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING *
+), entry AS (
+    INSERT INTO ledger_entry (wallet_id, kind, amount, held_delta, balance_after, hold_id, instance_id,
+                              reference, idempotency_key)
+    SELECT CAST(:wallet_id AS integer), '{LedgerKind.HOLD.value}', 0, CAST(:amount AS integer), w.balance, h.id,
+           CAST(:instance_id AS integer), CAST(:reference AS varchar), 'hold:' || h.id
+    FROM w JOIN h ON true
+)
+SELECT w.balance AS wallet__balance, w.held AS wallet__held, h.* FROM w LEFT JOIN h ON true
+"""
+_CLOSE_SETTLED_SQL = f"""
+WITH h AS (
+    UPDATE hold SET status = '{HoldStatus.SETTLED.value}', settle_key = :key, closed_at = :now,
+                    captured = LEAST(amount, :amount)
+    WHERE id = :hold_id AND status = '{HoldStatus.ACTIVE.value}' AND expires_at > :now
+      AND NOT EXISTS (SELECT 1 FROM hold AS other WHERE other.settle_key = :key)
+      {{organization}}
+    RETURNING *
+), w AS (
+    UPDATE wallet SET balance = wallet.balance - h.captured, held = wallet.held - h.amount
+    FROM h WHERE wallet.id = h.wallet_id
+    RETURNING wallet.*
+), entry AS (
+    INSERT INTO ledger_entry (wallet_id, kind, amount, held_delta, balance_after, hold_id, instance_id,
+                              reference, idempotency_key)
+    SELECT h.wallet_id, '{LedgerKind.CAPTURE.value}', -h.captured, -h.amount, w.balance, h.id, h.instance_id,
+           concat('settled ', h.captured, ' of ', h.amount,
+                  CASE WHEN h.amount < :amount THEN CAST(:capped AS varchar) ELSE '' END),
+           'close:' || h.id
+    FROM h JOIN w ON w.id = h.wallet_id
+)
+SELECT h.*, {{wallet_columns}} FROM h JOIN w ON w.id = h.wallet_id
+"""
+_WALLET_COLUMNS = ", ".join(f"w.{c.name} AS wallet__{c.name}" for c in Wallet.__table__.c)
+_OPEN_HOLD_PG = text(_OPEN_HOLD_SQL)
+_CLOSE_SETTLED_PG = text(_CLOSE_SETTLED_SQL.format(organization="", wallet_columns=_WALLET_COLUMNS))
+_CLOSE_SETTLED_IN_ORG_PG = text(_CLOSE_SETTLED_SQL.format(
+    organization="AND wallet_id IN (SELECT id FROM wallet WHERE organization_id = :organization_id)",
+    wallet_columns=_WALLET_COLUMNS,
+))
+_DRAW_FIRST_GRANT = text("""
+UPDATE credit_grant SET remaining = remaining - :credits
+WHERE id = (SELECT id FROM credit_grant
+            WHERE wallet_id = :wallet_id AND remaining > 0 AND (expires_at IS NULL OR expires_at > :made_at)
+            ORDER BY expires_at ASC NULLS LAST, id LIMIT 1)
+  AND remaining >= :credits
+""").bindparams(bindparam("made_at", type_=CreditGrant.__table__.c.expires_at.type))
+
+
 def authorize(
     session: Session,
     *,
@@ -313,45 +379,32 @@ def _open_hold(session: Session, *, wallet_id: int, instance_id: int | None, amo
     On PostgreSQL it is one statement (data-modifying CTEs), on SQLite three. The wallet goes
     first, so a concurrent request with the same key waits for the wallet and then finds the key.
     """
-    hold_values = {"wallet_id": wallet_id, "instance_id": instance_id, "amount": amount, "captured": 0,
-                   "status": _ACTIVE, "idempotency_key": key, "expires_at": expires_at, "created_at": now}
     reference = f"hold {key}"[:200]
-    # held += amount only if the wallet's unexpired credits not yet held cover it
-    reserve = (
-        update(_W)
-        .where(_W.c.id == wallet_id, _W.c.balance - _W.c.held - _expired_credits(wallet_id, now) >= amount)
-        .values(held=_W.c.held + amount)
-        .returning(_W.c.balance, _W.c.held)
-    )
     if _dialect(session) == "postgresql":
-        w = reserve.cte("w")
-        source = select(*(literal(value, _H.c[name].type) for name, value in hold_values.items())).select_from(w)
-        h = (
-            postgresql.insert(_H).from_select(list(hold_values), source)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(*_H.c).cte("h")
-        )
-        entry = insert(_L).from_select(
-            ["wallet_id", "kind", "amount", "held_delta", "balance_after", "hold_id", "instance_id", "reference",
-             "idempotency_key"],
-            select(literal(wallet_id), literal(LedgerKind.HOLD.value), literal(0), literal(amount), w.c.balance,
-                   h.c.id, literal(instance_id, Integer), literal(reference), literal("hold:") + cast(h.c.id, String))
-            .select_from(w.join(h, true())),
-        ).cte("entry")
-        row = session.execute(
-            select(w.c.balance.label("wallet_balance"), w.c.held.label("wallet_held"), *h.c)
-            .select_from(w.outerjoin(h, true())).add_cte(entry)
-        ).first()
+        row = session.execute(_OPEN_HOLD_PG, {
+            "wallet_id": wallet_id, "instance_id": instance_id, "amount": amount, "key": key,
+            "expires_at": expires_at, "now": now, "reference": reference,
+        }).first()
         if row is None:
             return _SHORT
-        balance, held = row.wallet_balance, row.wallet_held
+        balance, held = row.wallet__balance, row.wallet__held
         opened = row if row.id is not None else None
     else:
-        reserved = session.execute(reserve).first()
+        # held += amount only if the wallet's unexpired credits not yet held cover it
+        reserved = session.execute(
+            update(_W)
+            .where(_W.c.id == wallet_id, _W.c.balance - _W.c.held - _expired_credits(wallet_id, now) >= amount)
+            .values(held=_W.c.held + amount)
+            .returning(_W.c.balance, _W.c.held)
+        ).first()
         if reserved is None:
             return _SHORT
         balance, held = reserved
         opened = session.execute(
-            sqlite.insert(_H).values(**hold_values)
+            sqlite.insert(_H).values(
+                wallet_id=wallet_id, instance_id=instance_id, amount=amount, captured=0, status=_ACTIVE,
+                idempotency_key=key, expires_at=expires_at, created_at=now,
+            )
             .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(*_H.c)
         ).first()
         if opened is not None:
@@ -424,47 +477,32 @@ def _close_settled(session: Session, *, hold_id: int, amount: int, key: str, org
     """Mark the hold settled (if it is active, live, in the organization, and the key is unused
     elsewhere), move its wallet and append the capture entry: (hold, wallet), or None if nothing
     was done. One statement on PostgreSQL, three on SQLite."""
-    other = _H.alias("other")
-    close = (
-        update(_H)
-        .where(
-            _H.c.id == hold_id,
-            _H.c.status == _ACTIVE,
-            _H.c.expires_at > now,
-            ~exists().where(other.c.settle_key == key),
-            *_in_organization(organization_id),
-        )
-        .values(status=HoldStatus.SETTLED.value, settle_key=key, closed_at=now,
-                captured=case((_H.c.amount < amount, _H.c.amount), else_=amount))
-        .returning(*_H.c)
-    )
     capped = f" (usage {amount} capped at the hold)"
     if _dialect(session) == "postgresql":
-        h = close.cte("h")
-        w = (
-            update(_W).where(_W.c.id == h.c.wallet_id)
-            .values(balance=_W.c.balance - h.c.captured, held=_W.c.held - h.c.amount)
-            .returning(*_W.c).cte("w")
-        )
-        note = func.concat("settled ", h.c.captured, " of ", h.c.amount,
-                           case((h.c.amount < amount, capped), else_=""))
-        entry = insert(_L).from_select(
-            ["wallet_id", "kind", "amount", "held_delta", "balance_after", "hold_id", "instance_id", "reference",
-             "idempotency_key"],
-            select(h.c.wallet_id, literal(LedgerKind.CAPTURE.value), -h.c.captured, -h.c.amount, w.c.balance,
-                   h.c.id, h.c.instance_id, note, literal("close:") + cast(h.c.id, String))
-            .select_from(h.join(w, w.c.id == h.c.wallet_id)),
-        ).cte("entry")
-        row = session.execute(
-            select(*h.c, *(c.label(f"wallet__{c.name}") for c in w.c))
-            .select_from(h.join(w, w.c.id == h.c.wallet_id)).add_cte(entry)
-        ).first()
+        statement = _CLOSE_SETTLED_PG if organization_id is None else _CLOSE_SETTLED_IN_ORG_PG
+        row = session.execute(statement, {
+            "hold_id": hold_id, "amount": amount, "key": key, "now": now, "capped": capped,
+            "organization_id": organization_id,
+        }).first()
         if row is None:
             return None
         hold_row = row
         wallet_row = {c.name: row._mapping[f"wallet__{c.name}"] for c in _W.c}
     else:
-        hold_row = session.execute(close).first()
+        other = _H.alias("other")
+        hold_row = session.execute(
+            update(_H)
+            .where(
+                _H.c.id == hold_id,
+                _H.c.status == _ACTIVE,
+                _H.c.expires_at > now,
+                ~exists().where(other.c.settle_key == key),
+                *_in_organization(organization_id),
+            )
+            .values(status=HoldStatus.SETTLED.value, settle_key=key, closed_at=now,
+                    captured=case((_H.c.amount < amount, _H.c.amount), else_=amount))
+            .returning(*_H.c)
+        ).first()
         if hold_row is None:
             return None
         wallet_row = session.execute(
@@ -626,15 +664,8 @@ def _draw_from_grants(session: Session, *, wallet_id: int, credits: int, hold_ma
     purchased (no expiry) last. Runs while this transaction holds the wallet row."""
     hold_made_at = _aware(hold_made_at)
     # usually the first grant the hold may draw on covers it all: one statement
-    first = (
-        select(_G.c.id)
-        .where(_G.c.wallet_id == wallet_id, _G.c.remaining > 0,
-               or_(_G.c.expires_at.is_(None), _G.c.expires_at > hold_made_at))
-        .order_by(_G.c.expires_at.asc().nulls_last(), _G.c.id).limit(1).scalar_subquery()
-    )
-    if session.execute(
-        update(_G).where(_G.c.id == first, _G.c.remaining >= credits).values(remaining=_G.c.remaining - credits)
-    ).rowcount == 1:
+    drawn = session.execute(_DRAW_FIRST_GRANT, {"credits": credits, "wallet_id": wallet_id, "made_at": hold_made_at})
+    if drawn.rowcount == 1:
         _expire_loaded_grants(session, wallet_id)
         return
     grants = session.execute(
