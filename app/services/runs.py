@@ -138,6 +138,9 @@ def start_run(
     now = now or utcnow()
     if not input_text or not input_text.strip():
         raise RunError("Type an input for the agent.", status=422, code="invalid_input", field="input")
+    if "\x00" in input_text:  # PostgreSQL text cannot hold it
+        raise RunError("The input contains a NUL character; remove it and try again.", status=422,
+                       code="invalid_input", field="input")
     if len(input_text) > MAX_INPUT_CHARS:
         raise RunError(f"The input is too long: at most {MAX_INPUT_CHARS:,} characters.", status=422,
                        code="invalid_input", field="input")

@@ -225,3 +225,12 @@ def test_account_pages_need_a_signed_in_user(client, demo):
                 "/account/credits-badge", "/account/billing/ledger.csv", "/account/instances/1"):
         response = client.get(url)
         assert response.status_code == 302 and "/auth/login?next=" in response.headers["Location"], url
+
+
+def test_a_nul_character_in_the_console_input_is_a_field_error(buyer_client, session, buyer):
+    instance = make_instance(session, buyer)
+
+    response = run_console(buyer_client, instance, input="reset\x00password")
+
+    assert "The input contains a NUL character; remove it and try again." in response.get_data(as_text=True)
+    assert runs_in(session) == 0
