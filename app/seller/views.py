@@ -399,12 +399,16 @@ def _csv_cell(value) -> str:
 def sales_export():
     publisher = _selected_publisher(_publishers())
     _, offering_id, start, end = _sales_filters(publisher)
-    lines = analytics.sales_lines(db.session, publisher_id=publisher.id, offering_id=offering_id, start=start, end=end)
 
     def rows():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        lines = analytics.iter_sales_lines(db.session, publisher_id=publisher.id, offering_id=offering_id,
+                                           start=start, end=end)
         for line in lines:
             writer.writerow([
                 line.paid_at.date().isoformat(), line.order_number, _csv_cell(line.buyer_organization),
@@ -415,8 +419,6 @@ def sales_export():
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-        if not lines:
-            yield buffer.getvalue()
 
     filename = f"sales-{publisher.slug}-{date.today().isoformat()}.csv"
     return Response(

@@ -6,6 +6,7 @@ Money stays in integer minor units per currency; days are UTC calendar days, and
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -186,15 +187,29 @@ def sales_lines(
     end: date | None = None, limit: int | None = None, offset: int = 0,
 ) -> list[SaleLine]:
     """Paid order lines of the publisher's offerings, newest first."""
+    query = _sales_lines_query(publisher_id, offering_id, start, end)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    return [SaleLine(*row) for row in session.execute(query)]
+
+
+def iter_sales_lines(
+    session: Session, *, publisher_id: int, offering_id: int | None = None, start: date | None = None,
+    end: date | None = None, batch: int = 500,
+) -> Iterator[SaleLine]:
+    """The same lines as `sales_lines`, fetched in batches (for exports of any size)."""
+    query = _sales_lines_query(publisher_id, offering_id, start, end).execution_options(yield_per=batch)
+    for row in session.execute(query):
+        yield SaleLine(*row)
+
+
+def _sales_lines_query(publisher_id: int, offering_id: int | None, start: date | None, end: date | None):
     query, buyer = _sales_query(publisher_id, offering_id, start, end)
-    query = query.add_columns(
+    return query.add_columns(
         Order.id, Order.number, _paid_at(), buyer.name, Offering.id, Offering.name,
         func.coalesce(Plan.name, OrderLine.name), func.coalesce(Plan.tier, ""), OrderLine.sku,
         OrderLine.quantity, OrderLine.unit_price_minor, OrderLine.total_minor, Order.currency,
     ).order_by(_paid_at().desc(), Order.id.desc(), OrderLine.id)
-    if limit is not None:
-        query = query.limit(limit).offset(offset)
-    return [SaleLine(*row) for row in session.execute(query)]
 
 
 def sales_summary(

@@ -261,3 +261,18 @@ def test_an_end_before_the_start_is_refused_on_analytics(client, seller, world):
 
     assert response.status_code == 400
     assert "The end date is before the start date." in response.get_data(as_text=True)
+
+
+def test_the_htmx_filter_returns_only_the_results_block(client, session, seller, world):
+    login(client, seller)
+    offering = world["mine"][2]
+
+    response = client.get(f"/seller/sales?publisher={world['publisher'].id}&offering={offering.id}&start=&end=",
+                          headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    count = sum(1 for _ in _paid_lines(world, date.min, date.max, offering.id))
+    assert "<html" not in html and 'id="sales-results"' not in html
+    assert f"<strong>{count}</strong> order line" in html
+    assert "HX-Request" in response.headers["Vary"]

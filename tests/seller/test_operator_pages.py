@@ -124,8 +124,8 @@ def test_audit_log_is_filtered_and_paginated(client, session, operator):
     by_actor = client.get("/operator/audit?actor=nobody%40example.com").get_data(as_text=True)
 
     assert "55 events, newest first" in first
-    assert first.count('class="mono">test.ping</td>') == 50
-    assert second.count('class="mono">test.ping</td>') == 5
+    assert first.count('class="mono action">test.ping</td>') == 50
+    assert second.count('class="mono action">test.ping</td>') == 5
     assert 'href="/operator/audit?page=2&amp;action=test.ping" rel="next"' in first
     assert "thing #54" in first and "thing #0<" in second
     assert "0 events, newest first" in by_actor
