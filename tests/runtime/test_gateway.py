@@ -6,10 +6,9 @@ from sqlalchemy import func, select
 
 from app.adapters.runtime import RuntimeFailure
 from app.adapters.runtime.builtin import BuiltinRuntime
-from app.extensions import db
 from app.models import Hold, HoldStatus, InstanceStatus, LedgerEntry, Offering, Run, Wallet
 from app.services import billing, identity, instances, keys
-from tests.conftest import ON_POSTGRES, login
+from tests.conftest import login
 from tests.factories import make_user
 
 QUESTION = "How do I reset my password?"
