@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, utcnow
-from app.services import audit
+from app.models import (
+    Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, Wallet, utcnow,
+)
+from app.services import audit, billing, organizations
 
 
 class InstanceError(Exception):
@@ -86,12 +88,9 @@ def get_instance_for_user(session: Session, *, user: User, instance_id: int) -> 
 
 
 def instance_and_wallet(session: Session, *, instance_id: int,
-                        organization_id: int | None = None) -> tuple[Instance, "Wallet"]:
+                        organization_id: int | None = None) -> tuple[Instance, Wallet]:
     """An instance and the wallet it spends from, in one query (the hold path is hot). With
     `organization_id`, an instance of another organization is not found."""
-    from app.models import Wallet
-    from app.services import billing
-
     query = (select(Instance, Wallet).outerjoin(Wallet, Wallet.organization_id == Instance.organization_id)
              .where(Instance.id == instance_id))
     if organization_id is not None:
@@ -121,8 +120,6 @@ def list_instances(
 
 
 def _transition(session: Session, *, instance: Instance, actor: User, action: str) -> Instance:
-    from app.services import organizations
-
     organizations.require_role(session, user=actor, organization_id=instance.organization_id,
                                not_found=InstanceNotFound())
     allowed_from, to = TRANSITIONS[action]
@@ -208,8 +205,6 @@ def entitlements(session: Session, *, instance: Instance, now: datetime | None =
     Reasons: instance_suspended, instance_cancelled, instance_expired, trial_ended,
     run_limit_reached, insufficient_credits.
     """
-    from app.services import billing
-
     now = now or utcnow()
     plan = instance.plan
     period_start, period_end = current_period(instance, now)

@@ -1,5 +1,4 @@
 """The OpenAPI document: valid 3.1, complete, and true to the running API (schemathesis)."""
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from openapi_spec_validator import validate
