@@ -546,9 +546,13 @@ def billing_notifications_read():
 
 
 @bp.get("/credits-badge")
-@login_required
 def credits_badge():
-    """The header badge's content (htmx loads it, and again on `credits-changed`)."""
+    """The header badge's content (htmx loads it, and again on `credits-changed`).
+
+    Signed out (a session that ended in another tab): 204, so htmx leaves the badge as it is
+    instead of swapping a sign-in page into the header."""
+    if g.get("user") is None:
+        return "", 204, {"Cache-Control": "no-store"}
     org = current_org()
     wallet = billing.wallet_for_organization(db.session, org.id)
     balances = billing.wallet_balances(db.session, wallet=wallet)

@@ -222,9 +222,11 @@ def test_the_credits_badge_is_a_small_fragment_with_the_available_credits(buyer_
 
 def test_account_pages_need_a_signed_in_user(client, demo):
     for url in ("/account/", "/account/settings", "/account/agents", "/account/instances", "/account/billing",
-                "/account/credits-badge", "/account/billing/ledger.csv", "/account/instances/1"):
+                "/account/billing/ledger.csv", "/account/instances/1"):
         response = client.get(url)
         assert response.status_code == 302 and "/auth/login?next=" in response.headers["Location"], url
+    badge = client.get("/account/credits-badge", headers=HTMX)
+    assert (badge.status_code, badge.get_data()) == (204, b"")  # htmx keeps the badge; no sign-in page in the header
 
 
 def test_a_nul_character_in_the_console_input_is_a_field_error(buyer_client, session, buyer):
