@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from app.models import OfferingStatus
 from tests.factories import make_offering, make_org, make_user
 

@@ -228,8 +228,6 @@ def test_migration_backfilled_the_search_index_for_existing_rows(db_url):
             assert "ix_offering_search" in set(indexes)
         engine.dispose()
         return
-    from alembic import command
-    from alembic.config import Config
     from app import create_app
 
     with engine.begin() as conn:  # given: an offering written while the index did not exist

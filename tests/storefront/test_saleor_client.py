@@ -1,6 +1,4 @@
 """The shared Saleor client against the fake Saleor (real schema, real HTTP)."""
-import time
-
 import pytest
 
 from app.adapters.commerce.saleor.client import SaleorError, SaleorUnavailable, execute
@@ -43,17 +41,15 @@ def test_execute_without_app_token_sends_no_authorization_header(make_app, saleo
     assert "Authorization" not in saleor_fake.operations[0].headers
 
 
-def test_a_slow_saleor_raises_unavailable_within_the_timeout(make_app, saleor_fake):
-    # given: Saleor answers after 5 s, the client waits 0.3 s
+def test_a_slow_saleor_raises_unavailable_instead_of_waiting(make_app, saleor_fake):
+    # given: Saleor answers after 20 s (a success, if anyone waited), the client waits 0.3 s
     saleor_fake.resolvers["products"] = _products
-    saleor_fake.fail_with_delay(5.0)
+    saleor_fake.fail_with_delay(20.0)
     app = make_app(SALEOR_API_URL=saleor_fake.url, SALEOR_TIMEOUT=0.3)
 
     # when / then
-    started = time.monotonic()
     with app.app_context(), pytest.raises(SaleorUnavailable):
         execute("ProductList", {"channel": "default-channel"})
-    assert time.monotonic() - started < 4.0
 
 
 def test_an_http_500_raises_unavailable(make_app, saleor_fake):

@@ -131,10 +131,12 @@ class SearchResult:
     facets: tuple[FacetGroup, ...]
     counts_available: bool = True
     query: SearchQuery = field(default_factory=SearchQuery)
+    reachable: int | None = None  # results a backend can page to (Saleor pages by cursor); None: all
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // self.query.per_page))
+        reachable = self.total if self.reachable is None else min(self.total, self.reachable)
+        return max(1, -(-reachable // self.query.per_page))
 
 
 class CatalogPort(Protocol):

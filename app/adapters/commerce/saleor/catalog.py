@@ -32,6 +32,7 @@ from app.adapters.commerce.saleor import client
 FEATURED_COLLECTION = "featured-products"
 PAGE_SIZE_MAX = 100  # Saleor's largest page
 SKIP_REQUESTS_MAX = 10  # reaching page N costs ceil(offset / 100) cursor requests; beyond this, no results
+REACHABLE = SKIP_REQUESTS_MAX * PAGE_SIZE_MAX
 GROUP_LABELS = {
     "category": "Category", "outcome": "Outcome", "role": "Role", "capability": "Capability",
     "pricing": "Pricing", "publisher": "Publisher",
@@ -132,10 +133,12 @@ class SaleorCatalog:
         if query.offset and after is None:
             # past the last result (or deeper than we page): report the total without items
             _, total = self._list(where=where, sort=sort, first=1, search=search)
-            return SearchResult(items=(), total=total, facets=facets, counts_available=False, query=query)
+            return SearchResult(items=(), total=total, facets=facets, counts_available=False, query=query,
+                                reachable=REACHABLE)
         cards, total = self._list(where=where, sort=sort, first=min(query.per_page, PAGE_SIZE_MAX),
                                   search=search, after=after)
-        return SearchResult(items=tuple(cards), total=total, facets=facets, counts_available=False, query=query)
+        return SearchResult(items=tuple(cards), total=total, facets=facets, counts_available=False, query=query,
+                            reachable=REACHABLE)
 
     def _cursor_at(self, offset: int, *, where: dict, sort: tuple[str, str], search: str | None) -> str | None:
         """The cursor after the first `offset` results, walking at most SKIP_REQUESTS_MAX pages."""
