@@ -135,6 +135,7 @@ def test_the_group_mapping_is_configurable(make_sso_app, provider, visitor):
 
 @pytest.mark.parametrize("next_url,expected", [
     (None, "default"),
+    ("/", "default"),  # the header's sign-in link on the home page: no real preference
     ("/cart?x=1", "/cart?x=1"),
     ("https://evil.example/", "default"),
     ("//evil.example/x", "default"),

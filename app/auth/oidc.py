@@ -7,6 +7,7 @@ signs them in. Sign-out (app/auth/views.py) sends the browser to `end_session_ur
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from sqlalchemy.exc import IntegrityError
@@ -62,9 +63,25 @@ def oidc_callback():
     session[ID_TOKEN_KEY] = result.id_token
     _after_sign_in(user)
     flash(f"Welcome, {user.name}.", "success")
-    response = redirect(safe_next(result.next_url, "") or landing_url(user))
+    target = safe_next(result.next_url, "")
+    # the header's "Sign in" link passes the page it was on; from the home page that is no real
+    # preference, so sellers still land on their dashboard
+    if target in ("", url_for("storefront.home")):
+        target = landing_url(user)
+    response = redirect(target)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.before_app_request
+def _let_sign_out_reach_the_provider() -> None:
+    """Signing out is a form POST that the app redirects to the provider's end-session endpoint.
+    Browsers check that redirect against the page's CSP `form-action`, which is 'self' only, and
+    abort the navigation (Chromium: net::ERR_ABORTED), so the provider's origin is allowed there."""
+    port = current_app.extensions.get("identity.oidc")
+    if port is not None:
+        parts = urlsplit(port.issuer)
+        g.csp_form_action_extra = f"{parts.scheme}://{parts.netloc}"
 
 
 def end_session_url(id_token: str) -> str:
