@@ -28,6 +28,7 @@ _ENV_KEYS: dict[str, type] = {
     "KEYCLOAK_CLIENT_ID": str,
     "KEYCLOAK_CLIENT_SECRET": str,
     "KEYCLOAK_AUDIENCE": str,
+    "KEYCLOAK_TIMEOUT": float,
     "OIDC_GROUP_ROLES": str,
     "LANGFLOW_URL": str,
     "LANGFLOW_API_KEY": str,
@@ -67,6 +68,7 @@ class Defaults:
     KEYCLOAK_CLIENT_ID = "marketplace"
     KEYCLOAK_CLIENT_SECRET = ""
     KEYCLOAK_AUDIENCE = ""  # empty: the client id
+    KEYCLOAK_TIMEOUT = 5.0
     OIDC_GROUP_ROLES = "gsv-team=operator,sellers=seller,buyers=buyer"
     LANGFLOW_URL = "http://127.0.0.1:7860"
     LANGFLOW_API_KEY = ""
