@@ -131,9 +131,10 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
             kinds = _auth_kinds(path, method)
             if kinds:
                 _add_security(operation, kinds)
-            for code, answer in operation.get("responses", {}).items():
-                content = answer.get("content")
-                if code[:1] in "45" and content and "application/json" in content:
+            for answer in operation.get("responses", {}).values():
+                content = answer.get("content") or {}
+                schema_ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+                if schema_ref.rsplit("/", 1)[-1] in ("Problem", "ValidationProblem"):
                     answer["content"] = {"application/problem+json": content.pop("application/json")}
     doc.pop("security", None)
     return doc
