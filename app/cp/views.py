@@ -5,13 +5,10 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from flask import Blueprint, current_app, jsonify, render_template
+from spectree import Response
 from sqlalchemy import text
 
-from spectree import Response
-
 from app.cp import schemas
-from spectree import Response
-
 from app.cp.openapi import document, spec
 from app.extensions import csrf, db
 from app.web import problem
