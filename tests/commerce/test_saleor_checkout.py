@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from app.models import CartLine, Instance, LedgerEntry, Order
 from app.services import identity
-from tests.commerce.conftest import deliver, encode, order_event, sign_jws
+from tests.commerce.conftest import deliver, encode, sign_jws
 from tests.conftest import login
 
 PLAN = "CUSTOMER-SUPPORT-AGENT-PRO"  # $86.00
@@ -83,7 +83,6 @@ class FakeStore:
 
         def complete(info, id, metadata=None, **_):
             self.completed.append(id)
-            c = self.checkouts[id]
             return {"order": self.order(id, metadata), "confirmationNeeded": False, "errors": []}
 
         return {"productVariants": variants, "checkoutCreate": create, "checkout": checkout,
