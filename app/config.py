@@ -24,6 +24,7 @@ _ENV_KEYS: dict[str, type] = {
     "SALEOR_WEBHOOK_SECRET": str,
     "SALEOR_JWKS_URL": str,
     "SALEOR_TIMEOUT": float,
+    "SALEOR_PAYMENT_GATEWAY": str,
     "KEYCLOAK_ISSUER": str,
     "KEYCLOAK_CLIENT_ID": str,
     "KEYCLOAK_CLIENT_SECRET": str,
@@ -64,6 +65,7 @@ class Defaults:
     SALEOR_WEBHOOK_SECRET = ""
     SALEOR_JWKS_URL = ""  # empty: <origin of SALEOR_API_URL>/.well-known/jwks.json
     SALEOR_TIMEOUT = 3.0
+    SALEOR_PAYMENT_GATEWAY = ""  # empty: Saleor's Dummy Payment App (development)
     KEYCLOAK_ISSUER = ""
     KEYCLOAK_CLIENT_ID = "marketplace"
     KEYCLOAK_CLIENT_SECRET = ""
