@@ -83,7 +83,7 @@ def update_offering(offering_id: int, json: schemas.OfferingUpdate):
     """Change the listing fields you send (members of the publisher)."""
     offering = offerings.get_offering_for_seller(db.session, user=g.api_user, offering_id=offering_id)
     fields = json.model_dump(exclude_unset=True)
-    for name in ("name", "summary", "description_md", "category", "trial_days", "trial_credits"):
+    for name in ("name", "summary", "description_md", "category", "facets", "trial_days", "trial_credits"):
         if name in fields and fields[name] is None:
             return problem(422, "Unprocessable Content", "The request does not match the schema.",
                            errors=[{"field": name, "message": "This field cannot be null."}])
