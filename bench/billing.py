@@ -125,7 +125,7 @@ class Gunicorn:
 
     def __enter__(self) -> "Gunicorn":
         self.process = subprocess.Popen(self.command, env=self.env)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # a busy machine imports the app slowly
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError("gunicorn exited during start-up")
@@ -137,7 +137,7 @@ class Gunicorn:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("gunicorn did not answer /api/health within 60 s")
+        raise RuntimeError("gunicorn did not answer /api/health within 240 s")
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:

@@ -103,6 +103,14 @@ class HoldNotFound(BillingError):
         super().__init__(message, field="hold_id", status=404)
 
 
+class LedgerOutOfStep(RuntimeError):
+    """A wallet's grants no longer add up to its balance: a broken invariant, not a refusal. It is not a
+    BillingError on purpose, so no caller mistakes it for a rule and commits around it."""
+
+    def __init__(self, wallet_id: int) -> None:
+        super().__init__(f"wallet {wallet_id}: its grants are out of step with its balance; run verify-ledger")
+
+
 @dataclass(frozen=True)
 class WalletBalances:
     """What a wallet can spend now: `held` counts live holds only, `available` is never negative."""
@@ -686,10 +694,10 @@ def _draw_from_grants(session: Session, *, wallet_id: int, credits: int, hold_ma
             .values(remaining=CreditGrant.remaining - take), execution_options=_NO_SYNC,
         ).rowcount
         if taken != 1:
-            raise BillingError("The wallet's grants are out of step with its balance.", status=500)
+            raise LedgerOutOfStep(wallet_id)
         left -= take
     if left:
-        raise BillingError("The wallet's grants are out of step with its balance.", status=500)
+        raise LedgerOutOfStep(wallet_id)
     _expire_loaded_grants(session, wallet_id)
 
 
@@ -744,7 +752,7 @@ def _expire_wallet_grants(session: Session, *, wallet_id: int, now: datetime) ->
             .values(remaining=CreditGrant.remaining - take), execution_options=_NO_SYNC,
         ).rowcount
         if taken != 1:
-            raise BillingError("The wallet's grants are out of step with its balance.", status=500)
+            raise LedgerOutOfStep(wallet_id)
         running -= take
         session.add(LedgerEntry(
             wallet_id=wallet_id, kind=LedgerKind.EXPIRY.value, amount=-take, held_delta=0, balance_after=running,
