@@ -28,6 +28,10 @@ SORT_LABELS = {
     "price_desc": "Price: high to low", "name": "Name (A–Z)",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# what a facet value or an offering slug can look like; anything else is unknown without asking
+# the database (PostgreSQL refuses NUL characters in a query, for one)
+_FACET_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,139}")
 _SPACES = re.compile(r"\s+")
 
 
@@ -62,7 +66,7 @@ def parse_search_args(
         values = [str(v) for v in getlist(group)][:MAX_VALUES_PER_GROUP]
         if preset and group in preset:
             values.append(preset[group])
-        values = list(dict.fromkeys(v for v in values if v))  # unique, in the order given
+        values = list(dict.fromkeys(v for v in values if _FACET_VALUE.fullmatch(v)))  # unique, in the order given
         if values:
             requested[group] = values
     known = catalog.facet_labels(requested) if requested else {}
@@ -174,6 +178,8 @@ def product_page(catalog: CatalogPort, slug: str, *, related: int = 4) -> Produc
     """A published offering's page, or None when there is no such published offering."""
     from app.services.offerings import render_description
 
+    if not _SLUG.fullmatch(slug):
+        return None
     detail = catalog.product(slug)
     if detail is None:
         return None
@@ -185,6 +191,8 @@ def product_page(catalog: CatalogPort, slug: str, *, related: int = 4) -> Produc
 
 def facet_label(catalog: CatalogPort, group: str, value: str) -> str | None:
     """The label of a known facet value, or None if the group has no such value."""
+    if not _FACET_VALUE.fullmatch(value):
+        return None
     return catalog.facet_labels({group: [value]}).get(group, {}).get(value)
 
 

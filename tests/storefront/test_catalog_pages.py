@@ -49,7 +49,8 @@ def test_browse_by_outcome_role_and_capability(client, demo):
 
 
 def test_unknown_browse_pages_are_404(client, demo):
-    for path in ("/browse/robots", "/browse/pricing/free-trial", "/browse/outcome/world-peace", "/browse/a/b/c"):
+    for path in ("/browse/robots", "/browse/pricing/free-trial", "/browse/outcome/world-peace", "/browse/a/b/c",
+                 "/browse/%00", "/browse/role/%00sales", "/browse/role/sales%0A", "/browse/outcome/" + "x" * 300):
         assert client.get(path).status_code == 404, path
 
 
@@ -128,7 +129,7 @@ def test_full_page_is_a_plain_get_form_that_also_drives_htmx(client, demo):
 
 BAD_ARGUMENTS = [
     "page=-1", "page=abc", "page=0", "page=99999999999999999999", "sort=drop", "sort=", "category=robots",
-    "outcome=%00", "publisher=../../etc", "q=" + "x" * 5000, "q=%E2%80%AE%00", "page=2.5&sort=price_asc",
+    "outcome=%00", "role=sales%00", "publisher=../../etc", "capability=" + "c" * 500, "q=" + "x" * 5000, "q=%E2%80%AE%00", "page=2.5&sort=price_asc",
 ]
 
 
@@ -240,7 +241,7 @@ def test_unknown_and_unpublished_products_are_the_404_page(client, session):
     draft = make_offering(session, publisher=publisher, name="Draft Thing", status=OfferingStatus.DRAFT.value)
     session.commit()
 
-    for path in ("/p/no-such-thing", f"/p/{draft.slug}"):
+    for path in ("/p/no-such-thing", f"/p/{draft.slug}", "/p/%00", "/p/" + "x" * 500):
         response = client.get(path)
         assert response.status_code == 404
         assert "We couldn't find that page" in response.get_data(as_text=True)
