@@ -260,3 +260,16 @@ def test_parse_terms_reads_web_search_syntax():
     assert fts5_match(groups) == (
         '(("customer support" AND "refunds") NOT "sales") OR ("e mail" AND "draf"*)', None,
     )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.text(max_size=80) | st.lists(st.sampled_from(
+    ['"', "-", "or", "OR", "*", ":", "&", "|", "!", "(", ")", "'", "\\", "NEAR", "AND", "NOT", "the", "a", "x", "é"]
+), max_size=8).map(" ".join))
+def test_any_typed_text_searches_without_error(session, raw):
+    # given: whatever a visitor types, cleaned as the search page cleans it
+    q = catalog_service.clean_text_query(raw)
+
+    # when / then: an answer, never a database error
+    result = LocalCatalog(session).search(SearchQuery(q=q))
+    assert result.total >= 0
