@@ -1,25 +1,42 @@
 """Browser journeys: the app served by gunicorn on PostgreSQL (E2E_DATABASE_URL) or a SQLite file,
 driven by Playwright in Debian's Chromium. Each journey records a screenshot per step and keeps
-them under e2e/artifacts/<test>/ when it fails."""
+them under e2e/artifacts/<test>/ when it fails.
+
+When an SSO journey is collected, a second app server runs with AUTH_BACKEND=oidc against the
+Keycloak-shaped OpenID provider of tests/oidc (node). The database is prepared and the servers boot
+side by side: each of them is mostly Python start-up time."""
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+import uuid
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "e2e" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 DEMO_PASSWORD = "demo-password-2026"
+NEW_USER_PASSWORD = "journey-password-2026"
+START_TIMEOUT = 120  # seconds for the database and a server to be ready on a busy machine
+
+if str(ROOT) not in sys.path:  # the OpenID provider is started by tests/oidc_support.py
+    sys.path.insert(0, str(ROOT))
+
+# The machines that run `make test` are shared and often busy: give assertions time to come true
+# (they still return as soon as they do).
+expect.set_options(timeout=20_000)
 
 
 def free_port() -> int:
@@ -28,8 +45,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _prepare_database(url: str) -> None:
-    """An empty database, migrated and seeded with the demo data."""
+# --- the database ------------------------------------------------------------------------------
+
+_PREPARE = """
+import sys, traceback
+from app import create_app
+runner = create_app().test_cli_runner()
+for args in (["db", "upgrade"], ["seed", "demo"]):
+    outcome = runner.invoke(args=args)
+    if outcome.exit_code != 0:
+        print(" ".join(args), "failed:", outcome.output)
+        if outcome.exc_info:
+            traceback.print_exception(*outcome.exc_info)
+        sys.exit(1)
+"""
+
+
+def _start_preparing_database(url: str) -> subprocess.Popen:
+    """Empty the database, then migrate and seed it with the demo data in a child process
+    (`flask db upgrade` and `flask seed demo` in one process: importing the app is the slow part)."""
     if url.startswith("postgresql"):
         from sqlalchemy import create_engine, text
         from sqlalchemy.engine import make_url
@@ -41,64 +75,147 @@ def _prepare_database(url: str) -> None:
             conn.execute(text(f'CREATE DATABASE "{target.database}"'))
         admin.dispose()
     env = {**os.environ, "DATABASE_URL": url, "APP_ENV": "development", "DEMO_PASSWORD": DEMO_PASSWORD}
-    flask = [sys.executable, "-m", "flask", "--app", "app"]
-    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
-    subprocess.run([*flask, "seed", "demo"], cwd=ROOT, env=env, check=True, capture_output=True)
+    return subprocess.Popen([sys.executable, "-c", _PREPARE], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.fixture(scope="session")
-def e2e_db_url(tmp_path_factory) -> str:
-    url = os.environ.get("E2E_DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.db'}"
-    _prepare_database(url)
-    return url
+def _finish_preparing_database(process: subprocess.Popen) -> None:
+    try:
+        output, _ = process.communicate(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"preparing the E2E database failed:\n{output[-4000:]}")
 
+
+# --- app servers -------------------------------------------------------------------------------
 
 class Server:
     def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
         self.url, self.process, self.log = url, process, log
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+    def wait_until_up(self, timeout: float = START_TIMEOUT) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
             try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+                if requests.get(self.url + "/api/health", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not answer within {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        stop_servers(self)
 
 
-def start_app_server(db_url: str, tmp_dir: Path, port: int | None = None, **env_overrides: str) -> Server:
-    """gunicorn serving create_app() on a free loopback port; waits for /api/health."""
+def stop_servers(*servers: Server | None) -> None:
+    """SIGTERM to each (by PID), then wait for all: the workers get a second (--graceful-timeout) to
+    finish what they are serving, and gunicorn's master takes about as long again to notice."""
+    running = [s for s in servers if s is not None and s.process.poll() is None]
+    for server in running:
+        server.process.send_signal(signal.SIGTERM)
+    for server in running:
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=10)
+
+
+def launch_app_server(db_url: str, tmp_dir: Path, port: int | None = None, **env_overrides: str) -> Server:
+    """gunicorn serving create_app() on a loopback port (a free one unless given); does not wait."""
     port = port or free_port()
     log = tmp_dir / f"gunicorn-{port}.log"
     env = {
         **os.environ, "DATABASE_URL": db_url, "APP_ENV": "development", "SECRET_KEY": "e2e-secret-key-0123456789",
         "DEMO_PASSWORD": DEMO_PASSWORD, **env_overrides,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
-         "--timeout", "60", "app:create_app()"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(url + "/api/health", timeout=2).status_code == 200:
-                return Server(url, process, log)
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    process.kill()
-    raise RuntimeError(f"gunicorn did not answer: {log.read_text()[-2000:]}")
+    # --preload: the app is imported once and forked, not once per worker (it opens no connection
+    # while it is created, so the workers share none)
+    command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--threads", "4",
+               "--bind", f"127.0.0.1:{port}", "--timeout", "60", "--graceful-timeout", "1"]
+    if _gunicorn_has_control_socket():
+        command.append("--no-control-socket")  # one per user by default, shared with every other gunicorn
+    with log.open("w") as out:
+        process = subprocess.Popen([*command, "app:create_app()"], cwd=ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    return Server(f"http://127.0.0.1:{port}", process, log)
+
+
+def _gunicorn_has_control_socket() -> bool:
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any("--no-control-socket" in (setting.cli or []) for setting in KNOWN_SETTINGS)
+
+
+def start_app_server(db_url: str, tmp_dir: Path, port: int | None = None, **env_overrides: str) -> Server:
+    """gunicorn serving create_app(); waits for /api/health."""
+    return launch_app_server(db_url, tmp_dir, port, **env_overrides).wait_until_up()
+
+
+@dataclass
+class Stack:
+    db_url: str
+    app: Server
+    sso: Server | None  # AUTH_BACKEND=oidc, when an SSO journey is collected
+    provider: object | None  # tests.oidc_support.Provider
+
+
+def _sso_collected(session) -> bool:
+    return any("sso_app" in item.fixturenames for item in session.items)
 
 
 @pytest.fixture(scope="session")
-def app_server(e2e_db_url, tmp_path_factory):
-    server = start_app_server(e2e_db_url, tmp_path_factory.mktemp("server"))
-    yield server
-    server.stop()
+def stack(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    db_url = os.environ.get("E2E_DATABASE_URL") or f"sqlite:///{tmp / 'e2e.db'}"
+    with ExitStack() as cleanup:
+        preparing = _start_preparing_database(db_url)
+        cleanup.callback(lambda: preparing.poll() is None and preparing.kill())
+        app = launch_app_server(db_url, tmp)  # boots while the database is prepared; serves nothing before
+        sso = provider = None
+        cleanup.callback(lambda: stop_servers(app, sso))
+        if _sso_collected(request.session):
+            from tests.oidc_support import CLIENT_ID, CLIENT_SECRET, run_provider
+
+            # the provider only redirects back to the app port it is started with
+            provider = cleanup.enter_context(run_provider(tmp / "oidc-provider.log"))
+            sso = launch_app_server(
+                db_url, tmp, port=provider.app_port, AUTH_BACKEND="oidc", KEYCLOAK_ISSUER=provider.issuer,
+                KEYCLOAK_CLIENT_ID=CLIENT_ID, KEYCLOAK_CLIENT_SECRET=CLIENT_SECRET,
+            )
+        _finish_preparing_database(preparing)
+        for server in (app, sso):
+            if server is not None:
+                server.wait_until_up()
+        yield Stack(db_url=db_url, app=app, sso=sso, provider=provider)
+
+
+@pytest.fixture(scope="session")
+def e2e_db_url(stack) -> str:
+    return stack.db_url
+
+
+@pytest.fixture(scope="session")
+def app_server(stack) -> Server:
+    return stack.app
+
+
+@pytest.fixture(scope="session")
+def sso_app(stack) -> Server:
+    """A second app server with AUTH_BACKEND=oidc on the same database."""
+    return stack.sso
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(stack):
+    """The Keycloak-shaped OpenID provider (`node tests/oidc/server.mjs` on a free port, stopped by PID)."""
+    return stack.provider
 
 
 @pytest.fixture(scope="session")
@@ -125,32 +242,49 @@ def pytest_runtest_makereport(item, call):
 
 
 class Journey:
-    """Names each step of a journey and keeps a screenshot of the page after it."""
+    """Names each step of a journey and keeps a screenshot of the page after it: the visible part as a
+    JPEG after a step that passed (cheap on a busy machine), the whole page as a PNG after the step
+    that failed.
+
+    A journey with several people passes the page the step happens on: `journey.step("approve", operator)`.
+    """
 
     def __init__(self, page) -> None:
         self.page = page
-        self.shots: list[tuple[str, bytes]] = []
+        self.shots: list[tuple[str, str, bytes]] = []  # (step, file suffix, image)
 
     @contextmanager
-    def step(self, name: str):
+    def step(self, name: str, page=None):
+        page = page or self.page
         try:
             yield
-        finally:
-            try:
-                self.shots.append((name, self.page.screenshot(full_page=True)))
-            except Exception:  # the page may be gone; the failure itself is what matters
-                pass
+        except BaseException:
+            self._shoot(f"{name} (failed)", "png", lambda: _whole_page(page))
+            raise
+        self._shoot(name, "jpg", lambda: page.screenshot(type="jpeg", quality=80, timeout=10_000))
+
+    def _shoot(self, name: str, suffix: str, take) -> None:
+        try:
+            self.shots.append((name, suffix, take()))
+        except Exception:  # the page may be gone; the failure itself is what matters
+            pass
+
+
+def _whole_page(page) -> bytes:
+    page.evaluate("window.scrollTo(0, 0)")  # else a sticky header is drawn where the page was scrolled to
+    return page.screenshot(full_page=True, timeout=10_000)
 
 
 @pytest.fixture
 def journey(page, request):
     j = Journey(page)
     yield j
+    folder = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.name)
+    shutil.rmtree(folder, ignore_errors=True)  # screenshots of an earlier failed run would mislead
     if getattr(request.node, "journey_failed", False):
-        folder = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.name)
         folder.mkdir(parents=True, exist_ok=True)
-        for i, (name, png) in enumerate(j.shots, 1):
-            (folder / f"{i:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}.png").write_bytes(png)
+        for i, (name, suffix, image) in enumerate(j.shots, 1):
+            (folder / f"{i:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.{suffix}").write_bytes(image)
 
 
 def sign_in(page, email: str, password: str = DEMO_PASSWORD) -> None:
@@ -158,3 +292,62 @@ def sign_in(page, email: str, password: str = DEMO_PASSWORD) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def unique(text: str) -> str:
+    """`text` with a short random suffix: journeys never share names, emails or offerings."""
+    return f"{text} {uuid.uuid4().hex[:6]}"
+
+
+def sign_up(page, name: str, *, open_form: bool = True) -> str:
+    """Create a new account (on the sign-up form already open when open_form is False); its email."""
+    email = f"{re.sub(r'[^a-z0-9]+', '.', unique(name).lower())}@example.com"
+    if open_form:
+        page.goto("/auth/signup")
+    page.get_by_label("Full name").fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(NEW_USER_PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_text("Your account is ready.")).to_be_visible()
+    return email
+
+
+def credits_badge(page):
+    """The header's credits badge (a link to Billing & Credits named by the available balance)."""
+    return page.get_by_role("banner").get_by_role("link", name=re.compile(r"^Credits\b"))
+
+
+def open_account_menu(page, link: str) -> None:
+    """Follow a link of the header's account menu ("My Agents", "Seller dashboard", ...)."""
+    header = page.get_by_role("banner")
+    header.get_by_label(re.compile(r"^Account menu for ")).click()
+    header.get_by_role("link", name=link, exact=True).click()
+
+
+def fact(scope, term: str):
+    """The value of a term in a description list (<dt>term</dt><dd>value</dd>) inside `scope`."""
+    return scope.get_by_role("term").filter(has_text=re.compile(rf"^\s*{re.escape(term)}\s*$")) \
+        .locator("xpath=following-sibling::dd[1]")
+
+
+def run_in_console(page, text: str) -> tuple:
+    """Run the agent from the instance page's console; (the run's result region, credits it used)."""
+    console = page.get_by_role("region", name="Run console")
+    console.get_by_label("Input").fill(text)
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/runs")):
+        console.get_by_role("button", name="Run agent").click()
+    result = console.get_by_role("status")
+    expect(result.get_by_role("heading", name="Output")).to_be_visible()
+    meta = result.get_by_text(re.compile(r"^Run #\d+ ·")).inner_text()
+    return result, int(re.search(r"(\d+) credits? used", meta).group(1))
+
+
+def pay_with_test_card(page, card: str = "4242 4242 4242 4242") -> None:
+    """From the checkout page: place the order for the personal workspace and pay with the test-mode card."""
+    expect(page.get_by_role("heading", level=1, name="Checkout")).to_be_visible()
+    page.get_by_role("button", name="Place order and continue to payment").click()
+    expect(page.get_by_role("note", name="TEST MODE")).to_be_visible()
+    page.get_by_label("Card number").fill(card)
+    page.get_by_label("Expiry (MM/YY)").fill("12/39")
+    page.get_by_label("Security code (CVC)").fill("123")
+    page.get_by_role("button", name=re.compile(r"^Pay .* \(test mode\)$")).click()
