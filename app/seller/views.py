@@ -271,7 +271,7 @@ def offering_versions(offering_id: int):
     return _html("seller/offering_versions.html", status, offering=offering, form=form, versions=versions)
 
 
-PRICE_RE = re.compile(r"^(-?)(\d{0,9})(?:\.(\d*))?$")
+PRICE_RE = re.compile(r"^(-?)([0-9]{0,9})(?:\.([0-9]*))?$")
 
 
 def price_to_minor(text: str | None, currency: str | None) -> int:

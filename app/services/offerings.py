@@ -37,7 +37,7 @@ PRICE_MAX = 100_000_000  # one million in a two-decimal currency: a typo guard, 
 CREDITS_MAX = 10_000_000
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-SEMVER_RE = re.compile(r"^(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})$")
+SEMVER_RE = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 RUNTIME_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 MARKUP_RE = re.compile(r"[<>]|&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -275,9 +275,7 @@ def add_version(
     latest = latest_version(offering)
     if latest is not None and parse_semver(version) <= parse_semver(latest.version):
         raise OfferingError(f"The new version must be greater than {latest.version}.", field="version")
-    changelog = (changelog or "").strip()
-    if len(changelog) > CHANGELOG_MAX:
-        raise OfferingError(f"Use at most {CHANGELOG_MAX:,} characters.", field="changelog")
+    changelog = _clean_multiline(changelog, CHANGELOG_MAX, "changelog")
     if runtime_kind not in RUNTIME_KINDS:
         raise OfferingError("Choose the built-in runtime or Langflow.", field="runtime_kind")
     runtime_ref = (runtime_ref or "").strip()
@@ -339,9 +337,9 @@ def set_plan(
     if max_runs_per_period is not None:
         max_runs_per_period = _int_in_range(max_runs_per_period, "max_runs_per_period", 1, CREDITS_MAX,
                                             "Give at least one run, or leave it empty for no limit.")
-    features = "\n".join(line.strip() for line in (features or "").splitlines() if line.strip())
-    if len(features) > FEATURES_MAX:
-        raise OfferingError(f"Use at most {FEATURES_MAX:,} characters.", field="features")
+    features = "\n".join(
+        line.strip() for line in _clean_multiline(features, FEATURES_MAX, "features").splitlines() if line.strip()
+    )
 
     values = {
         "name": name, "price_minor": price_minor, "currency": currency, "included_credits": included_credits,
@@ -422,11 +420,9 @@ def reject(session: Session, *, offering: Offering, actor: User, reason: str) ->
     """In review -> draft, with the reason the seller will see (operators only)."""
     _require_operator(actor)
     _require_status(offering, {OfferingStatus.IN_REVIEW}, "Only an offering in review can be rejected.")
-    reason = (reason or "").strip()
+    reason = _clean_multiline(reason, REASON_MAX, "reason")
     if not reason:
         raise OfferingError("Tell the seller what to change.", field="reason")
-    if len(reason) > REASON_MAX:
-        raise OfferingError(f"Use at most {REASON_MAX:,} characters.", field="reason")
     offering.status = OfferingStatus.DRAFT.value
     offering.review_note = reason
     offering.updated_at = utcnow()
@@ -557,11 +553,21 @@ def _clean_name(name: str) -> str:
         raise OfferingError("Give the offering a name.", field="name")
     if len(name) > NAME_MAX:
         raise OfferingError(f"Use at most {NAME_MAX} characters.", field="name")
-    if MARKUP_RE.search(name):
+    if MARKUP_RE.search(name) or CONTROL_RE.search(name):
         raise OfferingError("Use plain text: no HTML or special characters like < and >.", field="name")
     if not re.search(r"\w", name):
         raise OfferingError("Use at least one letter or digit.", field="name")
     return name
+
+
+def _clean_multiline(text: str | None, limit: int, field: str) -> str:
+    """Free text kept as written (line breaks and tabs allowed), without other control characters."""
+    text = (text or "").replace("\r\n", "\n").strip()
+    if len(text) > limit:
+        raise OfferingError(f"Use at most {limit:,} characters.", field=field)
+    if CONTROL_RE.search(text.replace("\n", "").replace("\t", "")):
+        raise OfferingError("Remove the control characters.", field=field)
+    return text
 
 
 def _clean_summary(summary: str) -> str:
@@ -570,7 +576,7 @@ def _clean_summary(summary: str) -> str:
         raise OfferingError("Write a one-line summary for the catalog card.", field="summary")
     if len(summary) > SUMMARY_MAX:
         raise OfferingError(f"Use at most {SUMMARY_MAX} characters.", field="summary")
-    if MARKUP_RE.search(summary):
+    if MARKUP_RE.search(summary) or CONTROL_RE.search(summary):
         raise OfferingError("Use plain text: no HTML or special characters like < and >.", field="summary")
     return summary
 
@@ -639,6 +645,8 @@ def _clean_facets(session: Session, facets: dict[str, list[str]] | None) -> dict
     chosen: dict[str, list[str]] = {}
     for group in SELLER_FACET_GROUPS:
         values = sorted({str(v) for v in facets.get(group) or []} - ({DERIVED_PRICING} if group == "pricing" else set()))
+        if any(len(v) > 64 or not SLUG_RE.match(v) for v in values):
+            raise OfferingError(f"Choose {group} values from the list.", field=group)
         if values:
             known = set(session.scalars(
                 select(FacetValue.slug).where(FacetValue.group == group, FacetValue.slug.in_(values))

@@ -2,6 +2,7 @@
 callers must have checked the operator role (these cross tenant boundaries on purpose)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Generic, TypeVar
@@ -30,7 +31,13 @@ def paginate(session: Session, query: Select, *, page: int, per_page: int) -> Pa
     return Page(items=items, page=page, pages=pages, total=total)
 
 
+def _clean(text: str | None) -> str:
+    """Filter text without control characters (PostgreSQL refuses NUL in text parameters)."""
+    return re.sub(r"[\x00-\x1f\x7f]", "", text or "").strip()
+
+
 def _like(text: str) -> str:
+    text = _clean(text)
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -54,9 +61,9 @@ def list_offerings(
         Organization, Organization.id == Offering.publisher_id
     )
     if status:
-        query = query.where(Offering.status == status)
+        query = query.where(Offering.status == _clean(status))
     if sync:
-        query = query.where(Offering.sync_status == sync)
+        query = query.where(Offering.sync_status == _clean(sync))
     if q:
         pattern = _like(q.strip().lower())
         query = query.where(or_(
@@ -106,6 +113,7 @@ def search_audit(
     end: date | None = None, page: int = 1, per_page: int = 50,
 ) -> Page[AuditEvent]:
     query = select(AuditEvent)
+    action, target_type, target_id = _clean(action), _clean(target_type), _clean(target_id)
     if action:
         query = query.where(AuditEvent.action == action)
     if actor:

@@ -358,3 +358,27 @@ def test_a_new_seller_can_create_a_publisher_organization(client, session):
     html = response.get_data(as_text=True)
     assert "Publisher organization “Nia Labs” created." in html
     assert "Seller · Nia Labs" in html
+
+
+def test_control_characters_are_refused_with_field_errors_not_server_errors(client, session, seller, operator):
+    offering = _draft(session, seller)
+    login(client, seller)
+    before = _counts(session)
+
+    create = client.post("/seller/offerings/create", data={
+        **CREATE_FORM, "publisher_id": _northwind(session, seller).id, "name": "Nul\x00bot", "role": ["sa\x00les"]})
+    version = client.post(f"/seller/offerings/{offering.id}/versions", data={
+        "version": "2.0.0", "changelog": "bad\x00byte", "runtime_kind": "builtin", "runtime_ref": "support-faq"})
+    facets = client.post(f"/seller/offerings/{offering.id}/update", data={**CREATE_FORM, "role": ["sa\x00les"]})
+    sales = client.get("/seller/sales?offering=%00&start=%00")
+    login(client, operator)
+    audit = client.get("/operator/audit?actor=%00&target_type=off%00ering&target_id=%00")
+    listing = client.get("/operator/offerings?q=%00&status=%00")
+
+    assert [r.status_code for r in (create, version, facets)] == [400, 400, 400]
+    assert _field_error(create.get_data(as_text=True), "name").startswith("Use plain text")
+    assert _field_error(version.get_data(as_text=True), "changelog") == "Remove the control characters."
+    assert _field_error(facets.get_data(as_text=True), "role") == "Choose role values from the list."
+    assert sales.status_code == 200
+    assert (audit.status_code, listing.status_code) == (200, 400)
+    assert _counts(session) == before
