@@ -67,6 +67,7 @@ DEFAULT_TTL_SECONDS = 300
 MAX_TTL_SECONDS = 24 * 3600
 MAX_KEY_LENGTH = 128
 MAX_PAGE_SIZE = 200
+MAX_INT = 2**31 - 1  # credits, ids and balances are 32-bit integer columns
 # plan credits may or may not have an end; trial and promotional credits always do; purchased never
 EXPIRING_ORIGINS = {GrantOrigin.TRIAL.value, GrantOrigin.PROMO.value}
 NON_EXPIRING_ORIGINS = {GrantOrigin.PURCHASE.value}
@@ -170,11 +171,14 @@ def grant_credits(
         existing = _grant_entry_by_key(session, idempotency_key, wallet.id)
         if existing is not None:
             return existing
-    balance, held = session.execute(
-        update(Wallet).where(Wallet.id == wallet.id)
+    added = session.execute(
+        update(Wallet).where(Wallet.id == wallet.id, Wallet.balance <= MAX_INT - amount)
         .values(balance=Wallet.balance + amount)
         .returning(Wallet.balance, Wallet.held), execution_options=_NO_SYNC,
-    ).one()
+    ).first()
+    if added is None:
+        raise BillingError(f"A wallet holds at most {MAX_INT} credits.", field="amount", status=422)
+    balance, held = added
     if idempotency_key:
         # a concurrent grant with this key committed while we waited for the wallet: undo ours
         existing = _grant_entry_by_key(session, idempotency_key, wallet.id)
@@ -463,7 +467,7 @@ def settle(
     conflict (409). With `organization_id`, a hold of another organization is not found (404).
     """
     hold_id = _positive_int(hold_id, "hold_id")
-    amount = _int_in_range(amount, "amount", 0, None)
+    amount = _int_in_range(amount, "amount", 0, MAX_INT)
     key = _idempotency_key(idempotency_key)
     now = now or utcnow()
     closed = _close_settled(session, hold_id=hold_id, amount=amount, key=key, organization_id=organization_id,
@@ -574,17 +578,15 @@ def release(
         if hold.status == HoldStatus.SETTLED.value:
             raise BillingError("The hold is already settled.", field="hold_id", status=409)
         return hold
-    balance, held = session.execute(
-        update(Wallet).where(Wallet.id == hold.wallet_id).values(held=Wallet.held - hold.amount)
-        .returning(Wallet.balance, Wallet.held), execution_options=_NO_SYNC,
-    ).one()
-    session.add(LedgerEntry(
+    wallet = _adopt(session, Wallet, session.execute(
+        update(_W).where(_W.c.id == hold.wallet_id).values(held=_W.c.held - hold.amount).returning(*_W.c)
+    ).one())
+    session.execute(insert(_L).values(
         wallet_id=hold.wallet_id, kind=LedgerKind.RELEASE.value, amount=0, held_delta=-hold.amount,
-        balance_after=balance, hold_id=hold.id, instance_id=hold.instance_id,
+        balance_after=wallet.balance, hold_id=hold.id, instance_id=hold.instance_id,
         reference=f"released ({key})" if key else "released", idempotency_key=f"close:{hold.id}",
     ))
-    session.flush()
-    _sync_wallet(session, hold.wallet_id, balance, held)
+    set_committed_value(hold, "wallet", wallet)
     return hold
 
 
@@ -956,7 +958,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _positive_int(value, field: str) -> int:
-    return _int_in_range(value, field, 1, None)
+    return _int_in_range(value, field, 1, MAX_INT)
 
 
 def _int_in_range(value, field: str, low: int, high: int | None) -> int:

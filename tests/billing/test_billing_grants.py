@@ -77,6 +77,17 @@ def test_grant_rules_by_field(session, wallet, field, kwargs):
     assert snapshot(session) == before
 
 
+def test_a_grant_that_would_overflow_the_wallet_is_refused(session, wallet):
+    fund(session, wallet, 2**31 - 10)
+    before = snapshot(session)
+
+    with pytest.raises(BillingError) as refused:
+        billing.grant_credits(session, wallet=wallet, amount=11, origin="purchase", now=T0)
+
+    assert (refused.value.status, refused.value.field) == (422, "amount")
+    assert snapshot(session) == before
+
+
 def test_plan_credits_may_expire_or_not(session, wallet):
     billing.grant_credits(session, wallet=wallet, amount=10, origin="plan", now=T0)
     billing.grant_credits(session, wallet=wallet, amount=10, origin="plan", expires_at=at(days=30), now=T0)

@@ -122,6 +122,7 @@ def test_authorize_exactly_what_is_available_then_one_more_is_refused(session, w
     ("amount", {"amount": "5"}),
     ("amount", {"amount": True}),
     ("amount", {"amount": 2.5}),
+    ("amount", {"amount": 2**31}),
     ("ttl_seconds", {"ttl_seconds": 0}),
     ("ttl_seconds", {"ttl_seconds": 24 * 3600 + 1}),
     ("idempotency_key", {"idempotency_key": ""}),
@@ -229,6 +230,8 @@ def test_settle_zero_releases_everything(session, wallet):
     ("amount", {"amount": "3"}),
     ("hold_id", {"hold_id": 0}),
     ("hold_id", {"hold_id": "1"}),
+    ("hold_id", {"hold_id": 2**31}),
+    ("amount", {"amount": 2**31}),
     ("idempotency_key", {"idempotency_key": ""}),
 ])
 def test_settle_rejects_bad_input_by_field(session, wallet, field, kwargs):
