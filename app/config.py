@@ -38,6 +38,7 @@ _ENV_KEYS: dict[str, type] = {
     "VAULT_TOKEN": str,
     "VAULT_MOUNT": str,
     "VAULT_PATH_PREFIX": str,
+    "VAULT_TIMEOUT": float,
     "GATEWAY_SERVICE_TOKEN": str,
     "DEMO_PASSWORD": str,
     "PUBLIC_BASE_URL": str,
@@ -79,6 +80,7 @@ class Defaults:
     VAULT_TOKEN = ""
     VAULT_MOUNT = "secret"
     VAULT_PATH_PREFIX = "digitlify/connectors"
+    VAULT_TIMEOUT = 5.0
     GATEWAY_SERVICE_TOKEN = ""
     DEMO_PASSWORD = "demo-password-2026"
     PUBLIC_BASE_URL = ""
