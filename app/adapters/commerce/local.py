@@ -6,8 +6,9 @@ description matches, treat the last word typed as a prefix, and accept web-searc
 ("quoted phrases", -excluded, or).
 
 Faceted counts follow the usual rule: a group's counts apply every other active filter but not
-its own (values in one group OR, groups AND). One statement computes all six groups and the
-total; one more fetches the page of ids, one the cards, one the facet vocabulary.
+its own (values in one group OR, groups AND). A search page costs four small statements: the
+labels of the requested filter values, one statement for all six groups' counts and the total,
+the page of ids, and the cards of that page.
 """
 from __future__ import annotations
 
@@ -364,131 +365,187 @@ def _semver_key(version: str) -> tuple[int, ...]:
 class SearchStatements:
     """The SQL of one search: the facet counts (with the total) and the page of ids.
 
-    Kept apart from the adapter so the benchmark can time exactly these statements (the floor)."""
+    Kept apart from the adapter so the benchmark can time exactly these statements (the floor).
+    The text match is a set of ids computed once per statement: on PostgreSQL a MATERIALIZED CTE
+    (so the GIN index is always used and no row's tsvector is rebuilt to test it), on SQLite the
+    FTS5 match. Facet filters test the covering index `ix_offering_search_facet`."""
 
     def __init__(self, dialect: str, query: SearchQuery) -> None:
         self.dialect = dialect
         self.query = query
         self.groups = parse_terms(query.q) if query.q else []
-        self._rank: Any = None
-        self._fts: Any = None
-        self._base_conditions = self._text_conditions()
+        self._filtered = [(group, values) for group, values in query.filters if values]
 
-    # the text match, once per dialect
-    def _text_conditions(self) -> list[Any]:
-        conditions: list[Any] = [Offering.status == PUBLISHED]
-        if not self.query.q:
-            return conditions
-        if not self.groups:  # only punctuation was typed: nothing can match
-            return conditions + [literal(False)]
+    # --- the text match -------------------------------------------------------------------------
+    def _text_source(self, *, with_score: bool) -> Any:
+        """(id, score) of published offerings matching the text, or None when there is no text.
+
+        The score orders by relevance: ts_rank on name and summary (higher is better) on
+        PostgreSQL, bm25 over the three columns (lower is better) on SQLite."""
+        if not self.query.q or not self.groups:
+            return None
         if self.dialect == "postgresql":
             tsquery = pg_tsquery(self.groups)
-            vector = literal_column(SEARCH_VECTOR_SQL)
-            conditions.append(vector.op("@@")(tsquery))
-            self._rank = func.ts_rank(literal_column(RANK_VECTOR_SQL), tsquery)
-            return conditions
-        positive, negative = fts5_match(self.groups)
-        if positive is not None:
-            fts = (
-                text(
-                    "SELECT rowid AS id, bm25(offering_fts, :w_name, :w_summary, :w_description) AS score "
-                    "FROM offering_fts WHERE offering_fts MATCH :match"
-                )
-                .bindparams(match=positive, w_name=FTS_WEIGHTS[0], w_summary=FTS_WEIGHTS[1],
-                            w_description=FTS_WEIGHTS[2])
-                .columns(id=Integer, score=Float)
-                .subquery("fts")
+            # the heap rows are read anyway: keep what ordering needs, so no second pass over offering
+            columns = [Offering.id.label("id"), Offering.featured.label("featured"),
+                       Offering.published_at.label("published_at"), Offering.name.label("name")]
+            if with_score:
+                columns.append(func.ts_rank(literal_column(RANK_VECTOR_SQL), tsquery).label("score"))
+            return (
+                select(*columns)
+                .where(Offering.status == PUBLISHED, literal_column(SEARCH_VECTOR_SQL).op("@@")(tsquery))
+                .cte("text_match").prefix_with("MATERIALIZED")
             )
-            self._fts = fts
-            self._fts_condition = Offering.id.in_(select(fts.c.id))
-            conditions.append(self._fts_condition)
-            self._rank = fts.c.score  # bm25: lower is better
+        positive, negative = fts5_match(self.groups)
+        if positive is None:  # only exclusions: everything published except what they match
+            excluded = text("SELECT rowid AS id FROM offering_fts WHERE offering_fts MATCH :excluded").bindparams(
+                excluded=negative).columns(id=Integer).subquery("fts_excluded")
+            return (
+                select(Offering.id.label("id"), literal(0.0, type_=Float).label("score"))
+                .where(Offering.status == PUBLISHED, not_(Offering.id.in_(select(excluded.c.id))))
+                .subquery("text_match")
+            )
+        sql = "SELECT rowid AS id, bm25(offering_fts, :w_name, :w_summary, :w_description) AS score " \
+              "FROM offering_fts WHERE offering_fts MATCH :match"
+        params = {"match": positive, "w_name": FTS_WEIGHTS[0], "w_summary": FTS_WEIGHTS[1],
+                  "w_description": FTS_WEIGHTS[2]}
         if negative is not None:
-            excluded = text("SELECT rowid FROM offering_fts WHERE offering_fts MATCH :excluded").bindparams(
-                excluded=negative
-            ).columns(rowid=Integer).subquery("fts_excluded")
-            conditions.append(not_(Offering.id.in_(select(excluded.c.rowid))))
+            sql += " AND rowid NOT IN (SELECT rowid FROM offering_fts WHERE offering_fts MATCH :excluded)"
+            params["excluded"] = negative
+        return text(sql).bindparams(**params).columns(id=Integer, score=Float).subquery("text_match")
+
+    def _universe(self, source: Any) -> tuple[Any, list[Any]]:
+        """The rows to search (something with id, featured, published_at and name columns) and the
+        conditions that make them "published and matching the text"."""
+        if source is not None and self.dialect == "postgresql":
+            return source.c, []  # the CTE already holds exactly the published matches
+        return Offering, self._base_conditions(source)
+
+    def _base_conditions(self, source: Any) -> list[Any]:
+        conditions: list[Any] = [Offering.status == PUBLISHED]
+        if self.query.q and not self.groups:  # only punctuation was typed: nothing can match
+            conditions.append(literal(False))
+        elif source is not None:
+            conditions.append(Offering.id.in_(select(source.c.id)))
         return conditions
 
-    def _facet_condition(self, group: str, values: tuple[str, ...]) -> Any:
-        return Offering.id.in_(
+    @staticmethod
+    def _facet_condition(group: str, values: tuple[str, ...], id_column: Any = Offering.id) -> Any:
+        return id_column.in_(
             select(OfferingFacet.offering_id).where(OfferingFacet.group == group, OfferingFacet.value.in_(values))
         )
 
-    def _filtered(self) -> list[tuple[str, tuple[str, ...]]]:
-        return [(group, values) for group, values in self.query.filters if values]
-
-    def matching(self, *, join_fts: bool = False) -> Select:
-        """Ids of published offerings matching the text and every filter.
-
-        With `join_fts` (SQLite) the FTS5 match is joined rather than tested with IN, so its bm25
-        score can order the page without running the match twice."""
-        conditions = list(self._base_conditions)
-        if join_fts:
-            conditions = [c for c in conditions if c is not self._fts_condition]
-        conditions += [self._facet_condition(group, values) for group, values in self._filtered()]
-        return select(Offering.id).where(*conditions)
+    # --- the two statements ---------------------------------------------------------------------
+    def matching(self) -> Select:
+        """Ids of published offerings matching the text and every filter."""
+        rows, conditions = self._universe(self._text_source(with_score=False))
+        conditions += [self._facet_condition(group, values, rows.id) for group, values in self._filtered]
+        return select(rows.id.label("id")).where(*conditions)
 
     def facet_counts(self) -> CompoundSelect:
         """Rows (group, value, count, label, position) for all six groups, plus ("", "", total, ...).
 
-        One pass: every offering matching the text gets a flag per active filter group; a facet
-        row of group g counts when its offering satisfies every active filter except g's own,
-        and the total counts offerings that satisfy all of them."""
-        filtered = self._filtered()
-        flags = [self._facet_condition(group, values) for group, values in filtered]
-        columns = [Offering.id.label("id")] + [flag.label(f"ok_{i}") for i, flag in enumerate(flags)]
-        candidates = select(*columns).where(*self._base_conditions)
-        if len(flags) > 1:  # an offering failing two filters counts nowhere
-            satisfied = sum((case((flag, 1), else_=0) for flag in flags), literal(0))
-            candidates = candidates.where(satisfied >= len(flags) - 1)
-        # a subquery, not a CTE: the planner then sees its size and hashes the smaller side
+        A facet row of group g counts when its offering matches the text and every active filter
+        except g's own; the total counts offerings that match all of them. One scan of the
+        filters' facet rows marks, per offering, which filters it satisfies (ok_0, ok_1, ...); the
+        facet rows of offerings that fail at most one filter are then counted once each."""
+        source = self._text_source(with_score=False)
+        rows, base = self._universe(source)
+        filtered = self._filtered
+        if not filtered:
+            # nothing to mark: count straight from the tables, which the planner knows best
+            matched = select(rows.id.label("id")).where(*base).subquery("matched")
+            counted = self._count_rows(matched, true())
+            total = select(func.count()).select_from(select(rows.id).where(*base).subquery("everything"))
+            return self._with_labels(counted, total)
+
+        def satisfies(i: int) -> Any:
+            group, values = filtered[i]
+            return and_(OfferingFacet.group == group, OfferingFacet.value.in_(values))
+
+        marks = (
+            select(OfferingFacet.offering_id.label("id"), *(
+                func.max(case((satisfies(i), 1), else_=0)).label(f"ok_{i}") for i in range(len(filtered))
+            ))
+            .where(or_(*(satisfies(i) for i in range(len(filtered)))))
+            .group_by(OfferingFacet.offering_id)
+        )
+        if source is not None:  # only the text's matches need marks
+            marks = marks.where(OfferingFacet.offering_id.in_(select(source.c.id)))
+        marks = marks.subquery("marks")
+        flags = [func.coalesce(marks.c[f"ok_{i}"], 0) for i in range(len(filtered))]
+        candidates = select(rows.id.label("id"), *(flag.label(f"ok_{i}") for i, flag in enumerate(flags)))
+        if rows is not Offering:
+            candidates = candidates.select_from(source)
+        if len(filtered) == 1:  # failing the one filter still counts for that filter's own group
+            candidates = candidates.outerjoin(marks, marks.c.id == rows.id)
+        else:  # failing two filters counts nowhere, so an offering must satisfy at least one
+            candidates = candidates.join(marks, marks.c.id == rows.id).where(
+                sum(flags[1:], flags[0]) >= len(filtered) - 1)
+        candidates = candidates.where(*base)
+        # subqueries rather than one CTE: the planner then estimates their size and picks
+        # per-offering index lookups for the counting join
         matched = candidates.subquery("matched")
-        row_counts = and_(true(), *(
-            or_(matched.c[f"ok_{i}"], OfferingFacet.group == group) for i, (group, _) in enumerate(filtered)
-        ))
-        counted = (
+        counted = self._count_rows(matched, and_(true(), *(
+            or_(matched.c[f"ok_{i}"] == 1, OfferingFacet.group == group) for i, (group, _) in enumerate(filtered)
+        )))
+        everything = candidates.subquery("everything")
+        total = select(func.count()).select_from(everything).where(
+            *(everything.c[f"ok_{i}"] == 1 for i in range(len(filtered))))
+        return self._with_labels(counted, total)
+
+    @staticmethod
+    def _count_rows(matched: Any, row_condition: Any) -> Any:
+        return (
             select(OfferingFacet.group.label("group"), OfferingFacet.value.label("value"), func.count().label("n"))
             .join(matched, matched.c.id == OfferingFacet.offering_id)
-            .where(row_counts)
+            .where(row_condition)
             .group_by(OfferingFacet.group, OfferingFacet.value)
             .subquery("counted")
         )
+
+    @staticmethod
+    def _with_labels(counted: Any, total: Select) -> CompoundSelect:
         with_labels = (
             select(counted.c.group, counted.c.value, counted.c.n, FacetValue.label, FacetValue.id)
             .outerjoin(FacetValue, and_(FacetValue.group == counted.c.group, FacetValue.slug == counted.c.value))
         )
-        everything = candidates.subquery("everything")
-        total = select(
-            literal("").label("group"), literal("").label("value"), func.count().label("n"),
+        total_row = select(
+            literal("").label("group"), literal("").label("value"), total.scalar_subquery().label("n"),
             literal(None, type_=String).label("label"), literal(None, type_=Integer).label("id"),
-        ).select_from(everything).where(*(everything.c[f"ok_{i}"] for i in range(len(flags))))
-        return union_all(with_labels, total)
+        )
+        return union_all(with_labels, total_row)
 
     def page_ids(self) -> Select:
         """One page of matching ids in the requested order."""
         query = self.query
+        relevance = query.sort == "relevance"
+        source = self._text_source(with_score=relevance)
         order: list[Any] = []
-        if query.sort == "relevance" and self._fts is not None:
-            statement = self.matching(join_fts=True).join(self._fts, self._fts.c.id == Offering.id)
-            order.append(self._fts.c.score.asc())
+        if source is not None and self.dialect == "postgresql":
+            rows, conditions = source.c, []
+            statement = select(rows.id.label("id"))
+            if relevance:
+                order.append(rows.score.desc())
+        elif source is not None and relevance:  # SQLite: join the match for its bm25 score
+            rows, conditions = Offering, self._base_conditions(None)
+            statement = select(Offering.id).join(source, source.c.id == Offering.id)
+            order.append(source.c.score.asc())
         else:
-            statement = self.matching()
-        if query.sort == "relevance" and self._rank is not None and self._fts is None:
-            order.append(self._rank.desc())
+            rows, conditions = Offering, self._base_conditions(source)
+            statement = select(Offering.id)
+        conditions += [self._facet_condition(group, values, rows.id) for group, values in self._filtered]
+        statement = statement.where(*conditions)
         if query.sort in ("price_asc", "price_desc"):
             # the cheapest plan of each matching offering, looked up by index per row
-            price = select(func.min(Plan.price_minor)).where(Plan.offering_id == Offering.id).scalar_subquery()
+            price = select(func.min(Plan.price_minor)).where(Plan.offering_id == rows.id).scalar_subquery()
             no_price_last = case((price.is_(None), 1), else_=0)
-            order += [no_price_last, price.asc() if query.sort == "price_asc" else price.desc(),
-                      func.lower(Offering.name)]
+            order += [no_price_last, price.asc() if query.sort == "price_asc" else price.desc(), func.lower(rows.name)]
         elif query.sort == "name":
-            order.append(func.lower(Offering.name))
+            order.append(func.lower(rows.name))
         elif query.sort == "newest":
-            order.append(Offering.published_at.desc())
+            order.append(rows.published_at.desc())
         else:  # relevance: ties (and the no-text case) by featured, then newest
-            order += [Offering.featured.desc(), Offering.published_at.desc()]
-        order.append(Offering.id.desc())
+            order += [rows.featured.desc(), rows.published_at.desc()]
+        order.append(rows.id.desc())
         return statement.order_by(*order).limit(query.per_page).offset(query.offset)
-
-
