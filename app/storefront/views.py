@@ -31,10 +31,13 @@ class TrialStartForm(FlaskForm):
 @bp.errorhandler(CommerceUnavailable)
 def commerce_unavailable(error: CommerceUnavailable):
     current_app.logger.warning("Commerce backend unavailable on %s: %s", request.path, error)
+    retry_url = request.full_path.rstrip("?")
     response = current_app.make_response((
-        render_template("errors/503.html", code=503, error=None, retry_url=request.full_path.rstrip("?")),
-        503,
+        render_template("errors/503.html", code=503, error=None, retry_url=retry_url), 503,
     ))
+    if request.headers.get("HX-Request"):
+        # htmx swaps no error answers: load the page itself, which shows this fallback whole
+        response.headers["HX-Redirect"] = retry_url
     response.headers["Retry-After"] = "30"
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -249,6 +249,15 @@ def test_saleor_graphql_errors_show_the_fallback_page(saleor_app, saleor_fake, p
     assert f'href="{path}"' in response.get_data(as_text=True)
 
 
+def test_saleor_failure_during_an_in_place_update_loads_the_fallback_page(saleor_app, saleor_fake):
+    saleor_fake.fail_with_graphql_errors("Internal error")
+
+    response = saleor_app.test_client().get("/search?role=sales", headers={"HX-Request": "true"})
+
+    assert response.status_code == 503
+    assert response.headers["HX-Redirect"] == "/search?role=sales"
+
+
 def test_saleor_http_500_shows_the_fallback_page(saleor_app, saleor_fake):
     saleor_fake.fail_with_status(500)
 
