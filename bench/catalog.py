@@ -137,14 +137,17 @@ def generate(engine, n: int, seed: int = 7) -> None:
             conn.execute(text("VACUUM ANALYZE"))
 
 
-def timed(fn, iterations: int, warmup: int = 2) -> list[float]:
+def timed_pair(first, second, iterations: int, warmup: int = 2) -> tuple[list[float], list[float]]:
+    """Time two callables alternately, so both see the same machine (other load comes and goes)."""
     for _ in range(warmup):
-        fn()
-    samples = []
+        first()
+        second()
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(iterations):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
+        for fn, out in ((first, samples[0]), (second, samples[1])):
+            started = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - started) * 1000)
     return samples
 
 
@@ -183,7 +186,7 @@ def bench_database(url: str, n: int, iterations: int) -> dict[str, dict[str, flo
                 response = client.get(url)
                 assert response.status_code == 200, (url, response.status_code)
 
-            floor_ms, page_ms = timed(floor, iterations), timed(page, iterations)
+            floor_ms, page_ms = timed_pair(floor, page, iterations)
             total = client.get(url).get_data(as_text=True).split('class="results-count"', 1)[1].split("<strong>")[1]
             results[label] = {
                 "floor_median": statistics.median(floor_ms), "floor_p95": p95(floor_ms),
