@@ -137,6 +137,7 @@ class Gunicorn:
             except OSError:
                 pass
             time.sleep(0.2)
+        self.__exit__()  # __exit__ is not called when __enter__ raises: stop it here
         raise RuntimeError("gunicorn did not answer /api/health within 240 s")
 
     def __exit__(self, *exc) -> None:
