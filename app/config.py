@@ -15,6 +15,7 @@ _ENV_KEYS: dict[str, type] = {
     "SECRET_KEY": str,
     "DATABASE_URL": str,
     "COMMERCE_BACKEND": str,
+    "CATALOG_INDEX": str,
     "AUTH_BACKEND": str,
     "SECRETS_BACKEND": str,
     "SECRETS_KEY": str,
@@ -57,6 +58,7 @@ class Defaults:
     SECRET_KEY = DEV_SECRET_KEY
     DATABASE_URL = ""  # empty: a SQLite file in the instance folder
     COMMERCE_BACKEND = "local"
+    CATALOG_INDEX = "memory"  # local catalog: facet counts and order from an in-process index, or "sql"
     AUTH_BACKEND = "local"
     SECRETS_BACKEND = "local"
     SECRETS_KEY = ""  # empty: derived from SECRET_KEY

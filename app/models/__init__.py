@@ -5,7 +5,7 @@ from app.models.billing import (
     CreditGrant, GrantOrigin, Hold, HoldStatus, LedgerEntry, LedgerKind, Notification, Wallet,
 )
 from app.models.catalog import (
-    CATEGORIES, FACET_GROUPS, PLAN_TIERS, CreditPack, FacetValue, Offering, OfferingFacet,
+    CATEGORIES, FACET_GROUPS, PLAN_TIERS, CatalogRevision, CreditPack, FacetValue, Offering, OfferingFacet,
     OfferingStatus, OfferingVersion, Plan,
 )
 from app.models.commerce import Cart, CartLine, LineKind, Order, OrderLine, OrderStatus, Payment
@@ -16,7 +16,7 @@ from app.models.instances import (
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
 
 __all__ = [
-    "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "ConnectorBinding", "CreditGrant", "CreditPack",
+    "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack",
     "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus",
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",

@@ -1,12 +1,13 @@
 """Offerings, their versions, plans and facet values; credit packs; controlled facet vocabularies."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func,
+    Boolean, CheckConstraint, Connection, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, func,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.models.base import Model, StrEnum
 
@@ -162,3 +163,45 @@ class CreditPack(Model):
     price_minor: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CatalogRevision(Model):
+    """One row whose token changes in the same transaction as any change to the published catalog's
+    search data (offerings, their facets and plans, the facet vocabulary): in-process search indexes
+    are valid for exactly one token (see app/adapters/commerce/catalog_index.py). A random token, not
+    a counter, so a rolled-back change can never make two different catalogs look alike."""
+
+    __tablename__ = "catalog_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(32))
+    changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+CATALOG_SEARCH_MODELS = (Offering, OfferingFacet, Plan, FacetValue)
+
+
+def bump_catalog_revision(connection: Connection) -> None:
+    """Give the catalog a new revision token, in the caller's transaction."""
+    table = CatalogRevision.__table__
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    token = secrets.token_hex(16)
+    connection.execute(
+        insert(table).values(id=1, token=token, changed_at=func.now())
+        .on_conflict_do_update(index_elements=[table.c.id], set_={"token": token, "changed_at": func.now()})
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _bump_revision_on_catalog_change(session: Session, flush_context, instances) -> None:
+    """Every ORM change to the catalog's search data moves the revision in the same transaction.
+
+    (Bulk statements that bypass the ORM must call bump_catalog_revision themselves.)"""
+    changed = any(isinstance(obj, CATALOG_SEARCH_MODELS) for obj in (*session.new, *session.deleted)) or any(
+        isinstance(obj, CATALOG_SEARCH_MODELS) and session.is_modified(obj) for obj in session.dirty
+    )
+    if changed:
+        bump_catalog_revision(session.connection())

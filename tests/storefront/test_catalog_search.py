@@ -24,6 +24,12 @@ VOCABULARY = {
 WORDS = ["alpha", "bravo", "delta", "kilo"]
 
 
+@pytest.fixture(params=[True, False], ids=["index", "sql"])
+def in_memory(request):
+    """Each search test runs on both ways of counting: the in-process index and plain SQL."""
+    return request.param
+
+
 def _vocabulary(session, publishers):
     for group, values in VOCABULARY.items():
         for value in values:
@@ -87,7 +93,7 @@ def _filters_strategy():
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(q=st.sampled_from(["", *WORDS]), filters=_filters_strategy())
-def test_facet_counts_equal_a_brute_force_count(session, corpus, q, filters):
+def test_facet_counts_equal_a_brute_force_count(session, in_memory, corpus, q, filters):
     # given: the corpus and a random combination of text and filters
     filters = {g: v & set(corpus["publishers"]) if g == "publisher" else v for g, v in filters.items()}
     query = SearchQuery(
@@ -96,7 +102,7 @@ def test_facet_counts_equal_a_brute_force_count(session, corpus, q, filters):
     expected_counts, expected_ids = _brute_force(corpus, q, filters)
 
     # when
-    result = LocalCatalog(session).search(query)
+    result = LocalCatalog(session, in_memory_index=in_memory).search(query)
 
     # then: each group counts with every other group's filter, never its own
     for group in result.facets:
@@ -108,7 +114,7 @@ def test_facet_counts_equal_a_brute_force_count(session, corpus, q, filters):
     assert {int(card.key) for card in result.items} == expected_ids
 
 
-def test_name_match_ranks_above_description_match(session):
+def test_name_match_ranks_above_description_match(session, in_memory):
     # given: three offerings with "reconcile" in the description, the summary and the name
     publisher = make_org(session, owner=make_user(session))
     in_description = make_offering(session, publisher=publisher, name="Ledger Helper",
@@ -120,31 +126,31 @@ def test_name_match_ranks_above_description_match(session):
     session.commit()
 
     # when
-    result = LocalCatalog(session).search(SearchQuery(q="reconcile"))
+    result = LocalCatalog(session, in_memory_index=in_memory).search(SearchQuery(q="reconcile"))
 
     # then
     assert [card.slug for card in result.items] == [in_name.slug, in_summary.slug, in_description.slug]
 
 
-def test_last_word_matches_as_a_prefix_and_earlier_words_do_not(session):
+def test_last_word_matches_as_a_prefix_and_earlier_words_do_not(session, in_memory):
     publisher = make_org(session, owner=make_user(session))
     invoice = make_offering(session, publisher=publisher, name="Invoice Extractor", summary="Reads invoices.")
     make_offering(session, publisher=publisher, name="Meeting Notes", summary="Summaries.")
     session.commit()
-    catalog = LocalCatalog(session)
+    catalog = LocalCatalog(session, in_memory_index=in_memory)
 
     assert [c.slug for c in catalog.search(SearchQuery(q="invo")).items] == [invoice.slug]
     assert [c.slug for c in catalog.search(SearchQuery(q="invoice extr")).items] == [invoice.slug]
     assert catalog.search(SearchQuery(q="invo extractor")).total == 0
 
 
-def test_web_search_syntax_phrases_exclusions_and_or(session):
+def test_web_search_syntax_phrases_exclusions_and_or(session, in_memory):
     publisher = make_org(session, owner=make_user(session))
     support = make_offering(session, publisher=publisher, name="Support Agent", summary="Answers customer support tickets.")
     sales = make_offering(session, publisher=publisher, name="Sales Agent", summary="Writes sales emails.")
     make_offering(session, publisher=publisher, name="Data Cleaner", summary="Cleans CSV files.")
     session.commit()
-    catalog = LocalCatalog(session)
+    catalog = LocalCatalog(session, in_memory_index=in_memory)
 
     def slugs(q):
         return {c.slug for c in catalog.search(SearchQuery(q=q)).items}
@@ -155,13 +161,13 @@ def test_web_search_syntax_phrases_exclusions_and_or(session):
     assert slugs("!!! ???") == set()
 
 
-def test_only_published_offerings_are_found(session):
+def test_only_published_offerings_are_found(session, in_memory):
     publisher = make_org(session, owner=make_user(session))
     make_offering(session, publisher=publisher, name="Hidden Draft", status=OfferingStatus.DRAFT.value)
     make_offering(session, publisher=publisher, name="Old Archived", status=OfferingStatus.ARCHIVED.value)
     shown = make_offering(session, publisher=publisher, name="Shown Live")
     session.commit()
-    catalog = LocalCatalog(session)
+    catalog = LocalCatalog(session, in_memory_index=in_memory)
 
     assert catalog.search(SearchQuery(q="hidden")).total == 0
     assert catalog.search(SearchQuery(q="archived")).total == 0
@@ -169,7 +175,7 @@ def test_only_published_offerings_are_found(session):
     assert catalog.product("hidden-draft-1") is None
 
 
-def test_sorts_order_by_price_name_and_newest(session):
+def test_sorts_order_by_price_name_and_newest(session, in_memory):
     publisher = make_org(session, owner=make_user(session))
     cheap = make_offering(session, publisher=publisher, name="Zeta", price_minor=500)
     dear = make_offering(session, publisher=publisher, name="Alpha", price_minor=9000)
@@ -179,7 +185,7 @@ def test_sorts_order_by_price_name_and_newest(session):
     for i, o in enumerate((cheap, dear, middle)):
         o.published_at = base + timedelta(days=i)
     session.commit()
-    catalog = LocalCatalog(session)
+    catalog = LocalCatalog(session, in_memory_index=in_memory)
 
     def order(sort):
         return [c.name for c in catalog.search(SearchQuery(sort=sort)).items]
@@ -190,11 +196,11 @@ def test_sorts_order_by_price_name_and_newest(session):
     assert order("newest") == ["Mu", "Alpha", "Zeta"]
 
 
-def test_pagination_splits_results_without_overlap(session):
+def test_pagination_splits_results_without_overlap(session, in_memory):
     publisher = make_org(session, owner=make_user(session))
     made = {make_offering(session, publisher=publisher, name=f"Widget {n}").slug for n in range(5)}
     session.commit()
-    catalog = LocalCatalog(session)
+    catalog = LocalCatalog(session, in_memory_index=in_memory)
 
     pages = [catalog.search(SearchQuery(q="widget", page=p, per_page=2)) for p in (1, 2, 3, 4)]
 
@@ -203,7 +209,7 @@ def test_pagination_splits_results_without_overlap(session):
     assert [p.total for p in pages] == [5, 5, 5, 5]
 
 
-def test_reindex_offering_makes_an_edited_name_searchable(session):
+def test_reindex_offering_makes_an_edited_name_searchable(session, in_memory):
     publisher = make_org(session, owner=make_user(session))
     offering = make_offering(session, publisher=publisher, name="Old Title")
     session.commit()
@@ -212,7 +218,7 @@ def test_reindex_offering_makes_an_edited_name_searchable(session):
     catalog_service.reindex_offering(session, offering)
     session.commit()
 
-    catalog = LocalCatalog(session)
+    catalog = LocalCatalog(session, in_memory_index=in_memory)
     assert [c.slug for c in catalog.search(SearchQuery(q="quasar")).items] == [offering.slug]
     assert catalog.search(SearchQuery(q="old title")).total == 0
 
@@ -233,6 +239,7 @@ def test_migration_backfilled_the_search_index_for_existing_rows(db_url):
     with engine.begin() as conn:  # given: an offering written while the index did not exist
         conn.execute(text("DROP TABLE offering_fts"))
         conn.execute(text("DROP INDEX ix_offering_search_facet"))
+        conn.execute(text("DROP TABLE catalog_revision"))  # made by a later migration
         conn.execute(text("UPDATE alembic_version SET version_num = '56d378a84b11'"))
         conn.execute(text("INSERT INTO organization (name, slug, is_personal, created_at) "
                           "VALUES ('Acme', 'acme', 0, CURRENT_TIMESTAMP)"))
@@ -274,3 +281,77 @@ def test_any_typed_text_searches_without_error(session, raw):
     # when / then: an answer, never a database error
     result = LocalCatalog(session).search(SearchQuery(q=q))
     assert result.total >= 0
+
+
+def _revision(session):
+    return session.scalar(text("SELECT token FROM catalog_revision WHERE id = 1"))
+
+
+def test_catalog_changes_move_the_revision_and_other_writes_do_not(session):
+    # given: a published offering
+    owner = make_user(session)
+    publisher = make_org(session, owner=owner)
+    offering = make_offering(session, publisher=publisher, name="Comet Desk")
+    session.commit()
+    first = _revision(session)
+
+    # when: something outside the catalog changes, then the offering's price
+    owner.name = "Someone Else"
+    session.commit()
+    unrelated = _revision(session)
+    offering.plans[0].price_minor = 1
+    session.commit()
+
+    # then
+    assert first is not None and unrelated == first
+    assert _revision(session) not in (None, first)
+
+
+def test_the_index_follows_publishing_archiving_and_facet_edits(session):
+    # given: an index built from one published offering, while a draft waits
+    publisher = make_org(session, owner=make_user(session))
+    live = make_offering(session, publisher=publisher, name="Live One", facets={"role": ["support"]})
+    draft = make_offering(session, publisher=publisher, name="Draft One", status=OfferingStatus.DRAFT.value,
+                          facets={"role": ["sales"]})
+    session.add_all([FacetValue(group="role", slug="support", label="Support"),
+                     FacetValue(group="role", slug="sales", label="Sales")])
+    session.commit()
+    catalog = LocalCatalog(session)
+    assert [c.slug for c in catalog.search(SearchQuery()).items] == [live.slug]
+
+    def role_counts():
+        group = next(g for g in catalog.search(SearchQuery()).facets if g.name == "role")
+        return {o.value: o.count for o in group.options}
+
+    # when: the draft is published
+    draft.status = OfferingStatus.PUBLISHED.value
+    session.commit()
+    # then: the next search sees it, in results and in counts
+    assert {c.slug for c in catalog.search(SearchQuery()).items} == {live.slug, draft.slug}
+    assert role_counts() == {"support": 1, "sales": 1}
+
+    # when: a facet changes, then the first offering is archived
+    live.facets[-1].value = "sales"
+    session.commit()
+    assert role_counts() == {"sales": 2}
+    live.status = OfferingStatus.ARCHIVED.value
+    session.commit()
+    assert [c.slug for c in catalog.search(SearchQuery()).items] == [draft.slug]
+    assert role_counts() == {"sales": 1}
+
+
+def test_a_rolled_back_change_leaves_the_cached_index_valid(session):
+    # given: a cached index
+    publisher = make_org(session, owner=make_user(session))
+    kept = make_offering(session, publisher=publisher, name="Kept")
+    session.commit()
+    catalog = LocalCatalog(session)
+    assert catalog.search(SearchQuery()).total == 1
+
+    # when: a second offering is searched for inside a transaction that is then rolled back
+    make_offering(session, publisher=publisher, name="Gone")
+    assert catalog.search(SearchQuery()).total == 2
+    session.rollback()
+
+    # then: the index of the committed catalog answers again
+    assert [c.slug for c in catalog.search(SearchQuery()).items] == [kept.slug]

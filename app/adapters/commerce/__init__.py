@@ -188,7 +188,7 @@ def get_catalog() -> CatalogPort:
         from app.adapters.commerce.local import LocalCatalog
         from app.extensions import db
 
-        return LocalCatalog(db.session)
+        return LocalCatalog(db.session, in_memory_index=current_app.config.get("CATALOG_INDEX", "memory") == "memory")
     raise RuntimeError(f"COMMERCE_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 

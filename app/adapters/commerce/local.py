@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
-    CompoundSelect, Float, Integer, Select, String, and_, case, func, literal, literal_column, not_, or_, select,
+    CompoundSelect, Float, Integer, Select, String, and_, case, false, func, literal, literal_column, not_, or_, select,
     text, true, tuple_, union_all,
 )
 from sqlalchemy.orm import Session, selectinload
@@ -161,8 +162,9 @@ def pg_tsquery(groups: list[list[Term]]) -> Any:
 class LocalCatalog:
     """The catalog from the app's own tables (only published offerings)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, in_memory_index: bool = True) -> None:
         self.session = session
+        self.in_memory_index = in_memory_index
         self._groups: dict[str, list[tuple[str, str]]] = {}
 
     @property
@@ -235,33 +237,36 @@ class LocalCatalog:
         """Result cards for these offering ids, in the given order (unpublished ones left out)."""
         if not ids:
             return []
-        cheapest = (
-            select(Plan.price_minor, Plan.currency).where(Plan.offering_id == Offering.id)
-            .order_by(Plan.price_minor, Plan.id).limit(1).correlate(Offering)
-        )
-        rows = self.session.execute(
+        wanted = list(ids)
+        rows = self.session.connection().execute(  # Core: plain rows, no ORM bookkeeping
             select(
                 Offering.id, Offering.slug, Offering.name, Offering.summary, Offering.category,
                 Offering.trial_days, Offering.featured, Offering.published_at, Organization.name.label("publisher"),
-                cheapest.with_only_columns(Plan.price_minor).scalar_subquery().label("price"),
-                cheapest.with_only_columns(Plan.currency).scalar_subquery().label("currency"),
             )
             .join(Organization, Organization.id == Offering.publisher_id)
-            .where(Offering.id.in_(list(ids)), Offering.status == PUBLISHED)
+            .where(Offering.id.in_(wanted), Offering.status == PUBLISHED)
         ).all()
+        cheapest: dict[int, tuple[int, str]] = {}  # the cheapest plan of each: price, then plan id
+        for offering_id, price, currency in self.session.connection().execute(
+            select(Plan.offering_id, Plan.price_minor, Plan.currency)
+            .where(Plan.offering_id.in_(wanted)).order_by(Plan.offering_id, Plan.price_minor.desc(), Plan.id.desc())
+        ):
+            cheapest[offering_id] = (price, currency)
         by_id = {row.id: row for row in rows}
-        return [self._card(by_id[i]) for i in ids if i in by_id]
+        return [self._card(by_id[i], *cheapest.get(i, (None, None))) for i in ids if i in by_id]
 
-    def _card(self, row: Any) -> OfferingCard:
+    def _card(self, row: Any, price: int | None, currency: str | None) -> OfferingCard:
         return OfferingCard(
             key=str(row.id), slug=row.slug, name=row.name, summary=row.summary, category=row.category,
             category_label=self._label("category", row.category), publisher=row.publisher,
-            price_from_minor=row.price, currency=row.currency or "USD", has_trial=row.trial_days > 0,
+            price_from_minor=price, currency=currency or "USD", has_trial=row.trial_days > 0,
             featured=bool(row.featured), published_at=row.published_at,
         )
 
     # search
     def search(self, query: SearchQuery) -> SearchResult:
+        if self.in_memory_index:
+            return self._search_indexed(query)
         statements = SearchStatements(self.dialect, query)
         total = 0
         counts: dict[str, list[tuple[str, str, int, int]]] = {g: [] for g in FACET_GROUPS}
@@ -275,6 +280,25 @@ class LocalCatalog:
             ids = list(self.session.scalars(statements.page_ids()).all())
         return SearchResult(
             items=tuple(self.cards(ids)), total=total, facets=self._facet_groups(query, counts), query=query,
+        )
+
+    def _search_indexed(self, query: SearchQuery) -> SearchResult:
+        """The same search with counts and order from this process's catalog index; only the
+        text match (ids and scores from the full-text index) and the page's cards are SQL."""
+        from app.adapters.commerce.catalog_index import index_for
+
+        index = index_for(self.session)
+        text_scores, higher_is_better = SearchStatements(self.dialect, query).text_scores()
+        matches = None
+        if text_scores is not None:
+            rows = self.session.execute(text_scores).all()
+            matches = (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                       np.fromiter((r[1] or 0.0 for r in rows), dtype=np.float64, count=len(rows)),
+                       higher_is_better)
+        found = index.search(query, matches)
+        return SearchResult(
+            items=tuple(self.cards(found.ids)), total=found.total, facets=self._facet_groups(query, found.counts),
+            query=query,
         )
 
     def _facet_groups(self, query: SearchQuery, counts: dict[str, list[tuple[str, str, int, int]]]
@@ -413,6 +437,17 @@ class SearchStatements:
             sql += " AND rowid NOT IN (SELECT rowid FROM offering_fts WHERE offering_fts MATCH :excluded)"
             params["excluded"] = negative
         return text(sql).bindparams(**params).columns(id=Integer, score=Float).subquery("text_match")
+
+    def text_scores(self) -> tuple[Select | None, bool]:
+        """(id, score) of every published offering the text matches, and whether a higher score is
+        better (PostgreSQL's ts_rank) or a lower one (SQLite's bm25). (None, _) when there is no text;
+        a text of punctuation alone matches nothing and gives a statement with no rows."""
+        if not self.query.q:
+            return None, True
+        source = self._text_source(with_score=True)
+        if source is None:
+            return select(Offering.id.label("id"), literal(0.0, type_=Float).label("score")).where(false()), True
+        return select(source.c.id, source.c.score), self.dialect == "postgresql"
 
     def _universe(self, source: Any) -> tuple[Any, list[Any]]:
         """The rows to search (something with id, featured, published_at and name columns) and the
