@@ -80,8 +80,8 @@ def get_offering(offering_id: int):
 @api_auth(*USER_KINDS)
 @spec.validate(resp=responses(200, schemas.OfferingOut, 400, 404), tags=TAGS)
 def update_offering(offering_id: int, json: schemas.OfferingUpdate):
-    """Change the listing fields you send (members of the publisher)."""
-    offering = offerings.get_offering_for_seller(db.session, user=g.api_user, offering_id=offering_id)
+    """Change the listing fields you send (members of the publisher, or operators)."""
+    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
     fields = json.model_dump(exclude_unset=True)
     for name in ("name", "summary", "description_md", "category", "facets", "trial_days", "trial_credits"):
         if name in fields and fields[name] is None:
@@ -97,7 +97,7 @@ def update_offering(offering_id: int, json: schemas.OfferingUpdate):
 @spec.validate(resp=responses(201, schemas.VersionOut, 400, 404), tags=TAGS)
 def add_version(offering_id: int, json: schemas.VersionCreate):
     """A new version (semantic version above every earlier one) with its runtime reference."""
-    offering = offerings.get_offering_for_seller(db.session, user=g.api_user, offering_id=offering_id)
+    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
     version = offerings.add_version(db.session, offering=offering, actor=g.api_user, version=json.version,
                                     changelog=json.changelog, runtime_kind=json.runtime_kind,
                                     runtime_ref=json.runtime_ref)
@@ -112,7 +112,7 @@ def add_version(offering_id: int, json: schemas.VersionCreate):
 @spec.validate(resp=responses(200, schemas.PlanOut, 400, 404), tags=TAGS)
 def set_plan(offering_id: int, tier: str, json: schemas.PlanSet):
     """Create or update the plan of a tier (starter, pro, enterprise). Its SKU is made once and kept."""
-    offering = offerings.get_offering_for_seller(db.session, user=g.api_user, offering_id=offering_id)
+    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
     plan = offerings.set_plan(
         db.session, offering=offering, actor=g.api_user, tier=tier, name=json.name, price_minor=json.price_minor,
         currency=json.currency, included_credits=json.included_credits, credits_per_run=json.credits_per_run,
@@ -127,7 +127,7 @@ def set_plan(offering_id: int, tier: str, json: schemas.PlanSet):
 @spec.validate(resp=responses(200, schemas.OfferingOut, 400, 404), tags=TAGS)
 def submit_offering(offering_id: int):
     """draft -> in_review (members of the publisher)."""
-    offering = offerings.get_offering_for_seller(db.session, user=g.api_user, offering_id=offering_id)
+    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
     offerings.submit_for_review(db.session, offering=offering, actor=g.api_user)
     db.session.commit()
     return _private(offering.id)

@@ -436,8 +436,7 @@ def reject(session: Session, *, offering: Offering, actor: User, reason: str) ->
 
 def archive(session: Session, *, offering: Offering, actor: User) -> Offering:
     """Take the offering off the catalog for good (its publisher or an operator)."""
-    if not actor.has_role(Role.OPERATOR):
-        _require_member(session, actor, offering.publisher_id)
+    _require_member(session, actor, offering.publisher_id)
     _require_status(offering, {OfferingStatus.DRAFT, OfferingStatus.IN_REVIEW, OfferingStatus.PUBLISHED},
                     "This offering is already archived.")
     previous = offering.status
@@ -530,6 +529,9 @@ def next_version(offering: Offering) -> str:
 
 
 def _require_member(session: Session, user: User, organization_id: int) -> None:
+    """Listings are written by members of their publisher, and by operators (who curate them all)."""
+    if user.has_role(Role.OPERATOR):
+        return
     found = session.scalar(
         select(Membership.id).where(Membership.user_id == user.id, Membership.organization_id == organization_id)
     )

@@ -146,3 +146,28 @@ def test_a_seller_sees_all_offerings_of_their_publisher(client, session, seller)
     assert response.status_code == 200
     assert response.get_json()["total"] == session.scalar(
         select(func.count()).select_from(Offering).where(Offering.publisher_id == publisher_id))
+
+
+def test_an_operator_curates_any_publishers_listing(client, session, demo, operator, auth_for):
+    # given: a published offering of a publisher the operator does not belong to
+    offering = session.scalar(select(Offering).where(Offering.slug == "customer-support-agent"))
+    headers = auth_for(operator)
+
+    # when: the operator fixes its summary, adds a version and reprices a plan
+    edited = client.patch(f"/api/offerings/{offering.id}", json={"summary": "Answers support tickets, day and night."},
+                          headers=headers)
+    version = client.post(f"/api/offerings/{offering.id}/versions", json={
+        "version": "9.1.0", "changelog": "Curated", "runtime_kind": "builtin", "runtime_ref": "support-faq"},
+        headers=headers)
+    plan = client.put(f"/api/offerings/{offering.id}/plans/pro", json={
+        "name": "Pro", "price_minor": 4900, "currency": "USD", "included_credits": 500}, headers=headers)
+
+    # then: all three are done and audited with the operator as the actor
+    assert (edited.status_code, version.status_code, plan.status_code) == (200, 201, 200)
+    session.expire_all()
+    assert session.get(Offering, offering.id).summary == "Answers support tickets, day and night."
+    assert session.scalar(select(Plan.price_minor).where(Plan.offering_id == offering.id, Plan.tier == "pro")) == 4900
+    actors = set(session.scalars(select(AuditEvent.actor_user_id).where(
+        AuditEvent.target_type == "offering", AuditEvent.target_id == str(offering.id),
+        AuditEvent.action.in_(["offering.updated", "offering.version_added", "offering.plan_updated"]))))
+    assert actors == {operator.id}
