@@ -14,8 +14,7 @@ from app.cp.auth import USER_KINDS, actor_label, api_auth
 from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import db
-from app.models import utcnow
-from app.services import audit, billing, instances
+from app.services import billing, instances
 
 RUNTIME_KINDS = ("service", "api_key")
 
@@ -54,12 +53,6 @@ def _caller_organization_id() -> int | None:
     return g.api_key.instance.organization_id if g.api_key is not None else None
 
 
-def _audit_hold(hold, action: str) -> None:
-    audit.record(db.session, action=action, target_type="hold", target_id=hold.id,
-                 organization_id=hold.wallet.organization_id, actor_label=actor_label(),
-                 data={"instance_id": hold.instance_id, "amount": hold.amount, "captured": hold.captured})
-
-
 @bp.post("/billing/authorize")
 @api_auth(*RUNTIME_KINDS)
 @spec.validate(resp=responses(201, schemas.HoldOut, 400, 402, 404, 409), tags=["billing"])
@@ -68,12 +61,9 @@ def authorize(json: schemas.AuthorizeIn):
     available. The same idempotency key returns the same hold."""
     if g.api_key is not None and g.api_key.instance_id != json.instance_id:
         raise instances.InstanceNotFound()  # a key holds credits for its own instance only
-    instance, wallet = instances.instance_and_wallet(db.session, instance_id=json.instance_id)
-    now = utcnow()
-    hold = billing.authorize(db.session, wallet=wallet, amount=json.amount, idempotency_key=json.idempotency_key,
-                             ttl_seconds=json.ttl_seconds, instance_id=instance.id, now=now)
-    if hold.created_at == now:  # opened by this call, not a replay
-        _audit_hold(hold, "billing.hold_authorized")
+    hold = instances.authorize_for_instance(db.session, instance_id=json.instance_id, amount=json.amount,
+                                            idempotency_key=json.idempotency_key, ttl_seconds=json.ttl_seconds,
+                                            actor_label=actor_label())
     answer = serializers.hold_out(hold)  # before the commit, which would expire it and cost a reload
     db.session.commit()
     return answer, 201
@@ -85,11 +75,8 @@ def authorize(json: schemas.AuthorizeIn):
 def settle(json: schemas.SettleIn):
     """Capture the credits used (at most the hold) and release the rest. Settling again with the same
     key returns the settled hold and captures nothing more."""
-    now = utcnow()
-    hold = billing.settle(db.session, hold_id=json.hold_id, amount=json.amount,
-                          idempotency_key=json.idempotency_key, organization_id=_caller_organization_id(), now=now)
-    if hold.closed_at == now:
-        _audit_hold(hold, "billing.hold_settled")
+    hold = billing.settle(db.session, hold_id=json.hold_id, amount=json.amount, idempotency_key=json.idempotency_key,
+                          organization_id=_caller_organization_id(), actor_label=actor_label())
     answer = serializers.hold_out(hold)
     db.session.commit()
     return answer
@@ -100,11 +87,8 @@ def settle(json: schemas.SettleIn):
 @spec.validate(resp=responses(200, schemas.HoldOut, 400, 404, 409), tags=["billing"])
 def release(json: schemas.ReleaseIn):
     """Give a hold's credits back without capturing anything (idempotent by hold)."""
-    now = utcnow()
     hold = billing.release(db.session, hold_id=json.hold_id, idempotency_key=json.idempotency_key,
-                           organization_id=_caller_organization_id(), now=now)
-    if hold.closed_at == now:
-        _audit_hold(hold, "billing.hold_released")
+                           organization_id=_caller_organization_id(), actor_label=actor_label())
     answer = serializers.hold_out(hold)
     db.session.commit()
     return answer

@@ -26,9 +26,11 @@ and wallets are locked FOR NO KEY UPDATE, which does not wait for the key-share 
 inserts referencing the wallet take. The schema CHECKs (balance >= 0, held >= 0,
 held <= balance) are the last line of defence.
 
-Round trips. On PostgreSQL, authorize (reserve, insert the hold, append the entry) and settle
-(close the hold, move the wallet, append the entry) are each one statement of data-modifying
-CTEs, plus one for the grant a settle draws from; SQLite runs the same steps one by one.
+Round trips. On PostgreSQL, authorize (reserve, insert the hold, append the entry, and the audit
+event when the caller names an actor) and settle (close the hold, move the wallet, append the entry,
+audit) are each one statement of data-modifying CTEs, plus one for the grant a settle draws from;
+`authorize_for_instance` also finds the wallet from the instance in that statement. SQLite runs the
+same steps one by one. Fewer round trips also mean the wallet row is locked for less time.
 Authorize reserves on the wallet before it inserts the hold: a concurrent request with the same
 key waits for the wallet, then finds the key taken and gives its reservation back.
 
@@ -48,6 +50,7 @@ Callers: services flush and never commit. After any BillingError the caller roll
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -59,7 +62,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from app.models import (
-    CreditGrant, GrantOrigin, Hold, HoldStatus, LedgerEntry, LedgerKind, Notification, User, Wallet, utcnow,
+    AuditEvent, CreditGrant, GrantOrigin, Hold, HoldStatus, LedgerEntry, LedgerKind, Notification, User, Wallet,
+    utcnow,
 )
 from app.services import audit
 
@@ -72,6 +76,9 @@ MAX_INT = 2**31 - 1  # credits, ids and balances are 32-bit integer columns
 EXPIRING_ORIGINS = {GrantOrigin.TRIAL.value, GrantOrigin.PROMO.value}
 NON_EXPIRING_ORIGINS = {GrantOrigin.PURCHASE.value}
 NOTIFICATION_LOW_BALANCE = "low_balance"
+AUDIT_HOLD_AUTHORIZED = "billing.hold_authorized"
+AUDIT_HOLD_SETTLED = "billing.hold_settled"
+AUDIT_HOLD_RELEASED = "billing.hold_released"
 
 _ACTIVE = HoldStatus.ACTIVE.value
 _NO_SYNC = {"synchronize_session": False}
@@ -273,17 +280,26 @@ def set_low_balance_threshold(
 
 # PostgreSQL: the two hot statements, written out (prebuilt text is compiled once and cached; the
 # dialect's INSERT ... ON CONFLICT construct is not cacheable). They do exactly what the SQLite
-# branches below do step by step.
+# branches below do step by step. With an actor, the audit event goes into the same statement, so a
+# hold costs the route one round trip before its COMMIT and the wallet row is held only that long.
+_HOLD_AUDIT_DATA = """concat('{{"amount": ', {h}.amount, ', "captured": ', {h}.captured, ', "instance_id": ',
+                            coalesce(CAST({h}.instance_id AS varchar), 'null'), '}}')"""  # = json.dumps(sort_keys)
+_AUDIT_CTE = """, event AS (
+    INSERT INTO audit_event (actor_user_id, actor_label, action, target_type, target_id, organization_id, data_json)
+    SELECT CAST(:actor_user_id AS integer), CAST(:actor_label AS varchar), '{action}', 'hold', CAST(h.id AS varchar),
+           w.organization_id, {data}
+    FROM h JOIN w ON w.id = h.wallet_id
+)"""
 _OPEN_HOLD_SQL = f"""
 WITH w AS (
     UPDATE wallet SET held = held + :amount
-    WHERE id = :wallet_id
+    WHERE {{wallet}}
       AND balance - held - (SELECT coalesce(sum(remaining), 0) FROM credit_grant
-                            WHERE wallet_id = :wallet_id AND expires_at <= :now) >= :amount
-    RETURNING balance, held
+                            WHERE credit_grant.wallet_id = wallet.id AND expires_at <= :now) >= :amount
+    RETURNING id, organization_id, balance, held
 ), h AS (
     INSERT INTO hold (wallet_id, instance_id, amount, captured, status, idempotency_key, expires_at, created_at)
-    SELECT CAST(:wallet_id AS integer), CAST(:instance_id AS integer), CAST(:amount AS integer), 0,
+    SELECT w.id, CAST(:instance_id AS integer), CAST(:amount AS integer), 0,
            '{HoldStatus.ACTIVE.value}', CAST(:key AS varchar), CAST(:expires_at AS timestamptz),
            CAST(:now AS timestamptz)
     FROM w
@@ -292,12 +308,17 @@ WITH w AS (
 ), entry AS (
     INSERT INTO ledger_entry (wallet_id, kind, amount, held_delta, balance_after, hold_id, instance_id,
                               reference, idempotency_key)
-    SELECT CAST(:wallet_id AS integer), '{LedgerKind.HOLD.value}', 0, CAST(:amount AS integer), w.balance, h.id,
+    SELECT w.id, '{LedgerKind.HOLD.value}', 0, CAST(:amount AS integer), w.balance, h.id,
            CAST(:instance_id AS integer), CAST(:reference AS varchar), 'hold:' || h.id
     FROM w JOIN h ON true
-)
-SELECT w.balance AS wallet__balance, w.held AS wallet__held, h.* FROM w LEFT JOIN h ON true
+){{audit}}
+SELECT w.id AS wallet__id, w.balance AS wallet__balance, w.held AS wallet__held, h.* FROM w LEFT JOIN h ON true
 """
+# the wallet by its id, or the wallet of the instance's organization (the instance lookup rides along)
+_BY_WALLET = "id = :wallet_id"
+_BY_INSTANCE = """organization_id = (SELECT organization_id FROM instance
+                         WHERE id = :instance_id
+                           AND (CAST(:organization_id AS integer) IS NULL OR organization_id = :organization_id))"""
 _CLOSE_SETTLED_SQL = f"""
 WITH h AS (
     UPDATE hold SET status = '{HoldStatus.SETTLED.value}', settle_key = :key, closed_at = :now,
@@ -318,16 +339,34 @@ WITH h AS (
                   CASE WHEN h.amount < :amount THEN CAST(:capped AS varchar) ELSE '' END),
            'close:' || h.id
     FROM h JOIN w ON w.id = h.wallet_id
-)
+){{audit}}
 SELECT h.*, {{wallet_columns}} FROM h JOIN w ON w.id = h.wallet_id
 """
 _WALLET_COLUMNS = ", ".join(f"w.{c.name} AS wallet__{c.name}" for c in Wallet.__table__.c)
-_OPEN_HOLD_PG = text(_OPEN_HOLD_SQL)
-_CLOSE_SETTLED_PG = text(_CLOSE_SETTLED_SQL.format(organization="", wallet_columns=_WALLET_COLUMNS))
-_CLOSE_SETTLED_IN_ORG_PG = text(_CLOSE_SETTLED_SQL.format(
-    organization="AND wallet_id IN (SELECT id FROM wallet WHERE organization_id = :organization_id)",
-    wallet_columns=_WALLET_COLUMNS,
-))
+
+
+def _audit_cte(action: str) -> str:
+    return _AUDIT_CTE.format(action=action, data=_HOLD_AUDIT_DATA.format(h="h"))
+
+
+# (located by instance, audited) -> statement
+_OPEN_HOLD_PG = {
+    (by_instance, audited): text(_OPEN_HOLD_SQL.format(
+        wallet=_BY_INSTANCE if by_instance else _BY_WALLET,
+        audit=_audit_cte(AUDIT_HOLD_AUTHORIZED) if audited else "",
+    ))
+    for by_instance in (False, True) for audited in (False, True)
+}
+# (scoped to an organization, audited) -> statement
+_CLOSE_SETTLED_PG = {
+    (scoped, audited): text(_CLOSE_SETTLED_SQL.format(
+        organization="AND wallet_id IN (SELECT id FROM wallet WHERE organization_id = :organization_id)"
+        if scoped else "",
+        wallet_columns=_WALLET_COLUMNS,
+        audit=_audit_cte(AUDIT_HOLD_SETTLED) if audited else "",
+    ))
+    for scoped in (False, True) for audited in (False, True)
+}
 _DRAW_FIRST_GRANT = text("""
 UPDATE credit_grant SET remaining = remaining - :credits
 WHERE id = (SELECT id FROM credit_grant
@@ -346,19 +385,23 @@ def authorize(
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     instance_id: int | None = None,
     now: datetime | None = None,
+    actor_label: str | None = None,
+    actor: User | None = None,
 ) -> Hold:
     """Reserve `amount` credits for `ttl_seconds`: an active hold, or InsufficientCredits (402).
 
     The same key returns the same hold, whatever has happened to it since; a key already used
     with another wallet, amount or instance is a conflict (409). A refusal leaves nothing behind.
-    The caller has already checked that the wallet (and instance) belong to the caller.
+    The caller has already checked that the wallet (and instance) belong to the caller. With an
+    actor (a label, or a user), opening the hold is written to the audit log; a replay writes nothing.
     """
     amount = _positive_int(amount, "amount")
     key = _idempotency_key(idempotency_key)
     ttl_seconds = _int_in_range(ttl_seconds, "ttl_seconds", 1, MAX_TTL_SECONDS)
     now = now or utcnow()
     opening = {"wallet_id": wallet.id, "instance_id": instance_id, "amount": amount, "key": key,
-               "expires_at": now + timedelta(seconds=ttl_seconds), "now": now}
+               "expires_at": now + timedelta(seconds=ttl_seconds), "now": now,
+               "auditor": _auditor(actor_label, actor)}
     result = _open_hold(session, **opening)
     if result is _SHORT:
         existing = _hold_by_key(session, key)
@@ -372,34 +415,75 @@ def authorize(
         if result is _SHORT:
             raise InsufficientCredits(available=wallet_balances(session, wallet=wallet, now=now).available,
                                       requested=amount)
-    if result is _KEY_TAKEN:
-        return _replayed(_hold_by_key(session, key), wallet_id=wallet.id, amount=amount, instance_id=instance_id)
     if wallet in session:
         set_committed_value(result, "wallet", wallet)
     return result
 
 
+def authorize_for_instance(
+    session: Session,
+    *,
+    instance_id: int,
+    amount: int,
+    idempotency_key: str,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    organization_id: int | None = None,
+    now: datetime | None = None,
+    actor_label: str | None = None,
+    actor: User | None = None,
+) -> Hold | None:
+    """`authorize` on the wallet of the instance's organization, with the instance looked up in the
+    same statement: the hot path of a runtime's hold (PostgreSQL only). With `organization_id`, an
+    instance of another organization is not looked at.
+
+    Returns the hold (new or replayed), or None when that one statement cannot tell what to answer:
+    not PostgreSQL, no such instance, no wallet yet, or too few credits. Nothing is written then;
+    the caller looks the instance up and calls `authorize`, which knows every rule for those cases.
+    """
+    if _dialect(session) != "postgresql":
+        return None
+    amount = _positive_int(amount, "amount")
+    key = _idempotency_key(idempotency_key)
+    ttl_seconds = _int_in_range(ttl_seconds, "ttl_seconds", 1, MAX_TTL_SECONDS)
+    instance_id = _positive_int(instance_id, "instance_id")
+    now = now or utcnow()
+    result = _open_hold(session, wallet_id=None, instance_id=instance_id, organization_id=organization_id,
+                        amount=amount, key=key, expires_at=now + timedelta(seconds=ttl_seconds), now=now,
+                        auditor=_auditor(actor_label, actor))
+    return None if result is _SHORT else result
+
+
 _SHORT = "too few credits"
-_KEY_TAKEN = "idempotency key taken"
 
 
-def _open_hold(session: Session, *, wallet_id: int, instance_id: int | None, amount: int, key: str,
-               expires_at: datetime, now: datetime):
-    """Reserve on the wallet, insert the hold, append its entry: the new Hold, or _SHORT (nothing
-    written), or _KEY_TAKEN (the key already has a hold; the reservation was given back).
+def _auditor(actor_label: str | None, actor: User | None) -> tuple[int | None, str] | None:
+    """(user id, label) for the audit events of a state change, or None for no event (as audit.record)."""
+    if actor_label is None and actor is None:
+        return None
+    return (actor.id if actor else None), (actor_label or actor.email)
+
+
+def _open_hold(session: Session, *, wallet_id: int | None, instance_id: int | None, amount: int, key: str,
+               expires_at: datetime, now: datetime, auditor: tuple[int | None, str] | None,
+               organization_id: int | None = None):
+    """Reserve on the wallet, insert the hold, append its entry (and its audit event): the new Hold, the
+    replayed one when the key already has a hold (the reservation is given back), or _SHORT (nothing
+    written). Without `wallet_id` (PostgreSQL only) the wallet is the instance's organization's.
 
     On PostgreSQL it is one statement (data-modifying CTEs), on SQLite three. The wallet goes
     first, so a concurrent request with the same key waits for the wallet and then finds the key.
     """
     reference = f"hold {key}"[:200]
     if _dialect(session) == "postgresql":
-        row = session.execute(_OPEN_HOLD_PG, {
-            "wallet_id": wallet_id, "instance_id": instance_id, "amount": amount, "key": key,
-            "expires_at": expires_at, "now": now, "reference": reference,
+        statement = _OPEN_HOLD_PG[wallet_id is None, auditor is not None]
+        row = session.execute(statement, {
+            "wallet_id": wallet_id, "instance_id": instance_id, "organization_id": organization_id,
+            "amount": amount, "key": key, "expires_at": expires_at, "now": now, "reference": reference,
+            "actor_user_id": auditor[0] if auditor else None, "actor_label": auditor[1] if auditor else None,
         }).first()
         if row is None:
             return _SHORT
-        balance, held = row.wallet__balance, row.wallet__held
+        wallet_id, balance, held = row.wallet__id, row.wallet__balance, row.wallet__held
         opened = row if row.id is not None else None
     else:
         # held += amount only if the wallet's unexpired credits not yet held cover it
@@ -407,11 +491,11 @@ def _open_hold(session: Session, *, wallet_id: int, instance_id: int | None, amo
             update(_W)
             .where(_W.c.id == wallet_id, _W.c.balance - _W.c.held - _expired_credits(wallet_id, now) >= amount)
             .values(held=_W.c.held + amount)
-            .returning(_W.c.balance, _W.c.held)
+            .returning(_W.c.balance, _W.c.held, _W.c.organization_id)
         ).first()
         if reserved is None:
             return _SHORT
-        balance, held = reserved
+        balance, held, organization_id = reserved
         opened = session.execute(
             sqlite.insert(_H).values(
                 wallet_id=wallet_id, instance_id=instance_id, amount=amount, captured=0, status=_ACTIVE,
@@ -424,14 +508,27 @@ def _open_hold(session: Session, *, wallet_id: int, instance_id: int | None, amo
                 wallet_id=wallet_id, kind=LedgerKind.HOLD.value, amount=0, held_delta=amount, balance_after=balance,
                 hold_id=opened.id, instance_id=instance_id, reference=reference, idempotency_key=f"hold:{opened.id}",
             ))
+            if auditor is not None:
+                _audit_hold(session, auditor, AUDIT_HOLD_AUTHORIZED, opened, organization_id)
     if opened is None:
+        # a concurrent request with this key committed while we waited for the wallet: give ours back
         balance, held = session.execute(
             update(_W).where(_W.c.id == wallet_id).values(held=_W.c.held - amount).returning(_W.c.balance, _W.c.held)
         ).one()
         _sync_wallet(session, wallet_id, balance, held)
-        return _KEY_TAKEN
+        return _replayed(_hold_by_key(session, key), wallet_id=wallet_id, amount=amount, instance_id=instance_id)
     _sync_wallet(session, wallet_id, balance, held)
     return _adopt(session, Hold, opened)
+
+
+def _audit_hold(session: Session, auditor: tuple[int | None, str], action: str, hold, organization_id: int) -> None:
+    """The audit event of a hold's change, as the PostgreSQL statements write it in SQL."""
+    session.execute(insert(AuditEvent.__table__).values(
+        actor_user_id=auditor[0], actor_label=auditor[1], action=action, target_type="hold",
+        target_id=str(hold.id), organization_id=organization_id,
+        data_json=json.dumps({"instance_id": hold.instance_id, "amount": hold.amount, "captured": hold.captured},
+                             sort_keys=True),
+    ))
 
 
 def _hold_by_key(session: Session, key: str) -> Hold | None:
@@ -457,6 +554,8 @@ def settle(
     idempotency_key: str,
     organization_id: int | None = None,
     now: datetime | None = None,
+    actor_label: str | None = None,
+    actor: User | None = None,
 ) -> Hold:
     """Capture the credits used and release the rest of the hold, in one ledger entry.
 
@@ -465,36 +564,39 @@ def settle(
     be spent elsewhere. Settling again with the same key returns the settled hold and captures
     nothing more; another key on a settled hold, or a settle of a released or expired hold, is a
     conflict (409). With `organization_id`, a hold of another organization is not found (404).
+    With an actor (a label, or a user), the settle is written to the audit log; a replay writes nothing.
     """
     hold_id = _positive_int(hold_id, "hold_id")
     amount = _int_in_range(amount, "amount", 0, MAX_INT)
     key = _idempotency_key(idempotency_key)
     now = now or utcnow()
     closed = _close_settled(session, hold_id=hold_id, amount=amount, key=key, organization_id=organization_id,
-                            now=now)
+                            now=now, auditor=_auditor(actor_label, actor))
     if closed is None:
         return _settle_refused(session, hold_id=hold_id, amount=amount, key=key,
                                organization_id=organization_id, now=now)
     hold, wallet = closed
     if hold.captured:
         _draw_from_grants(session, wallet_id=hold.wallet_id, credits=hold.captured, hold_made_at=hold.created_at)
-    if _notify_if_crossed(session, wallet.organization_id, wallet.low_balance_threshold,
-                          before=wallet.balance + hold.captured, after=wallet.balance):
+    if _notify_if_crossed(session, wallet["organization_id"], wallet["low_balance_threshold"],
+                          before=wallet["balance"] + hold.captured, after=wallet["balance"]):
         session.flush()
     return hold
 
 
 def _close_settled(session: Session, *, hold_id: int, amount: int, key: str, organization_id: int | None,
-                   now: datetime) -> tuple[Hold, Wallet] | None:
+                   now: datetime, auditor: tuple[int | None, str] | None) -> tuple[Hold, dict] | None:
     """Mark the hold settled (if it is active, live, in the organization, and the key is unused
-    elsewhere), move its wallet and append the capture entry: (hold, wallet), or None if nothing
-    was done. One statement on PostgreSQL, three on SQLite."""
+    elsewhere), move its wallet, append the capture entry (and the audit event): (hold, the wallet's
+    new row as a dict), or None if nothing was done. One statement on PostgreSQL, three or four on
+    SQLite."""
     capped = f" (usage {amount} capped at the hold)"
     if _dialect(session) == "postgresql":
-        statement = _CLOSE_SETTLED_PG if organization_id is None else _CLOSE_SETTLED_IN_ORG_PG
+        statement = _CLOSE_SETTLED_PG[organization_id is not None, auditor is not None]
         row = session.execute(statement, {
             "hold_id": hold_id, "amount": amount, "key": key, "now": now, "capped": capped,
             "organization_id": organization_id,
+            "actor_user_id": auditor[0] if auditor else None, "actor_label": auditor[1] if auditor else None,
         }).first()
         if row is None:
             return None
@@ -528,9 +630,11 @@ def _close_settled(session: Session, *, hold_id: int, amount: int, key: str, org
             instance_id=hold_row.instance_id, idempotency_key=f"close:{hold_row.id}",
             reference=f"settled {hold_row.captured} of {hold_row.amount}" + (capped if amount > hold_row.amount else ""),
         ))
-    hold, wallet = _adopt(session, Hold, hold_row), _adopt(session, Wallet, wallet_row)
-    set_committed_value(hold, "wallet", wallet)  # hold.wallet without a query (and keeps it loaded)
-    return hold, wallet
+        if auditor is not None:
+            _audit_hold(session, auditor, AUDIT_HOLD_SETTLED, hold_row, wallet_row["organization_id"])
+    hold = _adopt(session, Hold, hold_row)
+    _sync_wallet(session, hold.wallet_id, wallet_row["balance"], wallet_row["held"])
+    return hold, wallet_row
 
 
 def _settle_refused(session, *, hold_id, amount, key, organization_id, now) -> Hold:
@@ -557,11 +661,14 @@ def release(
     idempotency_key: str | None = None,
     organization_id: int | None = None,
     now: datetime | None = None,
+    actor_label: str | None = None,
+    actor: User | None = None,
 ) -> Hold:
     """Give a hold's credits back without capturing anything.
 
     Releasing a released or expired hold returns it unchanged (releasing is idempotent by hold;
     the optional key is recorded on the entry); releasing a settled hold is a conflict (409).
+    With an actor (a label, or a user), the release is written to the audit log; a replay writes nothing.
     """
     hold_id = _positive_int(hold_id, "hold_id")
     key = _idempotency_key(idempotency_key) if idempotency_key is not None else None
@@ -586,6 +693,9 @@ def release(
         balance_after=wallet.balance, hold_id=hold.id, instance_id=hold.instance_id,
         reference=f"released ({key})" if key else "released", idempotency_key=f"close:{hold.id}",
     ))
+    auditor = _auditor(actor_label, actor)
+    if auditor is not None:
+        _audit_hold(session, auditor, AUDIT_HOLD_RELEASED, hold, wallet.organization_id)
     set_committed_value(hold, "wallet", wallet)
     return hold
 

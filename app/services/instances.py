@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import (
-    Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, Wallet, utcnow,
+    Hold, Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, Wallet, utcnow,
 )
 from app.services import audit, billing, organizations
 
@@ -100,6 +100,25 @@ def instance_and_wallet(session: Session, *, instance_id: int,
         raise InstanceNotFound()
     instance, wallet = row
     return instance, wallet or billing.wallet_for_organization(session, instance.organization_id)
+
+
+def authorize_for_instance(session: Session, *, instance_id: int, amount: int, idempotency_key: str,
+                           ttl_seconds: int = billing.DEFAULT_TTL_SECONDS, organization_id: int | None = None,
+                           now: datetime | None = None, actor_label: str | None = None,
+                           actor: User | None = None) -> Hold:
+    """Hold credits of the instance's organization for a run (`billing.authorize`, same rules); an unknown
+    instance, or with `organization_id` one of another organization, is InstanceNotFound.
+
+    The usual case is one statement (`billing.authorize_for_instance`); when that cannot decide, the
+    instance is looked up and `billing.authorize` answers."""
+    arguments = {"amount": amount, "idempotency_key": idempotency_key, "ttl_seconds": ttl_seconds, "now": now,
+                 "actor_label": actor_label, "actor": actor}
+    hold = billing.authorize_for_instance(session, instance_id=instance_id, organization_id=organization_id,
+                                          **arguments)
+    if hold is None:
+        instance, wallet = instance_and_wallet(session, instance_id=instance_id, organization_id=organization_id)
+        hold = billing.authorize(session, wallet=wallet, instance_id=instance.id, **arguments)
+    return hold
 
 
 def list_instances(
