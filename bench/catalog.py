@@ -84,8 +84,8 @@ def generate(engine, n: int, seed: int = 7) -> None:
     if engine.dialect.name == "postgresql":  # bulk load first, then build the GIN index once
         with engine.begin() as conn:
             search_index = conn.execute(text(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_offering_search'")).scalar_one()
-            conn.execute(text("DROP INDEX ix_offering_search"))
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_offering_search_vector'")).scalar_one()
+            conn.execute(text("DROP INDEX ix_offering_search_vector"))
     with engine.begin() as conn:
         conn.execute(insert(Organization), [
             {"id": i + 1, "name": f"Publisher {i + 1}", "slug": f"publisher-{i + 1}", "is_personal": False,

@@ -55,9 +55,10 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
-# Search structures that live outside the models (FTS5 tables on SQLite, the GIN expression
-# index on PostgreSQL) are created by hand-written migrations; autogenerate leaves them alone.
-SEARCH_OBJECTS = ("offering_fts", "ix_offering_search")
+# Search structures that live outside the models (FTS5 tables on SQLite; the generated tsvector
+# column and its GIN index on PostgreSQL) are created by hand-written migrations; autogenerate
+# leaves them alone.
+SEARCH_OBJECTS = ("offering_fts", "ix_offering_search", "search_vector")
 
 
 def include_object(obj, name, type_, reflected, compare_to):

@@ -231,7 +231,7 @@ def test_migration_backfilled_the_search_index_for_existing_rows(db_url):
     if engine.dialect.name != "sqlite":
         with engine.connect() as conn:
             indexes = conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'offering'")).scalars()
-            assert "ix_offering_search" in set(indexes)
+            assert "ix_offering_search_vector" in set(indexes)
         engine.dispose()
         return
     from app import create_app

@@ -1,6 +1,7 @@
 """Local adapter of the catalog port: the app's own tables, searched in SQL.
 
-Full-text search is PostgreSQL's weighted tsvector (GIN expression index `ix_offering_search`)
+Full-text search is PostgreSQL's weighted tsvector (a stored column with the GIN index
+`ix_offering_search_vector`)
 or SQLite's FTS5 table `offering_fts`; both rank name matches above summary matches above
 description matches, treat the last word typed as a prefix, and accept web-search syntax
 ("quoted phrases", -excluded, or).
@@ -36,20 +37,10 @@ GROUP_LABELS = {
     "pricing": "Pricing", "publisher": "Publisher",
 }
 
-# Must stay identical (after parsing) to the expression of the GIN index created by the migration
-# `offering_full_text_search`: PostgreSQL uses an expression index only for the same expression.
-SEARCH_VECTOR_SQL = (
-    "setweight(to_tsvector('english'::regconfig, coalesce(offering.name, '')), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, coalesce(offering.summary, '')), 'B') || "
-    "setweight(to_tsvector('english'::regconfig, coalesce(offering.description_md, '')), 'C')"
-)
-# Ranking reads only name and summary (weights A and B): recomputing the description's tsvector
-# for every match would cost far more than the search itself (the GIN index stores no vectors).
-# A description-only match therefore ranks below any name or summary match, then by recency.
-RANK_VECTOR_SQL = (
-    "setweight(to_tsvector('english'::regconfig, coalesce(offering.name, '')), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, coalesce(offering.summary, '')), 'B')"
-)
+# The weighted tsvector (name A, summary B, description C) that the migration
+# `offering_search_vector_column` stores as a generated column with a GIN index: matching uses the
+# index and ranking reads the stored vector instead of rebuilding it for every match.
+SEARCH_VECTOR_SQL = "offering.search_vector"
 PUBLISHERS_SHOWN = 12  # the publisher group lists the biggest few (plus any selected)
 # bm25 column weights for FTS5 (name, summary, description), the counterpart of A/B/C above
 FTS_WEIGHTS = (10.0, 4.0, 1.0)
@@ -288,7 +279,8 @@ class LocalCatalog:
         from app.adapters.commerce.catalog_index import index_for
 
         index = index_for(self.session)
-        text_scores, higher_is_better = SearchStatements(self.dialect, query).text_scores()
+        text_scores, higher_is_better = SearchStatements(self.dialect, query).text_scores(
+            with_score=query.sort == "relevance")
         matches = None
         if text_scores is not None:
             rows = self.session.execute(text_scores).all()
@@ -414,7 +406,7 @@ class SearchStatements:
             columns = [Offering.id.label("id"), Offering.featured.label("featured"),
                        Offering.published_at.label("published_at"), Offering.name.label("name")]
             if with_score:
-                columns.append(func.ts_rank(literal_column(RANK_VECTOR_SQL), tsquery).label("score"))
+                columns.append(func.ts_rank(literal_column(SEARCH_VECTOR_SQL), tsquery).label("score"))
             return (
                 select(*columns)
                 .where(Offering.status == PUBLISHED, literal_column(SEARCH_VECTOR_SQL).op("@@")(tsquery))
@@ -429,25 +421,31 @@ class SearchStatements:
                 .where(Offering.status == PUBLISHED, not_(Offering.id.in_(select(excluded.c.id))))
                 .subquery("text_match")
             )
-        sql = "SELECT rowid AS id, bm25(offering_fts, :w_name, :w_summary, :w_description) AS score " \
-              "FROM offering_fts WHERE offering_fts MATCH :match"
-        params = {"match": positive, "w_name": FTS_WEIGHTS[0], "w_summary": FTS_WEIGHTS[1],
-                  "w_description": FTS_WEIGHTS[2]}
+        if with_score:  # bm25 reads each match's column sizes: only when ordering needs it
+            sql = "SELECT rowid AS id, bm25(offering_fts, :w_name, :w_summary, :w_description) AS score " \
+                  "FROM offering_fts WHERE offering_fts MATCH :match"
+            params = {"match": positive, "w_name": FTS_WEIGHTS[0], "w_summary": FTS_WEIGHTS[1],
+                      "w_description": FTS_WEIGHTS[2]}
+        else:
+            sql = "SELECT rowid AS id, 0.0 AS score FROM offering_fts WHERE offering_fts MATCH :match"
+            params = {"match": positive}
         if negative is not None:
             sql += " AND rowid NOT IN (SELECT rowid FROM offering_fts WHERE offering_fts MATCH :excluded)"
             params["excluded"] = negative
         return text(sql).bindparams(**params).columns(id=Integer, score=Float).subquery("text_match")
 
-    def text_scores(self) -> tuple[Select | None, bool]:
+    def text_scores(self, *, with_score: bool) -> tuple[Select | None, bool]:
         """(id, score) of every published offering the text matches, and whether a higher score is
-        better (PostgreSQL's ts_rank) or a lower one (SQLite's bm25). (None, _) when there is no text;
-        a text of punctuation alone matches nothing and gives a statement with no rows."""
+        better (PostgreSQL's ts_rank) or a lower one (SQLite's bm25); without `with_score` the
+        score is 0 and costs nothing. (None, _) when there is no text; a text of punctuation alone
+        matches nothing and gives a statement with no rows."""
         if not self.query.q:
             return None, True
-        source = self._text_source(with_score=True)
+        source = self._text_source(with_score=with_score)
         if source is None:
             return select(Offering.id.label("id"), literal(0.0, type_=Float).label("score")).where(false()), True
-        return select(source.c.id, source.c.score), self.dialect == "postgresql"
+        score = source.c.score if "score" in source.c else literal(0.0, type_=Float).label("score")
+        return select(source.c.id, score), self.dialect == "postgresql"
 
     def _universe(self, source: Any) -> tuple[Any, list[Any]]:
         """The rows to search (something with id, featured, published_at and name columns) and the
