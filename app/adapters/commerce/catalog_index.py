@@ -118,6 +118,13 @@ class CatalogIndex:
         self.row_val = row_val[known]
         self.value_start = np.concatenate(([0], np.cumsum(np.bincount(self.row_val, minlength=len(keys)))))
 
+    def vocabulary(self, group: str) -> list[tuple[str, str]]:
+        """A group's known values as (slug, label), in the vocabulary's order."""
+        first, last = self.group_span.get(group, (0, 0))
+        known = [(self.labels[v][1], self.values[v][1], self.labels[v][0]) for v in range(first, last)
+                 if self.labels[v][0] is not None]
+        return [(slug, label) for _, slug, label in sorted(known)]
+
     @property
     def size(self) -> int:
         return len(self.ids)

@@ -279,6 +279,7 @@ class LocalCatalog:
         from app.adapters.commerce.catalog_index import index_for
 
         index = index_for(self.session)
+        self._groups.setdefault("category", index.vocabulary("category"))  # the cards' category labels
         text_scores, higher_is_better = SearchStatements(self.dialect, query).text_scores(
             with_score=query.sort == "relevance")
         matches = None
