@@ -50,6 +50,17 @@ def expire_holds_command() -> None:
     click.echo(f"Released {holds} expired hold(s); expired credits of {grants} grant(s).")
 
 
+@click.command("expire-trials")
+@with_appcontext
+def expire_trials_command() -> None:
+    """Mark trial instances whose trial has ended as expired."""
+    from app.services import instances
+
+    expired = instances.expire_ended_trials(db.session)
+    db.session.commit()
+    click.echo(f"Expired {len(expired)} ended trial(s).")
+
+
 @click.command("verify-ledger")
 @with_appcontext
 def verify_ledger_command() -> None:
@@ -172,6 +183,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(seed_cli)
     app.cli.add_command(demo_logins_command)
     app.cli.add_command(expire_holds_command)
+    app.cli.add_command(expire_trials_command)
     app.cli.add_command(verify_ledger_command)
     app.cli.add_command(fail_stale_runs_command)
     app.cli.add_command(reconcile_orders_command)

@@ -161,6 +161,34 @@ def _transition(session: Session, *, instance: Instance, actor: User, action: st
 _PAST = {"suspend": "suspended", "resume": "resumed", "cancel": "cancelled"}
 
 
+def expire_ended_trials(session: Session, *, now: datetime | None = None) -> list[int]:
+    """Trial instances whose trial has ended (active or suspended) become expired; returns their ids.
+
+    Runs are refused from the trial's end whether or not this has run (entitlements say
+    `trial_ended`); this makes the instance say so in lists and frees nothing else: the trial's
+    credits expire with their grant (`expire-holds`). One conditional UPDATE per instance, so a
+    concurrent cancel or resume wins or loses cleanly."""
+    now = now or utcnow()
+    ended = session.execute(
+        select(Instance.id, Instance.organization_id, Instance.status)
+        .where(Instance.is_trial.is_(True), Instance.trial_ends_at <= now,
+               Instance.status.in_((InstanceStatus.ACTIVE.value, InstanceStatus.SUSPENDED.value)))
+        .order_by(Instance.id)
+    ).all()
+    expired = []
+    for instance_id, organization_id, status in ended:
+        changed = session.execute(
+            update(Instance).where(Instance.id == instance_id, Instance.status == status)
+            .values(status=InstanceStatus.EXPIRED.value).execution_options(synchronize_session=False)
+        ).rowcount
+        if changed:
+            audit.record(session, action="instance.trial_expired", target_type="instance", target_id=instance_id,
+                         organization_id=organization_id, actor_label="system",
+                         data={"from": status, "to": InstanceStatus.EXPIRED.value})
+            expired.append(instance_id)
+    return expired
+
+
 def suspend_instance(session: Session, *, instance: Instance, actor: User) -> Instance:
     """active -> suspended (owners and admins of its organization)."""
     return _transition(session, instance=instance, actor=actor, action="suspend")

@@ -245,3 +245,44 @@ def test_current_period_counts_whole_months_from_the_start():
     assert instances.current_period(instance, datetime(2026, 3, 31, 13, 0, tzinfo=timezone.utc)) == (
         datetime(2026, 3, 31, 12, 0, tzinfo=timezone.utc), datetime(2026, 4, 30, 12, 0, tzinfo=timezone.utc))
 
+
+
+def test_expire_trials_ends_only_trials_past_their_end(make_app):
+    # given: an ended trial, a suspended ended trial, a running trial, an ended trial already
+    # cancelled, and a paid instance
+    from app.extensions import db
+
+    app = make_app()
+    with app.app_context():
+        owner, org, offering = _setup(db.session)
+        plan = offering.plans[0]
+        past, future = utcnow() - timedelta(hours=1), utcnow() + timedelta(days=3)
+
+        def trial(ends_at, status="active"):
+            made = create_instance(db.session, organization=org, plan=plan, created_by=owner, is_trial=True,
+                                   trial_ends_at=ends_at)
+            made.status = status
+            return made
+
+        ended, suspended, running = trial(past), trial(past, "suspended"), trial(future)
+        cancelled = trial(past, "cancelled")
+        paid = create_instance(db.session, organization=org, plan=plan, created_by=owner)
+        db.session.commit()
+        ids = {name: i.id for name, i in (("ended", ended), ("suspended", suspended), ("running", running),
+                                          ("cancelled", cancelled), ("paid", paid))}
+
+    # when: the scheduled command runs, twice
+    first = app.test_cli_runner().invoke(args=["expire-trials"])
+    second = app.test_cli_runner().invoke(args=["expire-trials"])
+
+    # then: the two ended trials are expired and audited once; nothing else changed
+    assert (first.output, second.output) == ("Expired 2 ended trial(s).\n", "Expired 0 ended trial(s).\n")
+    with app.app_context():
+        statuses = {name: db.session.get(Instance, i).status for name, i in ids.items()}
+        assert statuses == {"ended": "expired", "suspended": "expired", "running": "active",
+                            "cancelled": "cancelled", "paid": "active"}
+        audited = db.session.scalars(select(AuditEvent.target_id).where(
+            AuditEvent.action == "instance.trial_expired").order_by(AuditEvent.target_id)).all()
+        assert audited == sorted([str(ids["ended"]), str(ids["suspended"])])
+        assert instances.entitlements(db.session, instance=db.session.get(Instance, ids["ended"])).reason == \
+            "instance_expired"
