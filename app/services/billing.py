@@ -28,7 +28,7 @@ held <= balance) are the last line of defence.
 
 Round trips. On PostgreSQL, authorize (reserve, insert the hold, append the entry, and the audit
 event when the caller names an actor) and settle (close the hold, move the wallet, append the entry,
-audit) are each one statement of data-modifying CTEs, plus one for the grant a settle draws from;
+audit, and usually the draw from the first grant) are each one statement of data-modifying CTEs;
 `authorize_for_instance` also finds the wallet from the instance in that statement. SQLite runs the
 same steps one by one. Fewer round trips also mean the wallet row is locked for less time.
 Authorize reserves on the wallet before it inserts the hold: a concurrent request with the same
@@ -319,6 +319,14 @@ _BY_WALLET = "id = :wallet_id"
 _BY_INSTANCE = """organization_id = (SELECT organization_id FROM instance
                          WHERE id = :instance_id
                            AND (CAST(:organization_id AS integer) IS NULL OR organization_id = :organization_id))"""
+# Settle draws the captured credits from the first grant in the same statement when it can prove that
+# the grants it reads are the current ones. The statement reads as of its start but may have waited for
+# the wallet row meanwhile (a hot wallet: always). `fresh` locks the grants with credits left, after the
+# wallet is ours, which yields their newest versions; every grant change holds the wallet row, so the
+# wallet's balance before this settle equals the credits left on all its grants, and only if that equals
+# the sum over `fresh` is there no grant with credits left that this statement cannot see (one
+# committed while it waited). Otherwise `drawn` is empty and `_draw_from_grants` runs as a statement
+# of its own, with a newer view.
 _CLOSE_SETTLED_SQL = f"""
 WITH h AS (
     UPDATE hold SET status = '{HoldStatus.SETTLED.value}', settle_key = :key, closed_at = :now,
@@ -339,8 +347,22 @@ WITH h AS (
                   CASE WHEN h.amount < :amount THEN CAST(:capped AS varchar) ELSE '' END),
            'close:' || h.id
     FROM h JOIN w ON w.id = h.wallet_id
+), fresh AS (
+    SELECT credit_grant.id, credit_grant.remaining, credit_grant.expires_at
+    FROM credit_grant JOIN w ON credit_grant.wallet_id = w.id
+    WHERE credit_grant.remaining > 0
+    FOR NO KEY UPDATE OF credit_grant
+), drawn AS (
+    UPDATE credit_grant SET remaining = credit_grant.remaining - h.captured
+    FROM h JOIN w ON w.id = h.wallet_id
+    WHERE h.captured > 0 AND credit_grant.remaining >= h.captured
+      AND credit_grant.id = (SELECT fresh.id FROM fresh
+                             WHERE fresh.expires_at IS NULL OR fresh.expires_at > h.created_at
+                             ORDER BY fresh.expires_at ASC NULLS LAST, fresh.id LIMIT 1)
+      AND w.balance + h.captured = (SELECT sum(fresh.remaining) FROM fresh)
+    RETURNING credit_grant.id
 ){{audit}}
-SELECT h.*, {{wallet_columns}} FROM h JOIN w ON w.id = h.wallet_id
+SELECT h.*, {{wallet_columns}}, EXISTS (SELECT 1 FROM drawn) AS drawn FROM h JOIN w ON w.id = h.wallet_id
 """
 _WALLET_COLUMNS = ", ".join(f"w.{c.name} AS wallet__{c.name}" for c in Wallet.__table__.c)
 
@@ -576,7 +598,7 @@ def settle(
         return _settle_refused(session, hold_id=hold_id, amount=amount, key=key,
                                organization_id=organization_id, now=now)
     hold, wallet = closed
-    if hold.captured:
+    if hold.captured and not wallet.get("drawn"):  # SQLite, or the statement could not draw (see above)
         _draw_from_grants(session, wallet_id=hold.wallet_id, credits=hold.captured, hold_made_at=hold.created_at)
     if _notify_if_crossed(session, wallet["organization_id"], wallet["low_balance_threshold"],
                           before=wallet["balance"] + hold.captured, after=wallet["balance"]):
@@ -602,6 +624,7 @@ def _close_settled(session: Session, *, hold_id: int, amount: int, key: str, org
             return None
         hold_row = row
         wallet_row = {c.name: row._mapping[f"wallet__{c.name}"] for c in _W.c}
+        wallet_row["drawn"] = row.drawn
     else:
         other = _H.alias("other")
         hold_row = session.execute(

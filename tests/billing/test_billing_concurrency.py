@@ -11,12 +11,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
-from app.models import Hold, LedgerEntry, Wallet, utcnow
+from app.models import CreditGrant, Hold, LedgerEntry, Wallet, utcnow
 from app.services import billing
-from tests.billing.conftest import fund
+from tests.billing.conftest import at, fund
 from tests.billing.race import (
     active_hold_total, authorize_in_process, ledger_folds, run_threads, stored_wallets,
 )
@@ -308,4 +308,50 @@ def test_threads_on_either_database_never_overdraw(session, wallet, engine):
     session.expire_all()
     stored = session.get(Wallet, wallet.id)
     assert (stored.balance, stored.held) == (50, 45)
+    _assert_wallet_consistent(session, wallet.id)
+
+
+def _wait_for_a_lock_wait(engine) -> None:
+    """Return once some other connection of this database waits for a row lock (the race is set up)."""
+    with Session(engine) as watcher:
+        for _ in range(3000):
+            waiting = watcher.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ))
+            watcher.rollback()
+            if waiting:
+                return
+            threading.Event().wait(0.01)
+    raise AssertionError("the settle never waited for the wallet row")
+
+
+@pytest.mark.postgres_only
+def test_a_settle_that_waited_for_a_concurrent_grant_draws_from_that_grant_first(session, wallet, engine):
+    # given purchased credits, a hold on them, and a promotional grant being made (its transaction holds
+    # the wallet row) while a settle starts: the settle's statement began before the grant was committed
+    fund(session, wallet, 100, now=at())
+    hold_id = billing.authorize(session, wallet=wallet, amount=30, idempotency_key="run-1", now=at(1)).id
+    session.commit()
+    results: list = []
+    with Session(engine) as granting:
+        billing.grant_credits(granting, wallet=granting.get(Wallet, wallet.id), amount=50, origin="promo",
+                              expires_at=at(days=30), now=at(2))
+        settler = threading.Thread(target=lambda: results.extend(run_threads(engine, [
+            lambda s: billing.settle(s, hold_id=hold_id, amount=25, idempotency_key="settle-1", now=at(3)).captured
+        ])))
+        settler.start()
+        _wait_for_a_lock_wait(engine)
+
+        # when the grant commits and the settle goes on
+        granting.commit()
+        settler.join()
+
+    # then the settle spent the promotional credits (they expire first), not the purchased ones
+    assert results == [25]
+    session.expire_all()
+    remaining = dict(session.execute(select(CreditGrant.origin, CreditGrant.remaining)
+                                     .where(CreditGrant.wallet_id == wallet.id)).all())
+    assert remaining == {"purchase": 100, "promo": 25}
+    stored = session.get(Wallet, wallet.id)
+    assert (stored.balance, stored.held) == (125, 0)
     _assert_wallet_consistent(session, wallet.id)
