@@ -152,3 +152,68 @@ def test_a_malformed_amount_is_422_naming_the_field(client, session, instance_wi
     assert response.status_code == 422
     assert [e["field"] for e in response.get_json()["errors"]] == ["amount"]
     assert session.scalar(select(func.count()).select_from(Hold)) == 0
+
+
+def _counts(session) -> tuple[int, int, int]:
+    return tuple(session.scalar(select(func.count()).select_from(model)) for model in (Hold, LedgerEntry, AuditEvent))
+
+
+def test_every_hold_movement_is_audited_once_with_its_amounts(client, session, instance_with_key, service_headers):
+    _, org, instance, secret = _funded(session, instance_with_key, credits=100)
+    key_headers = {"X-API-Key": secret}
+
+    first = client.post("/api/billing/authorize", json={"instance_id": instance.id, "amount": 40,
+                                                         "idempotency_key": "run-1"}, headers=key_headers).get_json()
+    client.post("/api/billing/authorize", json={"instance_id": instance.id, "amount": 40, "idempotency_key": "run-1"},
+                headers=key_headers)
+    for _ in range(2):
+        client.post("/api/billing/settle", json={"hold_id": first["id"], "amount": 55, "idempotency_key": "s-1"},
+                    headers=service_headers)
+    second = client.post("/api/billing/authorize", json={"instance_id": instance.id, "amount": 10,
+                                                          "idempotency_key": "run-2"}, headers=service_headers)
+    for _ in range(2):
+        client.post("/api/billing/release", json={"hold_id": second.get_json()["id"]}, headers=key_headers)
+
+    events = session.execute(select(AuditEvent.action, AuditEvent.actor_label, AuditEvent.target_id,
+                                    AuditEvent.organization_id, AuditEvent.data_json)
+                             .where(AuditEvent.target_type == "hold").order_by(AuditEvent.id)).all()
+    hold_1, hold_2, label = str(first["id"]), str(second.get_json()["id"]), f"api-key:{secret[:14]}"
+    assert [tuple(e) for e in events] == [
+        ("billing.hold_authorized", label, hold_1, org.id,
+         f'{{"amount": 40, "captured": 0, "instance_id": {instance.id}}}'),
+        ("billing.hold_settled", "gateway", hold_1, org.id,
+         f'{{"amount": 40, "captured": 40, "instance_id": {instance.id}}}'),
+        ("billing.hold_authorized", "gateway", hold_2, org.id,
+         f'{{"amount": 10, "captured": 0, "instance_id": {instance.id}}}'),
+        ("billing.hold_released", label, hold_2, org.id,
+         f'{{"amount": 10, "captured": 0, "instance_id": {instance.id}}}'),
+    ]
+    assert (_wallet(session, org.id).balance, _wallet(session, org.id).held) == (60, 0)
+
+
+def test_the_gateway_holding_for_an_unknown_instance_is_404_and_writes_nothing(client, session, instance_with_key,
+                                                                               service_headers):
+    _, org, instance, _ = _funded(session, instance_with_key)
+    before = _counts(session)
+
+    response = client.post("/api/billing/authorize", json={"instance_id": instance.id + 1000, "amount": 5,
+                                                            "idempotency_key": "nowhere"}, headers=service_headers)
+
+    assert response.status_code == 404
+    assert _counts(session) == before
+    assert (_wallet(session, org.id).balance, _wallet(session, org.id).held) == (100, 0)
+
+
+def test_holding_for_an_organization_without_a_wallet_yet_is_402_with_nothing_available(
+        client, session, instance_with_key, service_headers):
+    owner = make_user(session)
+    org = make_org(session, owner=owner)
+    instance, _, _ = instance_with_key(organization=org, owner=owner, offering=make_offering(session, publisher=org))
+    before = _counts(session)
+
+    response = client.post("/api/billing/authorize", json={"instance_id": instance.id, "amount": 5,
+                                                            "idempotency_key": "first"}, headers=service_headers)
+
+    assert response.status_code == 402
+    assert (response.get_json()["available"], response.get_json()["requested"]) == (0, 5)
+    assert _counts(session) == before
