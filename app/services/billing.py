@@ -55,7 +55,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import bindparam, case, exists, func, insert, select, text, update
+from sqlalchemy import bindparam, case, column, exists, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -312,7 +312,8 @@ WITH w AS (
            CAST(:instance_id AS integer), CAST(:reference AS varchar), 'hold:' || h.id
     FROM w JOIN h ON true
 ){{audit}}
-SELECT w.id AS wallet__id, w.balance AS wallet__balance, w.held AS wallet__held, h.* FROM w LEFT JOIN h ON true
+SELECT w.id AS wallet__id, w.balance AS wallet__balance, w.held AS wallet__held, {{hold_columns}}
+FROM w LEFT JOIN h ON true
 """
 # the wallet by its id, or the wallet of the instance's organization (the instance lookup rides along)
 _BY_WALLET = "id = :wallet_id"
@@ -362,9 +363,16 @@ WITH h AS (
       AND w.balance + h.captured = (SELECT sum(fresh.remaining) FROM fresh)
     RETURNING credit_grant.id
 ){{audit}}
-SELECT h.*, {{wallet_columns}}, EXISTS (SELECT 1 FROM drawn) AS drawn FROM h JOIN w ON w.id = h.wallet_id
+SELECT {{hold_columns}}, {{wallet_columns}}, EXISTS (SELECT 1 FROM drawn) AS drawn FROM h JOIN w ON w.id = h.wallet_id
 """
 _WALLET_COLUMNS = ", ".join(f"w.{c.name} AS wallet__{c.name}" for c in Wallet.__table__.c)
+_HOLD_COLUMNS = ", ".join(f"h.{c.name}" for c in Hold.__table__.c)
+
+
+def _returning(sql: str, *names: str):
+    """The statement with its result columns named in order, so SQLAlchemy caches how to read its rows
+    (for bare text it matches the columns by name on every execution)."""
+    return text(sql).columns(*(column(name) for name in names))
 
 
 def _audit_cte(action: str) -> str:
@@ -373,20 +381,20 @@ def _audit_cte(action: str) -> str:
 
 # (located by instance, audited) -> statement
 _OPEN_HOLD_PG = {
-    (by_instance, audited): text(_OPEN_HOLD_SQL.format(
-        wallet=_BY_INSTANCE if by_instance else _BY_WALLET,
+    (by_instance, audited): _returning(_OPEN_HOLD_SQL.format(
+        wallet=_BY_INSTANCE if by_instance else _BY_WALLET, hold_columns=_HOLD_COLUMNS,
         audit=_audit_cte(AUDIT_HOLD_AUTHORIZED) if audited else "",
-    ))
+    ), "wallet__id", "wallet__balance", "wallet__held", *(c.name for c in Hold.__table__.c))
     for by_instance in (False, True) for audited in (False, True)
 }
 # (scoped to an organization, audited) -> statement
 _CLOSE_SETTLED_PG = {
-    (scoped, audited): text(_CLOSE_SETTLED_SQL.format(
+    (scoped, audited): _returning(_CLOSE_SETTLED_SQL.format(
         organization="AND wallet_id IN (SELECT id FROM wallet WHERE organization_id = :organization_id)"
         if scoped else "",
-        wallet_columns=_WALLET_COLUMNS,
+        hold_columns=_HOLD_COLUMNS, wallet_columns=_WALLET_COLUMNS,
         audit=_audit_cte(AUDIT_HOLD_SETTLED) if audited else "",
-    ))
+    ), *(c.name for c in Hold.__table__.c), *(f"wallet__{c.name}" for c in Wallet.__table__.c), "drawn")
     for scoped in (False, True) for audited in (False, True)
 }
 _DRAW_FIRST_GRANT = text("""
