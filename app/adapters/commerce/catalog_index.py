@@ -117,6 +117,10 @@ class CatalogIndex:
         self.row_pos = row_pos[known].astype(np.int32)
         self.row_val = row_val[known]
         self.value_start = np.concatenate(([0], np.cumsum(np.bincount(self.row_val, minlength=len(keys)))))
+        # the same rows by offering, for counting over a few matches without reading every row
+        by_offering = np.argsort(self.row_pos, kind="stable")
+        self.offering_values = self.row_val[by_offering]
+        self.offering_start = np.concatenate(([0], np.cumsum(np.bincount(self.row_pos, minlength=n))))
 
     def vocabulary(self, group: str) -> list[tuple[str, str]]:
         """A group's known values as (slug, label), in the vocabulary's order."""
@@ -131,8 +135,26 @@ class CatalogIndex:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.ids, self.default_rank, self.row_pos, self.row_val, self.value_start, *self.orders.values()]
+        arrays = [self.ids, self.default_rank, self.row_pos, self.row_val, self.value_start, self.offering_values,
+                  self.offering_start, *self.orders.values()]
         return sum(a.nbytes for a in arrays)
+
+    def _count_values(self, mask: np.ndarray, first: int = 0, last: int | None = None) -> np.ndarray:
+        """How many offerings in `mask` have each value in [first, last) (default: all values).
+
+        Few offerings: their own rows, found by offering; many: one pass over every row."""
+        last = len(self.values) if last is None else last
+        positions = np.flatnonzero(mask)
+        if len(positions) * 8 < len(self.row_pos):
+            starts, ends = self.offering_start[positions], self.offering_start[positions + 1]
+            lengths = ends - starts
+            rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+            values = self.offering_values[rows]
+            values = values[(values >= first) & (values < last)]
+        else:
+            row_first, row_last = self.value_start[first], self.value_start[last]
+            values = self.row_val[row_first:row_last][mask[self.row_pos[row_first:row_last]]]
+        return np.bincount(values - first, minlength=last - first)
 
     def _value_mask(self, group: str, values: tuple[str, ...]) -> np.ndarray:
         mask = np.zeros(self.size, dtype=bool)
@@ -167,8 +189,7 @@ class CatalogIndex:
         counts_array = np.zeros(len(self.values), dtype=np.int64)
         filtered_groups = {group for group, _ in filters}
         if len(filtered_groups) < len(FACET_GROUPS):  # the unfiltered groups all count under `everything`
-            rows = everything[self.row_pos]
-            counts_array += np.bincount(self.row_val[rows], minlength=len(self.values))
+            counts_array += self._count_values(everything)
             for group in filtered_groups:  # these were counted under the wrong mask: recount below
                 first, last = self.group_span.get(group, (0, 0))
                 counts_array[first:last] = 0
@@ -180,10 +201,7 @@ class CatalogIndex:
             for other, other_mask in filters:
                 if other != group:
                     mask &= other_mask
-            row_first, row_last = self.value_start[first], self.value_start[last]
-            positions = self.row_pos[row_first:row_last]
-            counts_array[first:last] = np.bincount(
-                self.row_val[row_first:row_last][mask[positions]] - first, minlength=last - first)
+            counts_array[first:last] = self._count_values(mask, first, last)
 
         counts: dict[str, list[tuple[str, str, int, int]]] = {g: [] for g in FACET_GROUPS}
         for v in np.flatnonzero(counts_array):

@@ -284,10 +284,18 @@ class LocalCatalog:
             with_score=query.sort == "relevance")
         matches = None
         if text_scores is not None:
-            rows = self.session.execute(text_scores).all()
-            matches = (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                       np.fromiter((r[1] or 0.0 for r in rows), dtype=np.float64, count=len(rows)),
-                       higher_is_better)
+            # a broad word matches thousands: fetched as two arrays (PostgreSQL) or plain driver rows,
+            # since building a result row per match would cost more than the match itself
+            connection = self.session.connection()
+            if self.dialect == "postgresql":
+                matched = text_scores.subquery("matched")
+                ids, scores = connection.execute(
+                    select(func.array_agg(matched.c.id), func.array_agg(matched.c.score))).one()
+                ids, scores = np.array(ids or [], dtype=np.int64), np.array(scores or [], dtype=np.float64)
+            else:
+                found = np.array(connection.execute(text_scores).cursor.fetchall(), dtype=np.float64).reshape(-1, 2)
+                ids, scores = found[:, 0].astype(np.int64), found[:, 1]
+            matches = (ids, np.nan_to_num(scores), higher_is_better)
         found = index.search(query, matches)
         return SearchResult(
             items=tuple(self.cards(found.ids)), total=found.total, facets=self._facet_groups(query, found.counts),
