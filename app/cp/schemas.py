@@ -349,6 +349,11 @@ class WalletOut(Out):
     low_balance_threshold: int | None
 
 
+class WalletSettingsIn(In):
+    low_balance_threshold: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] | None = Field(
+        description="Notify when the balance falls below this many credits; null switches it off.")
+
+
 class LedgerEntryOut(Out):
     id: int
     kind: str

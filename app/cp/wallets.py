@@ -14,7 +14,7 @@ from app.cp.auth import USER_KINDS, actor_label, api_auth
 from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import db
-from app.services import billing, instances
+from app.services import billing, instances, organizations
 
 RUNTIME_KINDS = ("service", "api_key")
 
@@ -29,6 +29,23 @@ def wallet_me():
     db.session.commit()  # the wallet may just have been created
     return schemas.WalletOut(organization_id=g.api_org.id, balance=balances.balance, held=balances.held,
                              available=balances.available, low_balance_threshold=wallet.low_balance_threshold)
+
+
+@bp.patch("/wallets/me")
+@api_auth(*USER_KINDS)
+@spec.validate(resp=responses(200, schemas.WalletOut, 400, 403), tags=["wallets"])
+def update_wallet_me(json: schemas.WalletSettingsIn):
+    """Set the low-balance threshold of your current organization's wallet (owners and admins), or
+    switch it off with null. When the balance falls below it, a notification is recorded, which the
+    account pages show."""
+    organizations.require_role(db.session, user=g.api_user, organization_id=g.api_org.id)
+    wallet = billing.wallet_for_organization(db.session, g.api_org.id)
+    billing.set_low_balance_threshold(db.session, wallet=wallet, threshold=json.low_balance_threshold,
+                                      actor=g.api_user)
+    balances = billing.wallet_balances(db.session, wallet=wallet)
+    db.session.commit()
+    return schemas.WalletOut(organization_id=g.api_org.id, balance=balances.balance, held=balances.held,
+                             available=balances.available, low_balance_threshold=json.low_balance_threshold)
 
 
 @bp.get("/wallets/me/ledger")

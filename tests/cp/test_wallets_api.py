@@ -217,3 +217,42 @@ def test_holding_for_an_organization_without_a_wallet_yet_is_402_with_nothing_av
     assert response.status_code == 402
     assert (response.get_json()["available"], response.get_json()["requested"]) == (0, 5)
     assert _counts(session) == before
+
+
+def test_owners_set_the_low_balance_threshold_and_a_crossing_notifies(client, session, auth_for, instance_with_key,
+                                                                       service_headers):
+    # given: a funded organization with a member who is not an admin
+    from app.models import Notification
+    from app.services import organizations
+
+    owner, org, instance, secret = _funded(session, instance_with_key, credits=100)
+    member = make_user(session)
+    organizations.add_member(session, organization_id=org.id, actor=owner, email=member.email)
+    session.commit()
+    as_owner = {**auth_for(owner), "X-Organization-Id": str(org.id)}
+    as_member = {**auth_for(member), "X-Organization-Id": str(org.id)}
+
+    # when: the member tries, a bad value is sent, then the owner sets 50
+    refused = client.patch("/api/wallets/me", json={"low_balance_threshold": 50}, headers=as_member)
+    invalid = client.patch("/api/wallets/me", json={"low_balance_threshold": -1}, headers=as_owner)
+    set_ = client.patch("/api/wallets/me", json={"low_balance_threshold": 50}, headers=as_owner)
+
+    # then
+    assert refused.status_code == 403
+    assert invalid.status_code == 422 and invalid.get_json()["errors"][0]["field"] == "low_balance_threshold"
+    assert set_.status_code == 200
+    assert set_.get_json() == {"organization_id": org.id, "balance": 100, "held": 0, "available": 100,
+                               "low_balance_threshold": 50}
+    assert _wallet(session, org.id).low_balance_threshold == 50
+
+    # when: a run's settle takes the balance from 100 to 40
+    hold = client.post("/api/billing/authorize", json={"instance_id": instance.id, "amount": 60,
+                                                       "idempotency_key": "t1"}, headers={"X-API-Key": secret})
+    client.post("/api/billing/settle", json={"hold_id": hold.get_json()["id"], "amount": 60, "idempotency_key": "s1"},
+                headers={"X-API-Key": secret})
+
+    # then: one notification; null switches it off
+    messages = session.scalars(select(Notification.message).where(Notification.organization_id == org.id)).all()
+    assert messages == ["Your credit balance fell below 50: 40 credits left."]
+    off = client.patch("/api/wallets/me", json={"low_balance_threshold": None}, headers=as_owner)
+    assert off.get_json()["low_balance_threshold"] is None and _wallet(session, org.id).low_balance_threshold is None
