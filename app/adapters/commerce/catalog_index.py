@@ -222,6 +222,7 @@ class CatalogIndex:
         return IndexedSearch(total=total, ids=ids, counts=counts)
 
 
+MAX_DATABASES = 4
 _indexes: dict[str, CatalogIndex] = {}
 _lock = threading.Lock()
 
@@ -246,5 +247,8 @@ def index_for(session: Session) -> CatalogIndex:
                     raise
                 token = session.scalar(select(CatalogRevision.token).where(CatalogRevision.id == 1))
         if token is not None:
+            _indexes.pop(key, None)
             _indexes[key] = index
+            while len(_indexes) > MAX_DATABASES:  # one per database this process has searched, newest kept
+                del _indexes[next(iter(_indexes))]
         return index
