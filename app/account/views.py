@@ -267,6 +267,37 @@ def instance_cancel(instance_id: int):
     return render_template("account/instance_cancel.html", instance=instance, form=ActionForm(formdata=None))
 
 
+@bp.post("/instances/<int:instance_id>/suspend")
+@login_required
+def instance_suspend(instance_id: int):
+    return _lifecycle(instance_id, instances.suspend_instance, "is suspended: it cannot run until it is resumed. "
+                      "Its keys, settings and history are kept.")
+
+
+@bp.post("/instances/<int:instance_id>/resume")
+@login_required
+def instance_resume(instance_id: int):
+    return _lifecycle(instance_id, instances.resume_instance, "is active again.")
+
+
+def _lifecycle(instance_id: int, change, done: str):
+    """Suspend or resume from the instance page (owners and admins); refusals come back as a message."""
+    instance = _instance_or_404(instance_id)
+    if ActionForm().validate_on_submit():
+        try:
+            change(db.session, instance=instance, actor=g.user)
+        except (instances.InstanceError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            flash("Only an owner or admin of the organization can do that."
+                  if isinstance(exc, organizations.NotAllowed) else str(exc), "error")
+        else:
+            db.session.commit()
+            flash(f"{instance.offering.name} {done}", "success")
+    else:
+        flash("Your session expired. Reload the page and try again.", "error")
+    return redirect(url_for("account.instance_detail", instance_id=instance.id), 303)
+
+
 @bp.post("/instances/<int:instance_id>/keys")
 @login_required
 def instance_key_create(instance_id: int):

@@ -8,7 +8,7 @@ from app.models import (
     ApiKey, ConnectorBinding, Instance, InstanceStatus, KnowledgeDocument, MemberRole, Membership,
     PersonalAccessToken, Run, StoredSecret, TrialClaim, utcnow,
 )
-from app.services import identity
+from app.services import identity, instances
 from tests.conftest import login
 from tests.factories import make_org, make_user
 from tests.runtime.test_gateway import make_instance, wallet_of
@@ -143,6 +143,58 @@ def test_cancel_asks_for_confirmation_then_cancels(buyer_client, session, buyer)
     assert done.status_code == 303
     session.expire_all()
     assert session.get(Instance, instance.id).status == InstanceStatus.CANCELLED.value
+
+
+def test_an_owner_suspends_and_resumes_from_the_instance_page(buyer_client, session, buyer):
+    # given: an active instance of the buyer's organization
+    instance = make_instance(session, buyer)
+
+    # when: suspended from its page
+    suspended = buyer_client.post(f"/account/instances/{instance.id}/suspend", follow_redirects=True)
+
+    # then: it says so, offers to resume, and the run console refuses
+    page = suspended.get_data(as_text=True)
+    assert "is suspended: it cannot run until it is resumed" in page
+    assert f'action="/account/instances/{instance.id}/resume"' in page and ">Resume</button>" in page
+    session.expire_all()
+    assert session.get(Instance, instance.id).status == InstanceStatus.SUSPENDED.value
+
+    # when: resumed
+    resumed = buyer_client.post(f"/account/instances/{instance.id}/resume", follow_redirects=True)
+
+    # then
+    assert "is active again." in resumed.get_data(as_text=True)
+    session.expire_all()
+    assert session.get(Instance, instance.id).status == InstanceStatus.ACTIVE.value
+
+
+def test_a_plain_member_cannot_suspend_and_is_told_why(client, session, buyer):
+    # given: a member (not owner or admin) of a team where the buyer runs an agent
+    from app.services import organizations
+
+    team = make_org(session, owner=buyer)
+    member = make_user(session)
+    organizations.add_member(session, organization_id=team.id, actor=buyer, email=member.email)
+    buyer.current_organization_id = member.current_organization_id = team.id
+    session.commit()
+    instance = make_instance(session, buyer)
+    login(client, member)
+
+    # when
+    page = client.post(f"/account/instances/{instance.id}/suspend", follow_redirects=True).get_data(as_text=True)
+
+    # then: refused, nothing changed, and no suspend button is offered
+    assert "Only an owner or admin of the organization can do that." in page
+    assert f'/account/instances/{instance.id}/suspend"' not in page
+    session.expire_all()
+    assert session.get(Instance, instance.id).status == InstanceStatus.ACTIVE.value
+
+    # when: an owner suspends it, the member is told whom to ask rather than offered a button
+    instances.suspend_instance(session, instance=session.get(Instance, instance.id), actor=buyer)
+    session.commit()
+    page = client.get(f"/account/instances/{instance.id}").get_data(as_text=True)
+    assert "Ask an owner or admin of your organization to resume it." in page
+    assert f'/account/instances/{instance.id}/resume"' not in page
 
 
 def test_an_api_key_is_shown_once_and_can_be_revoked(buyer_client, session, buyer):
