@@ -66,6 +66,7 @@ from app.models import (
     utcnow,
 )
 from app.services import audit
+from app.services.errors import ServiceError
 
 DEFAULT_TTL_SECONDS = 300
 MAX_TTL_SECONDS = 24 * 3600
@@ -86,13 +87,8 @@ _NO_SYNC = {"synchronize_session": False}
 _W, _H, _L, _G = Wallet.__table__, Hold.__table__, LedgerEntry.__table__, CreditGrant.__table__
 
 
-class BillingError(Exception):
+class BillingError(ServiceError):
     """A billing rule was broken; the message is safe to show. `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 class InsufficientCredits(BillingError):

@@ -13,18 +13,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.models import Cart, CartLine, CreditPack, LineKind, Offering, OfferingStatus, Plan, User
+from app.services.errors import ServiceError
 
 MAX_CREDIT_PACK_QUANTITY = 100
 PLAN_QUANTITY = 1
 
 
-class CartError(Exception):
+class CartError(ServiceError):
     """A cart rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 class CartLineNotFound(CartError):

@@ -17,6 +17,7 @@ from app.adapters.commerce import (
     FACET_GROUPS, SORTS, CatalogPort, Category, FacetChip, OfferingCard, OfferingDetail, SearchQuery, SearchResult,
 )
 from app.models import Offering
+from app.services.errors import ServiceError
 
 PER_PAGE = 24
 MAX_PAGE = 1_000  # deeper pages are refused (shown as page 1): nobody pages that far, crawlers should not
@@ -35,7 +36,7 @@ _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,139}")
 _SPACES = re.compile(r"\s+")
 
 
-class CatalogError(Exception):
+class CatalogError(ServiceError):
     """A catalog request that cannot be answered; the message is safe to show."""
 
 

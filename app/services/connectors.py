@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.adapters.secrets import SecretsError, get_secret_store
 from app.models import ConnectorBinding, Instance, InstanceStatus, Membership, User, utcnow
 from app.services import audit, organizations
+from app.services.errors import ServiceError
 
 KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{1,39}$")
 CONFIG_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
@@ -28,13 +29,8 @@ MAX_CONFIG_BYTES = 8192
 MAX_SECRET = 10_000
 
 
-class ConnectorError(Exception):
+class ConnectorError(ServiceError):
     """A connector rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 class ConnectorNotFound(ConnectorError):

@@ -11,6 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.models import LoginThrottle, MemberRole, Membership, Organization, Role, User, Wallet, utcnow
 from app.services import audit
+from app.services.errors import ServiceError
 
 # scrypt is a memory-hard KDF; werkzeug's default parameters (n=2**15, r=8, p=1).
 PASSWORD_METHOD = "scrypt"
@@ -19,12 +20,8 @@ MIN_PASSWORD_LENGTH = 10
 _DUMMY_HASH = generate_password_hash("not-a-real-password", method=PASSWORD_METHOD)
 
 
-class IdentityError(Exception):
+class IdentityError(ServiceError):
     """A sign-up or sign-in rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class ThrottledError(IdentityError):

@@ -12,15 +12,11 @@ from app.models import (
     Hold, Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, Wallet, utcnow,
 )
 from app.services import audit, billing, organizations
+from app.services.errors import ServiceError
 
 
-class InstanceError(Exception):
+class InstanceError(ServiceError):
     """An instance rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 class InstanceNotFound(InstanceError):

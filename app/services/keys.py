@@ -12,18 +12,14 @@ from sqlalchemy.orm import Session
 
 from app.models import ApiKey, Instance, InstanceStatus, User, utcnow
 from app.services import audit, organizations, tokens
+from app.services.errors import ServiceError
 
 API_KEY_PREFIX = "dmk_"
 MAX_ACTIVE_KEYS = 20
 
 
-class ApiKeyError(Exception):
+class ApiKeyError(ServiceError):
     """An API key rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 class ApiKeyNotFound(ApiKeyError):

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Instance, InstanceStatus, KnowledgeDocument, User
 from app.services import audit, organizations
+from app.services.errors import ServiceError
 
 MAX_DOCUMENTS = 200
 MAX_TITLE = 200
@@ -13,13 +14,8 @@ MAX_BODY = 100_000
 MAX_TOTAL_CHARS = 1_000_000  # what one run may search through in a reasonable time
 
 
-class KnowledgeError(Exception):
+class KnowledgeError(ServiceError):
     """A document rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 def list_documents(session: Session, *, instance: Instance) -> list[KnowledgeDocument]:

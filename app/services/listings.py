@@ -8,16 +8,14 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.models import AuditEvent, MemberRole, Offering, OfferingStatus, Role, User
 from app.services import organizations
+from app.services.errors import ServiceError
 
 _OFFERING_LOAD = (selectinload(Offering.plans), selectinload(Offering.versions), selectinload(Offering.facets),
                   selectinload(Offering.publisher))
 
 
-class ListingError(Exception):
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
+class ListingError(ServiceError):
+    """A listing cannot be shown or changed; the message is safe to show."""
 
 
 def can_see_private(session: Session, *, user: User | None, offering: Offering) -> bool:

@@ -19,6 +19,7 @@ from app.models import (
     OfferingVersion, Organization, Plan, Role, User, utcnow,
 )
 from app.services import audit, catalog
+from app.services.errors import ServiceError
 from app.services.identity import slugify
 
 # Groups the seller picks from; category and publisher follow from the offering itself, and
@@ -53,13 +54,8 @@ TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER 
 """.split())
 
 
-class OfferingError(Exception):
+class OfferingError(ServiceError):
     """A publishing rule was broken; the message is safe to show the seller."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 class OfferingNotFound(OfferingError):

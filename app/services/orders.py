@@ -22,18 +22,14 @@ from app.models import (
 )
 from app.services import audit, identity
 from app.services import cart as carts
+from app.services.errors import ServiceError
 
 UNKNOWN_KIND = "unknown"  # a line whose SKU matches nothing we sell: recorded, never provisioned
 PURCHASER_ROLES = (MemberRole.OWNER.value, MemberRole.ADMIN.value)
 
 
-class OrderError(Exception):
+class OrderError(ServiceError):
     """An order rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 class OrderNotFound(OrderError):

@@ -10,18 +10,14 @@ from sqlalchemy.orm import Session
 
 from app.models import MemberRole, Membership, Organization, User
 from app.services import audit, identity
+from app.services.errors import ServiceError
 
 MANAGER_ROLES = (MemberRole.OWNER.value, MemberRole.ADMIN.value)
 ALL_ROLES = tuple(r.value for r in MemberRole)
 
 
-class OrganizationError(Exception):
+class OrganizationError(ServiceError):
     """An organization rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 class OrganizationNotFound(OrganizationError):

@@ -15,15 +15,11 @@ from sqlalchemy.orm import Session
 from app.adapters.commerce.checkout import CheckoutPort
 from app.models import Order, OrderStatus, Payment, User
 from app.services import orders, provisioning
+from app.services.errors import ServiceError
 
 
-class PaymentError(Exception):
+class PaymentError(ServiceError):
     """The card or the order cannot be charged; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 @dataclass(frozen=True)

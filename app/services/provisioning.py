@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from app.models import GrantOrigin, Instance, LedgerEntry, LineKind, Order, OrderLine, OrderStatus, utcnow
 from app.services import audit, billing, instances
+from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
 
-class ProvisioningError(Exception):
+class ProvisioningError(ServiceError):
     """The order cannot be provisioned; the message is safe to show."""
 
 

@@ -38,6 +38,7 @@ from app.models import (
 )
 from app.services import billing
 from app.services import instances as instance_service
+from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ REFUSALS = {
 }
 
 
-class RunError(Exception):
+class RunError(ServiceError):
     """A run was refused; the message is safe to show. `code` is stable for callers to branch on."""
 
     def __init__(self, message: str, *, status: int = 400, code: str = "invalid", field: str | None = None,

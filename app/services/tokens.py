@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.models import PersonalAccessToken, User, utcnow
 from app.services import audit
+from app.services.errors import ServiceError
 
 PAT_PREFIX = "dmp_"
 MAX_NAME_LENGTH = 80
@@ -25,13 +26,8 @@ MAX_LIFETIME_DAYS = 366
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
-class TokenError(Exception):
+class TokenError(ServiceError):
     """A token rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 class TokenNotFound(TokenError):

@@ -13,16 +13,12 @@ from sqlalchemy.orm import Session
 
 from app.models import GrantOrigin, Instance, Offering, OfferingStatus, Organization, Plan, TrialClaim, User, utcnow
 from app.services import billing, organizations
+from app.services.errors import ServiceError
 from app.services.instances import create_instance
 
 
-class TrialError(Exception):
+class TrialError(ServiceError):
     """A trial rule was broken; the message is safe to show."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 def _insert(session: Session):

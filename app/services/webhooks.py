@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from app.adapters.commerce.checkout import RemoteOrder, RemoteOrderLine
 from app.models import WebhookEvent, utcnow
 from app.services import orders
+from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ SOURCE = "saleor"
 PAID_CHARGE_STATUSES = {"FULL", "OVERCHARGED", "FULLY-CHARGED", "FULLY_CHARGED"}
 
 
-class WebhookError(Exception):
+class WebhookError(ServiceError):
     """A delivery was refused; `status` is the HTTP status to answer with."""
 
     status = 400
