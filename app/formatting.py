@@ -25,6 +25,15 @@ def money(minor: int | None, currency: str = "USD") -> str:
     return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
 
 
+def decimal_amount(minor: int, currency: str) -> str:
+    """Minor units as a plain decimal string, for forms and exports: 2900, USD -> "29.00"; 500, JPY -> "500"."""
+    exponent = CURRENCY_EXPONENT.get(currency, 2)
+    if exponent == 0:
+        return str(minor)
+    major, rest = divmod(minor, 10**exponent)
+    return f"{major}.{rest:0{exponent}d}"
+
+
 def credits(value: int | None) -> str:
     return f"{value or 0:,}"
 

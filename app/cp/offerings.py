@@ -2,6 +2,8 @@
 and operators (review, and every offering). /api/offerings/..."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import g
 
 from app.adapters.commerce import CommerceUnavailable, SearchQuery, get_catalog
@@ -10,7 +12,7 @@ from app.cp.auth import USER_KINDS, api_auth, is_operator
 from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import db
-from app.models import Role
+from app.models import Offering, Role
 from app.services import catalog, listings, offerings
 from app.web import problem
 
@@ -81,15 +83,13 @@ def get_offering(offering_id: int):
 @spec.validate(resp=responses(200, schemas.OfferingOut, 400, 404), tags=TAGS)
 def update_offering(offering_id: int, json: schemas.OfferingUpdate):
     """Change the listing fields you send (members of the publisher, or operators)."""
-    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
+    offering = _editable(offering_id)
     fields = json.model_dump(exclude_unset=True)
     for name in ("name", "summary", "description_md", "category", "facets", "trial_days", "trial_credits"):
         if name in fields and fields[name] is None:
             return problem(422, "Unprocessable Content", "The request does not match the schema.",
                            errors=[{"field": name, "message": "This field cannot be null."}])
-    offerings.update_offering(db.session, offering=offering, actor=g.api_user, **fields)
-    db.session.commit()
-    return _private(offering.id)
+    return _apply(offering, offerings.update_offering, **fields)
 
 
 @bp.post(f"/offerings/<{ID}:offering_id>/versions")
@@ -97,7 +97,7 @@ def update_offering(offering_id: int, json: schemas.OfferingUpdate):
 @spec.validate(resp=responses(201, schemas.VersionOut, 400, 404), tags=TAGS)
 def add_version(offering_id: int, json: schemas.VersionCreate):
     """A new version (semantic version above every earlier one) with its runtime reference."""
-    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
+    offering = _editable(offering_id)
     version = offerings.add_version(db.session, offering=offering, actor=g.api_user, version=json.version,
                                     changelog=json.changelog, runtime_kind=json.runtime_kind,
                                     runtime_ref=json.runtime_ref)
@@ -112,7 +112,7 @@ def add_version(offering_id: int, json: schemas.VersionCreate):
 @spec.validate(resp=responses(200, schemas.PlanOut, 400, 404), tags=TAGS)
 def set_plan(offering_id: int, tier: str, json: schemas.PlanSet):
     """Create or update the plan of a tier (starter, pro, enterprise). Its SKU is made once and kept."""
-    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
+    offering = _editable(offering_id)
     plan = offerings.set_plan(
         db.session, offering=offering, actor=g.api_user, tier=tier, name=json.name, price_minor=json.price_minor,
         currency=json.currency, included_credits=json.included_credits, credits_per_run=json.credits_per_run,
@@ -127,10 +127,7 @@ def set_plan(offering_id: int, tier: str, json: schemas.PlanSet):
 @spec.validate(resp=responses(200, schemas.OfferingOut, 400, 404), tags=TAGS)
 def submit_offering(offering_id: int):
     """draft -> in_review (members of the publisher)."""
-    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
-    offerings.submit_for_review(db.session, offering=offering, actor=g.api_user)
-    db.session.commit()
-    return _private(offering.id)
+    return _apply(_editable(offering_id), offerings.submit_for_review)
 
 
 @bp.post(f"/offerings/<{ID}:offering_id>/approve")
@@ -140,10 +137,7 @@ def approve_offering(offering_id: int):
     """in_review -> published (operators only)."""
     if not is_operator():
         return problem(403, "Forbidden", "Only operators publish offerings.")
-    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
-    offerings.approve(db.session, offering=offering, actor=g.api_user)
-    db.session.commit()
-    return _private(offering.id)
+    return _apply(_editable(offering_id), offerings.approve)
 
 
 @bp.post(f"/offerings/<{ID}:offering_id>/reject")
@@ -153,10 +147,7 @@ def reject_offering(offering_id: int, json: schemas.RejectBody):
     """in_review -> draft, with the reason the seller sees (operators only)."""
     if not is_operator():
         return problem(403, "Forbidden", "Only operators review offerings.")
-    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
-    offerings.reject(db.session, offering=offering, actor=g.api_user, reason=json.reason)
-    db.session.commit()
-    return _private(offering.id)
+    return _apply(_editable(offering_id), offerings.reject, reason=json.reason)
 
 
 @bp.post(f"/offerings/<{ID}:offering_id>/archive")
@@ -164,8 +155,17 @@ def reject_offering(offering_id: int, json: schemas.RejectBody):
 @spec.validate(resp=responses(200, schemas.OfferingOut, 400, 404), tags=TAGS)
 def archive_offering(offering_id: int):
     """Take an offering off the catalog for good (members of the publisher, or operators)."""
-    offering = listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
-    offerings.archive(db.session, offering=offering, actor=g.api_user)
+    return _apply(_editable(offering_id), offerings.archive)
+
+
+def _editable(offering_id: int) -> Offering:
+    """The offering if the caller may change it (a member of its publisher, or an operator); else 404."""
+    return listings.offering_for_operator_or_publisher(db.session, user=g.api_user, offering_id=offering_id)
+
+
+def _apply(offering: Offering, change: Callable[..., object], **arguments) -> schemas.OfferingOut:
+    """Make one change to the offering as the caller, commit it, and answer with the offering as it is now."""
+    change(db.session, offering=offering, actor=g.api_user, **arguments)
     db.session.commit()
     return _private(offering.id)
 

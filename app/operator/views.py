@@ -9,13 +9,13 @@ from sqlalchemy.orm import selectinload
 from app.adapters.commerce.product_sync import get_product_sync
 from app.auth.session_user import role_required
 from app.extensions import db
+from app.forms_flow import act, submit
 from app.models import Offering
 from app.operator.forms import (
     ActionForm, AuditFilterForm, as_choices, OfferingFilterForm, OrganizationFilterForm, RejectForm,
 )
 from app.services import offerings as svc
 from app.services import oversight
-from app.services.offerings import OfferingError
 
 bp = Blueprint("operator", __name__)
 
@@ -91,15 +91,8 @@ def offering_review(offering_id: int):
 @bp.post("/offerings/<int:offering_id>/approve")
 def offering_approve(offering_id: int):
     offering = _offering_or_404(offering_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        svc.approve(db.session, offering=offering, actor=g.user)
-    except OfferingError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
+    if not act(ActionForm(), lambda: svc.approve(db.session, offering=offering, actor=g.user)).ok:
         return redirect(url_for("operator.offering_review", offering_id=offering_id))
-    db.session.commit()
     flash(f"“{offering.name}” is published.", "success")
     _sync_after_commit(offering)
     return redirect(url_for("operator.dashboard"))
@@ -109,19 +102,9 @@ def offering_approve(offering_id: int):
 def offering_reject(offering_id: int):
     offering = _offering_or_404(offering_id)
     form = RejectForm()
-    if not form.validate_on_submit():
-        return _review_page(offering, form, 400)
-    try:
-        svc.reject(db.session, offering=offering, actor=g.user, reason=form.reason.data)
-    except OfferingError as exc:
-        db.session.rollback()
-        offering = _offering_or_404(offering_id)
-        if exc.field == "reason":
-            form.reason.errors = [*form.reason.errors, exc.message]
-        else:
-            form.form_errors.append(exc.message)
-        return _review_page(offering, form, 400)
-    db.session.commit()
+    done = submit(form, lambda: svc.reject(db.session, offering=offering, actor=g.user, reason=form.reason.data))
+    if not done.ok:
+        return _review_page(_offering_or_404(offering_id), form, done.status)  # looked up again after a rollback
     flash(f"“{offering.name}” went back to the seller with your note.", "success")
     return redirect(url_for("operator.dashboard"))
 
@@ -129,18 +112,10 @@ def offering_reject(offering_id: int):
 @bp.post("/offerings/<int:offering_id>/archive")
 def offering_archive(offering_id: int):
     offering = _offering_or_404(offering_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        svc.archive(db.session, offering=offering, actor=g.user)
-    except OfferingError as exc:
-        db.session.rollback()
-        flash(exc.message, "error")
-        return redirect(url_for("operator.offering_review", offering_id=offering_id))
-    db.session.commit()
-    flash(f"“{offering.name}” is archived.", "success")
-    if offering.saleor_product_id:
-        _sync_after_commit(offering)
+    if act(ActionForm(), lambda: svc.archive(db.session, offering=offering, actor=g.user)).ok:
+        flash(f"“{offering.name}” is archived.", "success")
+        if offering.saleor_product_id:
+            _sync_after_commit(offering)
     return redirect(url_for("operator.offering_review", offering_id=offering_id))
 
 

@@ -1,0 +1,221 @@
+"""The seller's listings: create and edit an offering, its description preview, submit and archive, its
+versions and its plans."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import flash, g, redirect, render_template, request, session, url_for
+from jinja2_fragments.flask import render_block
+
+from app.extensions import db
+from app.formatting import CURRENCY_EXPONENT, decimal_amount
+from app.forms_flow import Outcome, act, attach_error, submit
+from app.models import Offering, Plan
+from app.seller.forms import ActionForm, OfferingEditForm, OfferingForm, PlansForm, VersionForm, as_choices
+from app.seller.views import PUBLISHER_SESSION_KEY, bp, offering_or_404, publishers, selected_publisher
+from app.services import offerings as svc
+from app.services.errors import ServiceError
+from app.services.offerings import OfferingError
+
+T = TypeVar("T")
+
+
+def _html(template: str, status: int = 200, **context):
+    return render_template(template, **context), status
+
+
+# --- offerings: create and edit ----------------------------------------------------------------
+
+def _prepare(form, offering=None) -> None:
+    form.set_vocabulary(svc.facet_vocabulary(db.session))
+    if hasattr(form, "publisher_id") and form.publisher_id is not None:
+        form.publisher_id.choices = as_choices((p.id, p.name) for p in publishers())
+
+
+def _preview_or_submit(form, save: Callable[[], T]) -> tuple[str | None, Outcome[T]]:
+    """The listing form's two buttons: Preview renders the description and saves nothing; Save runs `save`."""
+    if request.method == "POST" and request.form.get("action") == "preview":
+        return svc.render_description(form.description_md.data or ""), Outcome(ok=False)
+    return None, submit(form, save)
+
+
+@bp.route("/offerings/create", methods=["GET", "POST"])
+def offering_create():
+    form = OfferingForm()
+    _prepare(form)
+    if request.method == "GET":
+        form.publisher_id.data = selected_publisher(publishers()).id
+
+    def create() -> Offering:
+        publisher = svc.get_publisher_for_seller(db.session, user=g.user, organization_id=form.publisher_id.data)
+        offering = svc.create_offering(
+            db.session, publisher=publisher, actor=g.user, name=form.name.data, summary=form.summary.data,
+            description_md=form.description_md.data or "", category=form.category.data,
+            facets=form.facets(), trial_days=form.trial_days.data, trial_credits=form.trial_credits.data,
+            slug=form.slug.data or None,
+        )
+        svc.add_version(
+            db.session, offering=offering, actor=g.user, version=form.version.data or "1.0.0",
+            changelog="First version.", runtime_kind=form.runtime_kind.data, runtime_ref=form.runtime_ref.data,
+        )
+        return offering
+
+    preview, done = _preview_or_submit(form, create)
+    if done.ok:
+        offering = done.value
+        session[PUBLISHER_SESSION_KEY] = offering.publisher_id
+        flash(f"Draft “{offering.name}” saved. Add its plans, then submit it for review.", "success")
+        return redirect(url_for("seller.offering_plans", offering_id=offering.id))
+    return _html("seller/offering_form.html", done.status, form=form, offering=None, preview=preview)
+
+
+@bp.route("/offerings/<int:offering_id>/update", methods=["GET", "POST"])
+def offering_update(offering_id: int):
+    offering = offering_or_404(offering_id)
+    form = OfferingEditForm(obj=offering if request.method == "GET" else None)
+    _prepare(form, offering)
+    if request.method == "GET":
+        for group in svc.SELLER_FACET_GROUPS:
+            getattr(form, group).data = [v for v in offering.facet_values(group) if v != svc.DERIVED_PRICING]
+
+    def update() -> None:
+        fields = {
+            "name": form.name.data, "summary": form.summary.data, "description_md": form.description_md.data or "",
+            "category": form.category.data, "facets": form.facets(), "trial_days": form.trial_days.data,
+            "trial_credits": form.trial_credits.data,
+        }
+        if offering.published_at is None:
+            fields["slug"] = form.slug.data or svc.suggest_slug(
+                db.session, form.name.data, exclude_offering_id=offering.id
+            )
+        svc.update_offering(db.session, offering=offering, actor=g.user, **fields)
+
+    preview, done = _preview_or_submit(form, update)
+    if done.ok:
+        flash("Listing saved.", "success")
+        return redirect(url_for("seller.offering_detail", offering_id=offering.id))
+    return _html("seller/offering_form.html", done.status, form=form, offering=offering, preview=preview)
+
+
+@bp.post("/preview")
+def description_preview():
+    """The Markdown preview beside the description (htmx); the forms' Preview button does the same without JS."""
+    html = svc.render_description(request.form.get("description_md", "")[: svc.DESCRIPTION_MAX])
+    return render_block("seller/offering_form.html", "preview", preview=html), {"Vary": "HX-Request"}
+
+
+# --- one offering ------------------------------------------------------------------------------
+
+@bp.get("/offerings/<int:offering_id>")
+def offering_detail(offering_id: int):
+    offering = offering_or_404(offering_id)
+    return render_template(
+        "seller/offering_detail.html", offering=offering, action_form=ActionForm(),
+        blockers=svc.review_blockers(offering), latest=svc.latest_version(offering),
+        description_html=svc.render_description(offering.description_md),
+    )
+
+
+@bp.post("/offerings/<int:offering_id>/submit")
+def offering_submit(offering_id: int):
+    offering = offering_or_404(offering_id)
+    if act(ActionForm(), lambda: svc.submit_for_review(db.session, offering=offering, actor=g.user)).ok:
+        flash("Submitted for review. An operator will approve it or tell you what to change.", "success")
+    return redirect(url_for("seller.offering_detail", offering_id=offering.id))
+
+
+@bp.post("/offerings/<int:offering_id>/archive")
+def offering_archive(offering_id: int):
+    offering = offering_or_404(offering_id)
+    if act(ActionForm(), lambda: svc.archive(db.session, offering=offering, actor=g.user)).ok:
+        flash(f"“{offering.name}” is archived and no longer in the catalog.", "success")
+    return redirect(url_for("seller.offering_detail", offering_id=offering.id))
+
+
+@bp.route("/offerings/<int:offering_id>/versions", methods=["GET", "POST"])
+def offering_versions(offering_id: int):
+    offering = offering_or_404(offering_id)
+    latest = svc.latest_version(offering)
+    form = VersionForm()
+    if request.method == "GET":
+        form.version.data = svc.next_version(offering)
+        if latest is not None:
+            form.runtime_kind.data, form.runtime_ref.data = latest.runtime_kind, latest.runtime_ref
+    done = submit(form, lambda: svc.add_version(
+        db.session, offering=offering, actor=g.user, version=form.version.data,
+        changelog=form.changelog.data or "", runtime_kind=form.runtime_kind.data, runtime_ref=form.runtime_ref.data,
+    ))
+    if done.ok:
+        flash(f"Version {done.value.version} added.", "success")
+        return redirect(url_for("seller.offering_versions", offering_id=offering.id))
+    versions = sorted(offering.versions, key=lambda v: svc.parse_semver(v.version), reverse=True)
+    return _html("seller/offering_versions.html", done.status, offering=offering, form=form, versions=versions)
+
+
+# --- plans -------------------------------------------------------------------------------------
+
+PRICE_RE = re.compile(r"^(-?)([0-9]{0,9})(?:\.([0-9]*))?$")
+
+
+def price_to_minor(text: str | None, currency: str | None) -> int:
+    """'29.00' in USD -> 2900, with integer arithmetic; raises OfferingError naming the price field."""
+    raw = (text or "").strip().replace(",", "")
+    match = PRICE_RE.match(raw)
+    if not match or not (match.group(2) or match.group(3)):
+        raise OfferingError("Enter a price like 29.00.", field="price_minor")
+    sign, whole, fraction = match.group(1), match.group(2) or "0", match.group(3) or ""
+    exponent = CURRENCY_EXPONENT.get((currency or "").strip().upper(), 2)
+    if len(fraction) > exponent:
+        raise OfferingError(f"Use at most {exponent} decimal places.", field="price_minor")
+    minor = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
+    return -minor if sign else minor
+
+
+@bp.route("/offerings/<int:offering_id>/plans", methods=["GET", "POST"])
+def offering_plans(offering_id: int):
+    offering = offering_or_404(offering_id)
+    existing: dict[str, Plan] = {p.tier: p for p in offering.plans}
+    form = PlansForm()
+    if request.method == "GET":
+        for tier in PlansForm.TIERS:
+            sub = getattr(form, tier).form
+            plan = existing.get(tier)
+            if plan is None:
+                sub.name.data = tier.title()
+                sub.offered.data = not existing  # a new offering starts with all three tiers
+                continue
+            sub.name.data, sub.currency.data = plan.name, plan.currency
+            sub.price.data = decimal_amount(plan.price_minor, plan.currency)
+            sub.included_credits.data, sub.credits_per_run.data = plan.included_credits, plan.credits_per_run
+            sub.max_runs_per_period.data, sub.features.data = plan.max_runs_per_period, plan.features
+
+    def save_tiers() -> None:
+        """Every tier is tried, so each one's errors show at once; any error and nothing is saved."""
+        failed = False
+        for tier in PlansForm.TIERS:
+            sub = getattr(form, tier).form
+            if tier not in existing and not sub.offered.data:
+                continue
+            try:
+                svc.set_plan(
+                    db.session, offering=offering, actor=g.user, tier=tier, name=sub.name.data or "",
+                    price_minor=price_to_minor(sub.price.data, sub.currency.data), currency=sub.currency.data or "",
+                    included_credits=sub.included_credits.data if sub.included_credits.data is not None else 0,
+                    credits_per_run=sub.credits_per_run.data if sub.credits_per_run.data is not None else 0,
+                    max_runs_per_period=sub.max_runs_per_period.data, features=sub.features.data or "",
+                )
+            except ServiceError as exc:
+                failed = True
+                attach_error(sub, exc, {"price_minor": "price"})
+        if failed:
+            raise OfferingError("Nothing was saved: fix the fields marked below.")
+
+    done = submit(form, save_tiers)
+    if done.ok:
+        flash("Plans saved.", "success")
+        return redirect(url_for("seller.offering_detail", offering_id=offering.id))
+    offering = offering_or_404(offering_id)  # reloaded after a rollback
+    return _html("seller/offering_plans.html", done.status, offering=offering, form=form,
+                 existing={p.tier: p for p in offering.plans})
