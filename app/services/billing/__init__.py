@@ -14,6 +14,10 @@ of its grants' `remaining`. Every movement is written as one entry in the caller
 A hold has exactly one opening and at most one closing entry; the closing entry's idempotency
 key is `close:<hold id>`, so the unique index refuses a second one whatever the code does.
 
+Idempotency keys (of holds, settles and grants) are unique per wallet, never across wallets: a
+reused key answers with what this wallet stored under it, and another wallet's key of the same name
+is another key. The run gateway's keys (`run_key`) sit in a namespace no caller may write.
+
 Concurrency. No read-modify-write: each wallet change is one conditional
 `UPDATE wallet ... WHERE <enough credits> RETURNING balance, held`. On PostgreSQL that UPDATE
 takes the row lock and re-checks its condition against the newest row after waiting; on SQLite
@@ -38,7 +42,7 @@ from __future__ import annotations
 from app.services.billing.common import (
     AUDIT_HOLD_AUTHORIZED, AUDIT_HOLD_RELEASED, AUDIT_HOLD_SETTLED, DEFAULT_TTL_SECONDS, EXPIRING_ORIGINS,
     MAX_INT, MAX_KEY_LENGTH, MAX_PAGE_SIZE, MAX_TTL_SECONDS, NON_EXPIRING_ORIGINS, NOTIFICATION_LOW_BALANCE,
-    BillingError, HoldNotFound, InsufficientCredits, LedgerOutOfStep,
+    RUN_KEY_PREFIX, BillingError, HoldNotFound, InsufficientCredits, LedgerOutOfStep, RunKey, run_key,
 )
 from app.services.billing.grants import grant_credits
 from app.services.billing.holds import authorize, authorize_for_instance, get_hold, release, settle
@@ -51,7 +55,8 @@ from app.services.billing.wallets import (
 __all__ = [
     "AUDIT_HOLD_AUTHORIZED", "AUDIT_HOLD_RELEASED", "AUDIT_HOLD_SETTLED", "DEFAULT_TTL_SECONDS", "EXPIRING_ORIGINS",
     "MAX_INT", "MAX_KEY_LENGTH", "MAX_PAGE_SIZE", "MAX_TTL_SECONDS", "NON_EXPIRING_ORIGINS",
-    "NOTIFICATION_LOW_BALANCE", "BillingError", "HoldNotFound", "InsufficientCredits", "LedgerOutOfStep",
+    "NOTIFICATION_LOW_BALANCE", "RUN_KEY_PREFIX", "BillingError", "HoldNotFound", "InsufficientCredits",
+    "LedgerOutOfStep", "RunKey", "run_key",
     "WalletBalances", "authorize", "authorize_for_instance", "expire_grants", "expire_holds", "get_hold",
     "grant_credits", "ledger_page", "release", "set_low_balance_threshold", "settle", "verify_ledger",
     "wallet_balances", "wallet_for_organization",

@@ -59,6 +59,27 @@ class LedgerOutOfStep(RuntimeError):
         super().__init__(f"wallet {wallet_id}: its grants are out of step with its balance; run verify-ledger")
 
 
+# Idempotency keys are the wallet's own: unique per wallet, looked up in the wallet only. The run
+# gateway keys its holds by run (`run:<run id>`, closed with `run:<run id>:settle` or `:release`); a
+# caller who could write such a key in its own wallet could take a run's hold before the gateway
+# does, or settle another hold with the run's settle key and leave the run unpaid. So that prefix is
+# the gateway's alone: only a RunKey, which `run_key` makes, may start with it.
+RUN_KEY_PREFIX = "run:"
+# the ledger keys that open and close a hold (`hold:<hold id>`, `close:<hold id>`): never a grant's
+LEDGER_KEY_PREFIXES = ("hold:", "close:")
+
+
+class RunKey(str):
+    """An idempotency key of the run gateway, the one kind of key allowed to start with RUN_KEY_PREFIX."""
+
+
+def run_key(run_id: int, step: str | None = None) -> RunKey:
+    """The gateway's key for a run's hold (`step` None), or for closing it (`step` "settle" or "release")."""
+    if step not in (None, "settle", "release"):
+        raise ValueError(f"unknown step of a run's hold: {step!r}")
+    return RunKey(f"{RUN_KEY_PREFIX}{run_id}" + (f":{step}" if step else ""))
+
+
 def _notify_if_crossed(session: Session, organization_id: int, threshold: int | None, *, before: int,
                        after: int) -> bool:
     if threshold is not None and before >= threshold > after:
@@ -159,4 +180,7 @@ def _idempotency_key(value) -> str:
         raise BillingError("Give an idempotency key.", field="idempotency_key", status=422)
     if len(value) > MAX_KEY_LENGTH:
         raise BillingError(f"Use at most {MAX_KEY_LENGTH} characters.", field="idempotency_key", status=422)
-    return value
+    if value.startswith(RUN_KEY_PREFIX) and not isinstance(value, RunKey):
+        raise BillingError(f"Keys that start with “{RUN_KEY_PREFIX}” are kept for the platform's own runs; "
+                           "choose another key.", field="idempotency_key", status=422)
+    return str(value)

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.models import CreditGrant, GrantOrigin, LedgerEntry, LedgerKind, Wallet, utcnow
 from app.services.billing.common import (
-    EXPIRING_ORIGINS, MAX_INT, NON_EXPIRING_ORIGINS, _NO_SYNC, BillingError, LedgerOutOfStep, _aware,
-    _expire_loaded_grants, _positive_int, _sync_wallet,
+    EXPIRING_ORIGINS, LEDGER_KEY_PREFIXES, MAX_INT, NON_EXPIRING_ORIGINS, RUN_KEY_PREFIX, _NO_SYNC, BillingError,
+    LedgerOutOfStep, _aware, _expire_loaded_grants, _positive_int, _sync_wallet,
 )
 
 _DRAW_FIRST_GRANT = text("""
@@ -40,7 +40,7 @@ def grant_credits(
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> LedgerEntry:
-    """Add a lot of credits to a wallet; with an idempotency key, a repeat returns the first entry.
+    """Add a lot of credits to a wallet; with an idempotency key, a repeat in this wallet returns the first entry.
 
     Trial and promotional credits need an expiry in the future; purchased credits cannot have one.
     """
@@ -57,6 +57,9 @@ def grant_credits(
     if expires_at is not None and expires_at <= now:
         raise BillingError("The expiry must be in the future.", field="expires_at", status=422)
     if idempotency_key:
+        if idempotency_key.startswith((RUN_KEY_PREFIX, *LEDGER_KEY_PREFIXES)):
+            raise BillingError("That key is kept for holds and runs; choose another key.",
+                               field="idempotency_key", status=422)
         existing = _grant_entry_by_key(session, idempotency_key, wallet.id)
         if existing is not None:
             return existing
@@ -96,11 +99,12 @@ def grant_credits(
 
 
 def _grant_entry_by_key(session: Session, key: str, wallet_id: int) -> LedgerEntry | None:
+    """The wallet's entry with this key: another wallet's key of the same name is another key."""
     existing = session.scalars(
-        select(LedgerEntry).where(LedgerEntry.idempotency_key == key),
+        select(LedgerEntry).where(LedgerEntry.idempotency_key == key, LedgerEntry.wallet_id == wallet_id),
         execution_options={"populate_existing": True},
     ).first()
-    if existing is not None and (existing.wallet_id != wallet_id or existing.kind != LedgerKind.GRANT.value):
+    if existing is not None and existing.kind != LedgerKind.GRANT.value:
         raise BillingError("This idempotency key was already used for something else.",
                            field="idempotency_key", status=409)
     return existing

@@ -40,8 +40,10 @@ def authorize(
 ) -> Hold:
     """Reserve `amount` credits for `ttl_seconds`: an active hold, or InsufficientCredits (402).
 
-    The same key returns the same hold, whatever has happened to it since; a key already used
-    with another wallet, amount or instance is a conflict (409). A refusal leaves nothing behind.
+    Keys are the wallet's own: the same key in this wallet returns the same hold, whatever has
+    happened to it since, and a key this wallet already used with another amount or instance is a
+    conflict (409); the same key in another wallet is simply another key. Keys starting with
+    RUN_KEY_PREFIX are the run gateway's (see `run_key`). A refusal leaves nothing behind.
     The caller has already checked that the wallet (and instance) belong to the caller. With an
     actor (a label, or a user), opening the hold is written to the audit log; a replay writes nothing.
     """
@@ -54,7 +56,7 @@ def authorize(
                "auditor": _auditor(actor_label, actor)}
     result = _open_hold(session, **opening)
     if result is _SHORT:
-        existing = _hold_by_key(session, key)
+        existing = _hold_by_key(session, wallet_id=wallet.id, key=key)
         if existing is not None:
             return _replayed(existing, wallet_id=wallet.id, amount=amount, instance_id=instance_id)
         # too few credits counting every active hold: release this wallet's expired ones and try once
@@ -151,7 +153,7 @@ def _open_hold(session: Session, *, wallet_id: int | None, instance_id: int | No
                 wallet_id=wallet_id, instance_id=instance_id, amount=amount, captured=0, status=_ACTIVE,
                 idempotency_key=key, expires_at=expires_at, created_at=now,
             )
-            .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(*_H.c)
+            .on_conflict_do_nothing(index_elements=["idempotency_key", "wallet_id"]).returning(*_H.c)
         ).first()
         if opened is not None:
             session.execute(insert(_L).values(
@@ -166,7 +168,8 @@ def _open_hold(session: Session, *, wallet_id: int | None, instance_id: int | No
             update(_W).where(_W.c.id == wallet_id).values(held=_W.c.held - amount).returning(_W.c.balance, _W.c.held)
         ).one()
         _sync_wallet(session, wallet_id, balance, held)
-        return _replayed(_hold_by_key(session, key), wallet_id=wallet_id, amount=amount, instance_id=instance_id)
+        return _replayed(_hold_by_key(session, wallet_id=wallet_id, key=key), wallet_id=wallet_id, amount=amount,
+                         instance_id=instance_id)
     _sync_wallet(session, wallet_id, balance, held)
     return _adopt(session, Hold, opened)
 
@@ -181,9 +184,11 @@ def _audit_hold(session: Session, auditor: tuple[int | None, str], action: str, 
     ))
 
 
-def _hold_by_key(session: Session, key: str) -> Hold | None:
+def _hold_by_key(session: Session, *, wallet_id: int, key: str) -> Hold | None:
+    """The wallet's hold with this key (keys are unique per wallet, not across wallets)."""
     return session.scalars(
-        select(Hold).where(Hold.idempotency_key == key), execution_options={"populate_existing": True},
+        select(Hold).where(Hold.idempotency_key == key, Hold.wallet_id == wallet_id),
+        execution_options={"populate_existing": True},
     ).first()
 
 
@@ -213,7 +218,8 @@ def settle(
     reference records the usage asked for), because credits that were never reserved may already
     be spent elsewhere. Settling again with the same key returns the settled hold and captures
     nothing more; another key on a settled hold, or a settle of a released or expired hold, is a
-    conflict (409). With `organization_id`, a hold of another organization is not found (404).
+    conflict (409), as is a key that settled another hold of this wallet (settle keys, too, are
+    the wallet's own). With `organization_id`, a hold of another organization is not found (404).
     With an actor (a label, or a user), the settle is written to the audit log; a replay writes nothing.
     """
     hold_id = _positive_int(hold_id, "hold_id")
@@ -261,7 +267,7 @@ def _close_settled(session: Session, *, hold_id: int, amount: int, key: str, org
                 _H.c.id == hold_id,
                 _H.c.status == _ACTIVE,
                 _H.c.expires_at > now,
-                ~exists().where(other.c.settle_key == key),
+                ~exists().where(other.c.settle_key == key, other.c.wallet_id == _H.c.wallet_id),
                 *_in_organization(organization_id),
             )
             .values(status=HoldStatus.SETTLED.value, settle_key=key, closed_at=now,

@@ -47,7 +47,7 @@ WITH w AS (
            '{HoldStatus.ACTIVE.value}', CAST(:key AS varchar), CAST(:expires_at AS timestamptz),
            CAST(:now AS timestamptz)
     FROM w
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (idempotency_key, wallet_id) DO NOTHING
     RETURNING *
 ), entry AS (
     INSERT INTO ledger_entry (wallet_id, kind, amount, held_delta, balance_after, hold_id, instance_id,
@@ -77,7 +77,7 @@ WITH h AS (
     UPDATE hold SET status = '{HoldStatus.SETTLED.value}', settle_key = :key, closed_at = :now,
                     captured = LEAST(amount, :amount)
     WHERE id = :hold_id AND status = '{HoldStatus.ACTIVE.value}' AND expires_at > :now
-      AND NOT EXISTS (SELECT 1 FROM hold AS other WHERE other.settle_key = :key)
+      AND NOT EXISTS (SELECT 1 FROM hold AS other WHERE other.settle_key = :key AND other.wallet_id = hold.wallet_id)
       {{organization}}
     RETURNING *
 ), w AS (
