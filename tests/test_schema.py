@@ -30,9 +30,11 @@ def test_invariant_constraints_exist_in_database(db_url):
         for table in ("ledger_entry", "instance", "webhook_event", "plan", "offering", "hold")
     }
     engine.dispose()
-    assert ("idempotency_key",) in unique_columns["ledger_entry"]
+    # idempotency keys are unique per wallet, never across wallets
+    assert ("idempotency_key", "wallet_id") in unique_columns["ledger_entry"]
     assert ("source_order_line_id",) in unique_columns["instance"]
     assert ("source", "external_id") in unique_columns["webhook_event"]
     assert ("sku",) in unique_columns["plan"]
     assert ("slug",) in unique_columns["offering"]
-    assert ("idempotency_key",) in unique_columns["hold"]
+    assert ("idempotency_key", "wallet_id") in unique_columns["hold"]
+    assert ("settle_key", "wallet_id") in unique_columns["hold"]

@@ -75,7 +75,9 @@ def _caller_organization_id() -> int | None:
 @spec.validate(resp=responses(201, schemas.HoldOut, 400, 402, 404, 409), tags=["billing"])
 def authorize(json: schemas.AuthorizeIn):
     """Hold `amount` credits of the instance's organization for `ttl_seconds`; 402 when too few are
-    available. The same idempotency key returns the same hold."""
+    available. The same idempotency key returns the same hold. Keys are the organization's own (another
+    organization's key of the same name is another key); keys starting with `run:` are kept for the
+    platform's runs (422)."""
     if g.api_key is not None and g.api_key.instance_id != json.instance_id:
         raise instances.InstanceNotFound()  # a key holds credits for its own instance only
     hold = instances.authorize_for_instance(db.session, instance_id=json.instance_id, amount=json.amount,

@@ -2,12 +2,17 @@
 
 Balance and held are folds over the ledger: balance = sum(amount), held = sum(held_delta).
 The wallet row caches both and is updated in the same transaction as the entry.
+
+Idempotency keys belong to their wallet: each is unique per wallet, never across the platform, so
+one organization's keys can neither block another's nor tell it which keys exist elsewhere. The
+key comes first in those unique indexes, so a look-up by key alone (provisioning's order-line keys)
+still uses them.
 """
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Model, StrEnum
@@ -84,6 +89,8 @@ class Hold(Model):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("captured >= 0 AND captured <= amount", name="captured_range"),
         Index("ix_hold_status_expires_at", "status", "expires_at"),
+        UniqueConstraint("idempotency_key", "wallet_id"),
+        UniqueConstraint("settle_key", "wallet_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -92,8 +99,8 @@ class Hold(Model):
     amount: Mapped[int] = mapped_column(Integer)
     captured: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default=HoldStatus.ACTIVE.value)
-    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
-    settle_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    settle_key: Mapped[str | None] = mapped_column(String(128))
     expires_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     closed_at: Mapped[datetime | None]
@@ -106,6 +113,7 @@ class LedgerEntry(Model):
     __table_args__ = (
         CheckConstraint("balance_after >= 0", name="balance_after_nonnegative"),
         Index("ix_ledger_entry_wallet_id_id", "wallet_id", "id"),
+        UniqueConstraint("idempotency_key", "wallet_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -118,7 +126,7 @@ class LedgerEntry(Model):
     grant_id: Mapped[int | None] = mapped_column(ForeignKey("credit_grant.id", ondelete="SET NULL"))
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("instance.id", ondelete="SET NULL"), index=True)
     reference: Mapped[str | None] = mapped_column(String(200))
-    idempotency_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(160))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

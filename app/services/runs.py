@@ -12,9 +12,10 @@ never more than the hold. The hold is the most a run may cost: the plan's `max_c
 lowered to the caller's spending cap when one is given (a cap below the per-run price is refused).
 
 Idempotency: the client's key is stored on the Run (unique, scoped to the instance), and the hold
-and settlement keys derive from the run id. A retry with the same key returns the recorded run
-and charges nothing; a retry while the first is still running gets 409; the same key with a
-different input is refused (409).
+and settlement keys derive from the run id (`billing.run_key`: a namespace that callers of the
+billing API cannot write, so none can take or close a run's hold). A retry with the same key returns
+the recorded run and charges nothing; a retry while the first is still running gets 409; the same
+key with a different input is refused (409).
 """
 from __future__ import annotations
 
@@ -181,8 +182,9 @@ def start_run(
     if quote.max_credits > 0:
         wallet = billing.wallet_for_organization(session, instance.organization_id)
         try:
-            hold = billing.authorize(session, wallet=wallet, amount=quote.max_credits, idempotency_key=f"run:{run.id}",
-                                     ttl_seconds=HOLD_TTL_SECONDS, instance_id=instance.id, now=now)
+            hold = billing.authorize(session, wallet=wallet, amount=quote.max_credits,
+                                     idempotency_key=billing.run_key(run.id), ttl_seconds=HOLD_TTL_SECONDS,
+                                     instance_id=instance.id, now=now)
         except billing.InsufficientCredits as exc:
             raise RunError(
                 f"Not enough credits: this run may cost up to {quote.max_credits} and {exc.available} are available. "
@@ -275,7 +277,8 @@ def finish_run(
     run.finished_at = now
     if isinstance(outcome, RuntimeFailure):
         if prepared.hold_id is not None:
-            billing.release(session, hold_id=prepared.hold_id, idempotency_key=f"run:{run.id}:release", now=now)
+            billing.release(session, hold_id=prepared.hold_id, idempotency_key=billing.run_key(run.id, "release"),
+                            now=now)
         run.status = RunStatus.FAILED.value
         run.error = str(outcome)
         run.credits = 0
@@ -289,7 +292,7 @@ def finish_run(
     if prepared.hold_id is not None:
         try:
             hold = billing.settle(session, hold_id=prepared.hold_id, amount=cost,
-                                  idempotency_key=f"run:{run.id}:settle", now=now)
+                                  idempotency_key=billing.run_key(run.id, "settle"), now=now)
             captured = hold.captured
         except billing.BillingError as exc:
             # the hold expired or was released while the agent ran: its credits are back in the
@@ -315,7 +318,8 @@ def fail_stale_runs(session: Session, *, now: datetime | None = None, older_than
     for run in stale:
         if run.hold_id is not None:
             try:
-                billing.release(session, hold_id=run.hold_id, idempotency_key=f"run:{run.id}:release", now=now)
+                billing.release(session, hold_id=run.hold_id, idempotency_key=billing.run_key(run.id, "release"),
+                                now=now)
             except billing.BillingError as exc:  # already settled: the run finished but its record did not
                 log.warning("stale run %s: hold not released: %s", run.id, exc)
         run.status = RunStatus.FAILED.value

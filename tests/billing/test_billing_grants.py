@@ -42,16 +42,18 @@ def test_grant_with_a_repeated_key_returns_the_first_entry(session, wallet):
     assert snapshot(session) == before
 
 
-def test_grant_key_of_another_wallet_is_a_conflict(session, wallet, other_wallet):
-    billing.grant_credits(session, wallet=wallet, amount=50, origin="purchase", idempotency_key="order-7", now=T0)
+def test_grant_key_used_in_its_wallet_for_something_else_is_a_conflict(session, wallet):
+    fund(session, wallet, 100)
+    hold = billing.authorize(session, wallet=wallet, amount=30, idempotency_key="run-1", now=T0)
     session.commit()
+    opening_key = session.scalar(select(LedgerEntry.idempotency_key).where(LedgerEntry.hold_id == hold.id))
     before = snapshot(session)
 
     with pytest.raises(BillingError) as refused:
-        billing.grant_credits(session, wallet=other_wallet, amount=50, origin="purchase",
-                              idempotency_key="order-7", now=T0)
+        billing.grant_credits(session, wallet=wallet, amount=50, origin="purchase", idempotency_key=opening_key,
+                              now=T0)
 
-    assert (refused.value.status, refused.value.field) == (409, "idempotency_key")
+    assert (refused.value.status, refused.value.field) == (422, "idempotency_key")
     assert snapshot(session) == before
 
 

@@ -7,7 +7,9 @@ from sqlalchemy import select
 from app.models import Hold, LedgerEntry
 from app.services import billing
 from app.services.billing import BillingError, HoldNotFound, InsufficientCredits
+from app.services.instances import create_instance
 from tests.billing.conftest import T0, at, entries_of, fund, snapshot
+from tests.factories import make_offering
 
 
 def test_authorize_reserves_credits_and_writes_a_hold_entry(session, wallet):
@@ -60,17 +62,18 @@ def test_authorize_replay_returns_the_hold_even_when_the_wallet_is_now_short(ses
     assert snapshot(session) == before
 
 
-@pytest.mark.parametrize("change", [{"amount": 31}, {"instance_id": None, "other_wallet": True}])
-def test_authorize_key_reused_for_something_else_is_a_conflict(session, wallet, other_wallet, change):
+@pytest.mark.parametrize("change", [{"amount": 31}, {"instance_id": "other"}])
+def test_authorize_key_reused_for_something_else_is_a_conflict(session, wallet, org, change):
     fund(session, wallet, 100)
-    fund(session, other_wallet, 100)
-    billing.authorize(session, wallet=wallet, amount=30, idempotency_key="run-1", now=T0)
+    offering = make_offering(session, publisher=org)
+    first, other = (create_instance(session, organization=org, plan=offering.plans[0]) for _ in range(2))
+    billing.authorize(session, wallet=wallet, amount=30, idempotency_key="run-1", instance_id=first.id, now=T0)
     session.commit()
     before = snapshot(session)
 
     with pytest.raises(BillingError) as refused:
-        billing.authorize(session, wallet=other_wallet if change.get("other_wallet") else wallet,
-                          amount=change.get("amount", 30), idempotency_key="run-1", now=T0)
+        billing.authorize(session, wallet=wallet, amount=change.get("amount", 30), idempotency_key="run-1",
+                          instance_id=other.id if change.get("instance_id") else first.id, now=T0)
 
     assert (refused.value.status, refused.value.field) == (409, "idempotency_key")
     assert snapshot(session) == before
