@@ -120,6 +120,27 @@ def test_cancelling_through_the_api_ends_the_included_credits_too(buyer_client, 
     assert billing.verify_ledger(session) == []
 
 
+def test_the_account_pages_say_that_included_credits_end_with_the_period_or_the_cancellation(
+        buyer_client, session, buyer):
+    order = buy(session, buyer, (PLAN, 1))
+    instance = session.scalar(select(Instance).where(Instance.source_order_line_id == order.lines[0].id))
+    _, period_end = instances.current_period(instance, utcnow())
+
+    instance_page = buyer_client.get(f"/account/instances/{instance.id}").get_data(as_text=True)
+    confirm_page = buyer_client.get(f"/account/instances/{instance.id}/cancel").get_data(as_text=True)
+    billing_page = buyer_client.get("/account/billing").get_data(as_text=True)
+
+    assert "1,200 for each billing period" in instance_page
+    assert "Included credits are for use within the current period" in instance_page
+    assert f"{period_end.strftime('%b')}" in instance_page.split('id="included-credits-rule"')[1].split("</p>")[0]
+    assert "Any left unused end when the period ends, and end at once if you cancel the plan." in instance_page
+    assert "the unused included credits of its plan end now" in confirm_page
+    assert "credits you bought in packs stay in your wallet" in confirm_page
+    assert ("Credits included with a plan belong to its current billing period: they are spent first, and any left "
+            "unused end when the period ends, or at once when the plan is cancelled. Credits you buy in packs never "
+            "expire.") in billing_page
+
+
 def test_a_run_in_progress_at_cancellation_is_still_settled_and_the_rest_goes_with_the_sweep(session, demo):
     # given: an organization whose only credits are Pro's included 1,200, and a run holding 12 of them
     user, instance = subscriber(session)
