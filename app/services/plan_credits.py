@@ -31,7 +31,6 @@ from app.services import audit, billing
 from app.services.errors import ServiceError
 
 AUDIT_PLAN_CREDITS_ENDED = "credits.plan_credits_ended"
-NOTIFICATION_LOW_BALANCE = "low_balance"
 
 
 class PlanCreditsError(ServiceError):
@@ -153,7 +152,7 @@ def end_included_credits(
     )
     if taken_total and threshold is not None and balance + taken_total >= threshold > balance:
         session.add(Notification(  # the low-balance rule billing applies to every other fall of the balance
-            organization_id=instance.organization_id, kind=NOTIFICATION_LOW_BALANCE,
+            organization_id=instance.organization_id, kind=billing.NOTIFICATION_LOW_BALANCE,
             message=f"Your credit balance fell below {threshold}: {balance} credits left.",
         ))
     session.flush()
