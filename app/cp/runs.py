@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from flask import g, request
 from pydantic import Field
@@ -33,7 +33,9 @@ class RunCreate(schemas.In):
         default=None, description="Also accepted as the Idempotency-Key header. A retry with the same key returns "
                                   "the recorded run and is never charged twice.")
     spending_cap: Annotated[int, Field(ge=1, le=schemas.MAX_CREDITS, strict=True)] | None = Field(
-        default=None, description="The most this run may cost, in credits; the hold never exceeds it.")
+        default=None, description="The most this run may cost, in credits; the hold never exceeds it. A cap that "
+                                  "cannot cover what the input alone costs is refused (422, field spending_cap) "
+                                  "before anything is held; see cap_outcome for an output that reaches it.")
     session_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = Field(
         default=None, description="Continue a conversation: runs with the same session id share the agent's memory "
                                   "(scoped to this instance).")
@@ -47,6 +49,15 @@ class RunOut(schemas.Out):
     error: str | None
     credits: int = Field(description="Credits this run was charged (0 when it failed).")
     usage_units: int
+    cap_outcome: Literal["cut", "overrun"] | None = Field(
+        description="What happened when the run's usage reached the most it may cost (the spending cap, or the "
+                    "plan's maximum per run): null when it stayed within it; \"cut\" when the output was cut "
+                    "where the limit was reached (credits is what was delivered); \"overrun\" when the runtime "
+                    "could not stop mid-output, so the whole output was delivered and the run charged the limit, "
+                    "with the usage above it recorded in overrun_credits and shown to the seller.")
+    overrun_credits: int = Field(
+        description="Credits the usage would have cost above the limit and was not charged (0 unless "
+                    "cap_outcome is \"overrun\").")
     duration_ms: int | None
     session_id: str | None
     created_at: datetime
@@ -57,7 +68,8 @@ class RunOut(schemas.Out):
 def run_to_dict(run: Run, *, replayed: bool = False) -> dict:
     return RunOut(
         id=run.id, instance_id=run.instance_id, status=run.status, output=run.output_text, error=run.error,
-        credits=run.credits, usage_units=run.usage_units, duration_ms=run.duration_ms, session_id=run.session_id,
+        credits=run.credits, usage_units=run.usage_units, cap_outcome=run.cap_outcome,
+        overrun_credits=run.overrun_credits or 0, duration_ms=run.duration_ms, session_id=run.session_id,
         created_at=run.created_at, finished_at=run.finished_at, replayed=replayed,
     ).model_dump(mode="json")
 
@@ -76,7 +88,10 @@ def run_create(instance_id: int, json: RunCreate):
 
     Checks entitlements (active, trial not ended, run limit), holds the most the run may cost,
     runs the agent, and settles `credits_per_run + ceil(usage_units / 1000) * credits_per_1k_units`
-    (never more than the hold). 201 with the run; 200 when replaying an idempotency key. A runtime
+    (never more than the hold). A spending cap (or plan maximum) that cannot cover what the input
+    alone costs is refused with 422 before anything is held. An output that would go past the limit
+    is cut there, or, where the runtime cannot stop, delivered and charged the limit with the
+    overrun recorded: `cap_outcome` says which. 201 with the run; 200 when replaying an idempotency key. A runtime
     failure releases the hold, records the failed run, and answers 502 (504 on timeout, 422 when
     the agent refused the input) with the run's id.
     """

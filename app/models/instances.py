@@ -22,6 +22,13 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
+class CapOutcome(StrEnum):
+    """What happened when a run's usage reached the most it may cost (its hold)."""
+
+    CUT = "cut"  # the output was cut where the limit was reached; charged what was delivered
+    OVERRUN = "overrun"  # the runtime could not stop: delivered in full, charged the limit, overrun recorded
+
+
 class Instance(Model):
     __tablename__ = "instance"
 
@@ -82,6 +89,7 @@ class Run(Model):
     __tablename__ = "run"
     __table_args__ = (
         CheckConstraint("credits >= 0", name="credits_nonnegative"),
+        CheckConstraint("overrun_credits >= 0", name="overrun_credits_nonnegative"),
         Index("ix_run_instance_id_created_at", "instance_id", "created_at"),
     )
 
@@ -94,6 +102,10 @@ class Run(Model):
     error: Mapped[str | None] = mapped_column(Text)
     credits: Mapped[int] = mapped_column(Integer, default=0)
     usage_units: Mapped[int] = mapped_column(Integer, default=0)
+    # None when the run's cost stayed within its limit; otherwise a CapOutcome value
+    cap_outcome: Mapped[str | None] = mapped_column(String(16))
+    # credits the usage would have cost above the limit, not charged (an overrun only)
+    overrun_credits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     session_id: Mapped[str | None] = mapped_column(String(80))
     idempotency_key: Mapped[str | None] = mapped_column(String(160), unique=True)

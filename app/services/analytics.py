@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from app.models import (
     Instance, InstanceStatus, LineKind, Offering, Order, OrderLine, OrderStatus, Organization, Plan, Run,
 )
+from app.models.instances import CapOutcome
 
 
 @dataclass
@@ -54,6 +55,9 @@ class OfferingUsage:
     offering_name: str
     runs: int = 0
     credits: int = 0
+    runs_cut: int = 0  # outputs cut where a run reached its limit (charged what was delivered)
+    runs_overrun: int = 0  # runs delivered in full past their limit, charged the limit
+    overrun_credits: int = 0  # what those runs' usage cost above their limits, not charged
     trials_started: int = 0
     trials_converted: int = 0
 
@@ -81,6 +85,9 @@ class Analytics:
             "trials_converted": sum(self.trials_converted.values()),
             "runs": sum(o.runs for o in self.per_offering),
             "credits": sum(o.credits for o in self.per_offering),
+            "runs_cut": sum(o.runs_cut for o in self.per_offering),
+            "runs_overrun": sum(o.runs_overrun for o in self.per_offering),
+            "overrun_credits": sum(o.overrun_credits for o in self.per_offering),
         }
 
 
@@ -269,14 +276,20 @@ def publisher_analytics(session: Session, *, publisher_id: int, start: date, end
         )
     }
     rows = session.execute(
-        select(Instance.offering_id, func.count(Run.id), func.coalesce(func.sum(Run.credits), 0))
+        select(Instance.offering_id, func.count(Run.id), func.coalesce(func.sum(Run.credits), 0),
+               func.sum(case((Run.cap_outcome == CapOutcome.CUT.value, 1), else_=0)),
+               func.sum(case((Run.cap_outcome == CapOutcome.OVERRUN.value, 1), else_=0)),
+               func.coalesce(func.sum(Run.overrun_credits), 0))
         .select_from(Run).join(Instance, Instance.id == Run.instance_id)
         .join(Offering, Offering.id == Instance.offering_id)
         .where(Offering.publisher_id == publisher_id, Run.created_at >= since, Run.created_at < until)
         .group_by(Instance.offering_id)
     )
-    for offering_id, count, credits_ in rows:
-        usage[offering_id].runs, usage[offering_id].credits = int(count), int(credits_)
+    for offering_id, count, credits_, cut, overrun, overrun_credits in rows:
+        figures = usage[offering_id]
+        figures.runs, figures.credits = int(count), int(credits_)
+        figures.runs_cut, figures.runs_overrun = int(cut or 0), int(overrun or 0)
+        figures.overrun_credits = int(overrun_credits)
     rows = session.execute(
         select(
             Instance.offering_id, func.count(Instance.id), func.sum(case((converted, 1), else_=0)),

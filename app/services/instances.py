@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.models import (
     Hold, Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, Wallet, utcnow,
 )
-from app.services import audit, billing, organizations
+from app.services import audit, billing, organizations, plan_credits
 from app.services.errors import ServiceError
 
 
@@ -196,8 +196,11 @@ def resume_instance(session: Session, *, instance: Instance, actor: User) -> Ins
 
 
 def cancel_instance(session: Session, *, instance: Instance, actor: User) -> Instance:
-    """active or suspended -> cancelled, for good."""
-    return _transition(session, instance=instance, actor=actor, action="cancel")
+    """active or suspended -> cancelled, for good. The plan's included credits end with it (their unused
+    credits leave the wallet, explained in the ledger); purchased credits stay."""
+    _transition(session, instance=instance, actor=actor, action="cancel")
+    plan_credits.end_included_credits(session, instance=instance, actor=actor, now=instance.cancelled_at)
+    return instance
 
 
 def _add_months(moment: datetime, months: int) -> datetime:

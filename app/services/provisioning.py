@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import GrantOrigin, Instance, LedgerEntry, LineKind, Order, OrderLine, OrderStatus, utcnow
-from app.services import audit, billing, instances
+from app.services import audit, billing, instances, plan_credits
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -77,13 +77,14 @@ def _provision_plan_line(session: Session, *, order: Order, line: OrderLine, act
                 session, organization=order.organization, plan=plan, created_by=order.user,
                 source_order_line_id=line.id, actor_label=actor_label,
             )
-            if plan.included_credits > 0:
-                wallet = billing.wallet_for_organization(session, order.organization_id)
-                billing.grant_credits(
-                    session, wallet=wallet, amount=plan.included_credits, origin=GrantOrigin.PLAN.value,
-                    reference=f"{plan.offering.name} {plan.name} plan, order {order.number}"[:120],
-                    instance_id=instance.id, idempotency_key=plan_credit_key(line.id),
-                )
+            # included credits belong to the instance's current billing period: they end with it
+            now = utcnow()
+            _, period_end = instances.current_period(instance, now)
+            plan_credits.grant_included_credits(
+                session, instance=instance, period_end=period_end, now=now,
+                reference=f"{plan.offering.name} {plan.name} plan, order {order.number}",
+                idempotency_key=plan_credit_key(line.id),
+            )
     except IntegrityError:
         if _instance_of(session, line.id) is None:
             raise

@@ -8,8 +8,16 @@ agent works (a slow run must not queue every other run of the wallet behind its 
     finish_run  settle min(actual cost, hold) | release on failure -> caller commits
 
 Cost of a run = plan.credits_per_run + ceil(usage_units / 1000) * plan.credits_per_1k_units,
-never more than the hold. The hold is the most a run may cost: the plan's `max_credits_per_run`,
-lowered to the caller's spending cap when one is given (a cap below the per-run price is refused).
+never more than the hold. The hold is the most a run may cost (its limit): the plan's
+`max_credits_per_run`, lowered to the caller's spending cap when one is given.
+
+The usage fee never vanishes silently. What the input alone will cost is known before the run
+(the runtime says how many units an input counts for), so a limit that cannot cover it is refused
+before anything is held: a cap below it is a `spending_cap` error, a plan maximum below it an
+`input` error. A runtime that can stop mid-output (the built-in one) is given the most units the
+limit pays for and cuts the output there (`cap_outcome` "cut"); one that cannot (Langflow) is
+delivered in full and charged the limit, and the cost above it is recorded on the run
+(`cap_outcome` "overrun", `overrun_credits`), where the seller's analytics show it.
 
 Idempotency: the client's key is stored on the Run (unique, scoped to the instance), and the hold
 and settlement keys derive from the run id (`billing.run_key`: a namespace that callers of the
@@ -32,11 +40,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.adapters.runtime import (
-    Document, FaqEntry, RunContext, RunOutput, RuntimeFailure, RuntimeInputError, RuntimeTimeout, get_runtime,
+    Document, FaqEntry, RunContext, RunOutput, RuntimeFailure, RuntimeInputError, RuntimeTimeout, UsageTerms,
+    get_runtime, usage_terms,
 )
 from app.models import (
     ApiKey, Instance, KnowledgeDocument, LedgerEntry, LedgerKind, Offering, Plan, Run, RunStatus, User, utcnow,
 )
+from app.models.instances import CapOutcome
 from app.services import billing
 from app.services import instances as instance_service
 from app.services.errors import ServiceError
@@ -79,10 +89,50 @@ class Quote:
     credits_per_1k_units: int
     max_credits: int
     spending_cap: int | None = None
+    limited_by_cap: bool = False  # the spending cap, not the plan's maximum, sets `max_credits`
+
+    def uncapped_cost(self, usage_units: int) -> int:
+        """What `usage_units` cost at the plan's prices, whatever the limit."""
+        return run_cost(self.credits_per_run, self.credits_per_1k_units, usage_units)
 
     def cost(self, usage_units: int) -> int:
         """The settled cost of a run that reported `usage_units`, capped by the hold."""
-        return min(self.max_credits, run_cost(self.credits_per_run, self.credits_per_1k_units, usage_units))
+        return min(self.max_credits, self.uncapped_cost(usage_units))
+
+    @property
+    def max_units(self) -> int | None:
+        """The most usage units a run may report and still cost no more than `max_credits`;
+        None when usage is free (a flat price per run)."""
+        if self.credits_per_1k_units <= 0:
+            return None
+        return max(0, (self.max_credits - self.credits_per_run) // self.credits_per_1k_units) * 1000
+
+    def check_input(self, terms: UsageTerms) -> None:
+        """RunError (422) when the input alone costs more than the limit: it could only be run by
+        dropping its usage fee. Names the spending cap when the cap is the limit, else the input."""
+        input_cost = self.uncapped_cost(terms.input_units)
+        if input_cost <= self.max_credits:
+            return
+        unit = terms.unit_name
+        prices = (f"{_credits(self.credits_per_run)} per run + {_credits(self.credits_per_1k_units)} "
+                  f"per 1,000 {unit}")
+        if self.limited_by_cap:
+            raise RunError(
+                f"A spending cap of {_credits(self.spending_cap)} cannot cover this input: its "
+                f"{terms.input_units:,} {unit} alone cost {_credits(input_cost)} ({prices}). Raise the cap to at "
+                f"least {input_cost}, or leave it empty.",
+                status=422, code="cap_below_input", field="spending_cap", input_credits=input_cost,
+            )
+        raise RunError(
+            f"This input is too long for the plan: its {terms.input_units:,} {unit} alone would cost "
+            f"{_credits(input_cost)} ({prices}), and a run on this plan costs at most "
+            f"{_credits(self.max_credits)}. Shorten the input.",
+            status=422, code="input_over_limit", field="input", input_credits=input_cost,
+        )
+
+
+def _credits(amount: int) -> str:
+    return f"{amount:,} credit{'' if amount == 1 else 's'}"
 
 
 def run_cost(credits_per_run: int, credits_per_1k_units: int, usage_units: int) -> int:
@@ -94,6 +144,7 @@ def run_cost(credits_per_run: int, credits_per_1k_units: int, usage_units: int) 
 def quote_for(plan: Plan, *, spending_cap: int | None = None) -> Quote:
     """The quote for one run on `plan`; RunError when the cap is below the per-run price."""
     ceiling = max(plan.max_credits_per_run, plan.credits_per_run)
+    limited_by_cap = False
     if spending_cap is not None:
         if spending_cap < 1:
             raise RunError("Set the spending cap to at least 1 credit, or leave it empty.", status=422,
@@ -101,8 +152,16 @@ def quote_for(plan: Plan, *, spending_cap: int | None = None) -> Quote:
         if spending_cap < plan.credits_per_run:
             raise RunError(f"The spending cap is below this plan's price of {plan.credits_per_run} credits per run.",
                            status=422, code="invalid_cap", field="spending_cap")
+        limited_by_cap = spending_cap < ceiling
         ceiling = min(ceiling, spending_cap)
-    return Quote(plan.credits_per_run, plan.credits_per_1k_units, ceiling, spending_cap)
+    return Quote(plan.credits_per_run, plan.credits_per_1k_units, ceiling, spending_cap, limited_by_cap)
+
+
+def _usage_terms(runtime_kind: str, input_text: str) -> UsageTerms:
+    try:
+        return usage_terms(runtime_kind, input_text)
+    except RuntimeFailure:  # an unknown runtime: the run itself fails (and is not charged) when it calls it
+        return UsageTerms(unit_name="units", can_cut_output=False, input_units=0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +177,7 @@ class PreparedRun:
     input_text: str = ""
     session_id: str = ""
     context: RunContext | None = None
+    max_units: int | None = None  # the runtime cuts its output here, if it can
 
 
 def start_run(
@@ -164,6 +224,7 @@ def start_run(
     version = instance.version or instance.offering.current_version
     if version is None:
         raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
+    quote.check_input(_usage_terms(version.runtime_kind, input_text))
 
     run = Run(
         instance_id=instance.id, status=RunStatus.RUNNING.value, input_text=input_text,
@@ -196,7 +257,7 @@ def start_run(
     return PreparedRun(
         run_id=run.id, replayed=False, hold_id=hold_id, quote=quote, runtime_kind=version.runtime_kind,
         runtime_ref=version.runtime_ref, input_text=input_text, session_id=run.session_id,
-        context=_context(session, instance, now),
+        context=_context(session, instance, now), max_units=quote.max_units,
     )
 
 
@@ -232,7 +293,8 @@ def call_runtime(prepared: PreparedRun) -> RunOutput | RuntimeFailure:
     """Run the agent through the port; a failure is returned, not raised, so the caller can settle it."""
     runtime = get_runtime(prepared.runtime_kind)
     try:
-        return runtime.run(prepared.runtime_ref, prepared.input_text, prepared.session_id, prepared.context)
+        return runtime.run(prepared.runtime_ref, prepared.input_text, prepared.session_id, prepared.context,
+                           max_units=prepared.max_units)
     except RuntimeFailure as exc:
         return exc
     except Exception as exc:  # an adapter bug must still release the hold
@@ -287,7 +349,16 @@ def finish_run(
         session.flush()
         return FinishedRun(run, replayed=False, failure=failure_kind(outcome))
 
-    cost = prepared.quote.cost(outcome.usage_units) if prepared.quote else 0
+    cost, cap_outcome, overrun = 0, None, 0
+    if prepared.quote is not None:
+        uncapped = prepared.quote.uncapped_cost(outcome.usage_units)
+        cost = min(uncapped, prepared.quote.max_credits)
+        overrun = uncapped - cost
+        if outcome.truncated:
+            cap_outcome = CapOutcome.CUT.value
+        elif overrun:
+            cap_outcome = CapOutcome.OVERRUN.value
+            log.info("run %s overran its limit of %s credits by %s", run.id, cost, overrun)
     captured = 0
     if prepared.hold_id is not None:
         try:
@@ -303,6 +374,8 @@ def finish_run(
     run.output_text = outcome.text
     run.usage_units = outcome.usage_units
     run.credits = captured
+    run.cap_outcome = cap_outcome
+    run.overrun_credits = overrun
     session.flush()
     return FinishedRun(run, replayed=False)
 

@@ -65,6 +65,7 @@ class RunOutput:
     usage_units: int  # what the plan's per-1k-units price applies to (tokens, or characters for built-ins)
     data: dict[str, Any] | None = None  # structured result, when the agent has one
     details: dict[str, Any] = field(default_factory=dict)  # e.g. token usage as reported
+    truncated: bool = False  # the output was cut to stay within `max_units`
 
 
 TokenCallback = Callable[[str], None]
@@ -72,13 +73,44 @@ TokenCallback = Callable[[str], None]
 
 class Runtime(Protocol):
     kind: str
+    unit_name: str  # what its usage units count, in words ("characters", "tokens")
+    can_cut_output: bool  # whether `run` honours `max_units` by cutting the output
 
     def run(
         self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
-        *, on_token: TokenCallback | None = None,
+        *, on_token: TokenCallback | None = None, max_units: int | None = None,
     ) -> RunOutput:
-        """Run `runtime_ref` on `input_text`; raise RuntimeFailure, RuntimeTimeout or RuntimeInputError."""
+        """Run `runtime_ref` on `input_text`; raise RuntimeFailure, RuntimeTimeout or RuntimeInputError.
+
+        With `max_units`, a runtime that can cut its output (`can_cut_output`) stops where the usage
+        reaches `max_units` and says so with `RunOutput.truncated`; one that cannot reports its whole
+        usage, which may exceed it."""
         ...
+
+
+@dataclass(frozen=True)
+class UsageTerms:
+    """How a runtime counts usage, known before a run starts: its unit, whether it can cut an output
+    at a usage limit, and how many units the input alone will count for."""
+
+    unit_name: str
+    can_cut_output: bool
+    input_units: int  # exact where the runtime counts the input itself; 0 where it cannot be known
+
+
+def usage_terms(kind: str, input_text: str) -> UsageTerms:
+    """The usage terms of runtime `kind` for `input_text`, without configuring or calling the runtime."""
+    if kind == "builtin":
+        from app.adapters.runtime.builtin import BuiltinRuntime
+
+        return UsageTerms(BuiltinRuntime.unit_name, BuiltinRuntime.can_cut_output,
+                          BuiltinRuntime.input_units(input_text))
+    if kind == "langflow":
+        from app.adapters.runtime.langflow import LangflowRuntime
+
+        return UsageTerms(LangflowRuntime.unit_name, LangflowRuntime.can_cut_output,
+                          LangflowRuntime.input_units(input_text))
+    raise RuntimeFailure("This agent's runtime is not available.", detail=f"unknown runtime kind {kind!r}")
 
 
 def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:

@@ -1,7 +1,8 @@
 """The built-in runtime: runs the in-process agents named by `runtime_ref`.
 
 Usage units are characters (input plus output), so a plan's per-1k-units price scales with the
-amount of text an agent handled.
+amount of text an agent handled. The agents answer in process, so an output that would take the
+usage past `max_units` is cut there: the caller is never delivered more than it may pay for.
 """
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ MAX_INPUT_CHARS = 200_000
 
 class BuiltinRuntime:
     kind = "builtin"
+    unit_name = "characters"
+    can_cut_output = True
+
+    @staticmethod
+    def input_units(input_text: str) -> int:
+        return len(input_text)
 
     def run(
         self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
-        *, on_token: TokenCallback | None = None,
+        *, on_token: TokenCallback | None = None, max_units: int | None = None,
     ) -> RunOutput:
         from app.adapters.runtime.agents import registry
 
@@ -39,11 +46,16 @@ class BuiltinRuntime:
             log.exception("built-in agent %s failed", runtime_ref)
             raise RuntimeFailure("The agent hit an internal error. You were not charged.",
                                  detail=f"{runtime_ref}: {type(exc).__name__}: {exc}") from exc
+        text, data, truncated = result.text, result.data, False
+        if max_units is not None and len(input_text) + len(text) > max_units:
+            # the structured result goes too: it holds what the cut text no longer shows
+            text, data, truncated = text[:max(0, max_units - len(input_text))], None, True
         if on_token is not None:
-            on_token(result.text)
+            on_token(text)
         return RunOutput(
-            text=result.text,
-            usage_units=len(input_text) + len(result.text),
-            data=result.data,
+            text=text,
+            usage_units=len(input_text) + len(text),
+            data=data,
             details={"runtime": self.kind, "agent": runtime_ref, "session_id": session_id},
+            truncated=truncated,
         )

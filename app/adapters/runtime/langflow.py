@@ -33,6 +33,15 @@ MAX_ERROR_BODY = 500
 
 class LangflowRuntime:
     kind = "langflow"
+    unit_name = "tokens"
+    # the flow's model has produced (and billed) its tokens before Langflow reports them, so an
+    # output cannot be stopped at a usage limit: the whole usage is reported and the caller decides
+    can_cut_output = False
+
+    @staticmethod
+    def input_units(input_text: str) -> int:
+        """0: the tokens an input counts for depend on the flow's model and prompts, known only after the run."""
+        return 0
 
     def __init__(self, *, base_url: str, api_key: str, timeout: float = 30.0,
                  http: requests.Session | None = None) -> None:
@@ -45,9 +54,11 @@ class LangflowRuntime:
 
     def run(
         self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
-        *, on_token: TokenCallback | None = None,
+        *, on_token: TokenCallback | None = None, max_units: int | None = None,
     ) -> RunOutput:
-        """Run the flow; stream (and pass each token to `on_token`) when a callback is given."""
+        """Run the flow; stream (and pass each token to `on_token`) when a callback is given.
+
+        `max_units` is not honoured (`can_cut_output` is False): the usage reported may exceed it."""
         if not self.base_url or not self.api_key:
             raise RuntimeFailure("This agent's runtime is not configured. It has been logged.",
                                  detail="LANGFLOW_URL or LANGFLOW_API_KEY is not set")
