@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = 'b5d81f3a7c42'
-down_revision = 'e4a7c2d9f610'
+down_revision = "b7d3e91f5a24"
 branch_labels = None
 depends_on = None
 
