@@ -5,7 +5,7 @@ the limit was reached, `overrun` when the runtime could not stop and the run was
 limit; `overrun_credits` is what the usage would have cost above that limit (never charged).
 
 Revision ID: b5d81f3a7c42
-Revises: e4a7c2d9f610
+Revises: b7d3e91f5a24
 Create Date: 2026-12-06 15:20:00.000000
 
 """
