@@ -108,7 +108,7 @@ def recent_failures(session: Session, *, limit: int = 25) -> list[FailedJob]:
         return [
             FailedJob(
                 task_name=row.task_name, args=dict(row.args or {}),
-                attempts=row.attempts + (1 if row.status == "failed" else 0),
+                attempts=row.attempts,  # runs so far: procrastinate counts the last one when it finishes
                 error=last[row.id].error if row.id in last else None,
                 failed_at=last[row.id].failed_at if row.id in last else None,
                 retry_at=(row.scheduled_at or utcnow()) if row.status == "todo" else None,

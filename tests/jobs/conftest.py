@@ -34,3 +34,30 @@ def expired_hold(app) -> ExpiredHold:
         hold = billing.authorize(db.session, wallet=wallet, amount=25, idempotency_key="old-run", now=LONG_AGO)
         db.session.commit()
         return ExpiredHold(hold_id=hold.id, wallet_id=wallet.id)
+
+
+APP_TOKEN = "saleor-app-token-for-tests"
+
+
+@pytest.fixture
+def store(saleor_fake):
+    from tests.seller.saleor_store import SaleorStore
+
+    store = SaleorStore()
+    store.install(saleor_fake)
+    return store
+
+
+@pytest.fixture
+def saleor_app(make_app, saleor_fake, store, demo):
+    return make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_APP_TOKEN=APP_TOKEN,
+                    SALEOR_CHANNEL="default-channel")
+
+
+@pytest.fixture
+def published_offering_id(session, demo) -> int:
+    from sqlalchemy import select
+
+    from app.models import Offering
+
+    return session.scalar(select(Offering.id).where(Offering.status == "published").order_by(Offering.id).limit(1))
