@@ -130,3 +130,41 @@ def test_two_workers_in_separate_processes_run_each_periodic_task_once_per_tick(
         runs = {r.task_name: r.succeeded for r in db.session.scalars(select(PeriodicRun))}
         assert expired_hold.status() == "expired"
     assert runs == dict.fromkeys(ticks, True)
+
+
+def test_make_run_starts_the_server_and_a_worker_and_ctrl_c_stops_both(db_url, tmp_path):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("JOB_EVERY_", "FLASK_"))}
+    environment.update({"DATABASE_URL": db_url, "APP_ENV": "development", "PORT": str(port),
+                        "FLASK": f"{sys.executable} -m flask --app app", "PYTHONUNBUFFERED": "1"})
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        script = subprocess.Popen(["bash", "scripts/run-dev.sh"], cwd=ROOT, env=environment, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "Ctrl-C stops both" not in log.read_text():
+            assert script.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60).status == 200
+        members = subprocess.run(["ps", "-o", "args=", "-g", str(script.pid)], capture_output=True, text=True).stdout
+        assert "flask --app app worker" in members and "flask --app app run" in members
+
+        os.killpg(script.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        code = script.wait(timeout=30)
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+    time.sleep(0.5)
+
+    assert code == 130
+    assert subprocess.run(["ps", "-o", "pid=", "-g", str(script.pid)], capture_output=True, text=True).stdout == ""
+    output = log.read_text()
+    assert "Worker stopped." in output
+    logins = output.index("Demo accounts (password: ")
+    assert output.index("Worker started") < logins and output.index("Running on http://127.0.0.1") < logins
