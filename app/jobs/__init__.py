@@ -4,12 +4,12 @@ A task is a plain function `func(session, **kwargs) -> str | None` (the string s
 It runs in an app context with `db.session`, which the engine commits when the function returns and
 rolls back when it raises. Tasks are deferred with `app.services.jobs.defer(session, "name", ...)`.
 
-Registering a periodic sweep is one line (it also becomes `flask --app app <name>`):
+Registering a periodic sweep is one line in app/jobs/tasks.py (it also becomes `flask --app app <name>`):
 
-    register_sweep("purge-sessions", identity.purge_expired_sessions, every=3600)
+    register_sweep("purge-sessions", identity.purge_expired_sessions, every=3600, says="Purged {} session(s).")
 
-where the function takes the session and returns what it did (a count or a sentence). Its interval
-is read from the setting `JOB_EVERY_PURGE_SESSIONS` (seconds), with `every` as the default.
+where the function takes the session and returns a count (or, without `says`, a sentence). Its
+interval is read from the setting `JOB_EVERY_PURGE_SESSIONS` (seconds), with `every` as the default.
 """
 from __future__ import annotations
 
@@ -66,18 +66,32 @@ def task(name: str, *, retry: RetryStrategy | None = None) -> Callable[[Callable
     return register
 
 
-def register_sweep(name: str, func: Callable[..., Any], *, every: int,
+def register_sweep(name: str, func: Callable[..., Any], *, every: int, says: str | None = None,
                    when: Callable[[Mapping[str, Any]], bool] | None = None, command: bool = True) -> TaskSpec:
     """Register an idempotent sweep that runs every `every` seconds (once per tick across all workers)
-    and, unless `command=False`, as `flask --app app <name>`."""
+    and, unless `command=False`, as `flask --app app <name>`. With `says` (e.g. "Purged {} session(s)."),
+    `func` returns a count and the sentence is made from it; `when(config)` limits where it runs."""
+    if says is not None:
+        func = _counted(func, says)
     spec = TaskSpec(name=name, func=func, every=every, when=when, command=command)
     _add(spec)
     return spec
 
 
+def _counted(func: Callable[..., int], says: str) -> Callable[..., "Swept"]:
+    def sweep(session: Any) -> Swept:
+        count = func(session)
+        return Swept(count, says.format(count))
+
+    sweep.__doc__ = func.__doc__
+    sweep.__wrapped__ = func  # type: ignore[attr-defined]
+    return sweep
+
+
 def _add(spec: TaskSpec) -> None:
     existing = TASKS.get(spec.name)
-    if existing is not None and existing.func is not spec.func:
+    if existing is not None and getattr(existing.func, "__wrapped__", existing.func) is not getattr(
+            spec.func, "__wrapped__", spec.func):
         raise ValueError(f"A job task named {spec.name!r} is registered twice.")
     TASKS[spec.name] = spec
 

@@ -141,3 +141,28 @@ def test_sweep_commands_run_the_periodic_tasks_and_record_their_last_run(app, ex
         assert expired_hold.status() == "expired"
     assert runs == {"expire-grants": (True, "Expired credits of 0 grant(s).", None),
                     "expire-holds": (True, "Released 1 expired hold(s).", None)}
+
+
+def test_registering_a_sweep_is_one_line_that_makes_a_periodic_task_a_setting_and_a_command(make_app):
+    from app.jobs import register_sweep
+
+    def purge_things(session) -> int:
+        """Purge things past their date."""
+        return 3
+
+    register_sweep("purge-test-things", purge_things, every=30, says="Purged {} thing(s).")
+    try:
+        app = make_app(JOB_EVERY_PURGE_TEST_THINGS=15)
+
+        result = app.test_cli_runner().invoke(args=["purge-test-things"])
+
+        assert (result.exit_code, result.output) == (0, "Purged 3 thing(s).\n")
+        assert TASKS["purge-test-things"].interval(app.config) == 15
+        assert TASKS["purge-test-things"].interval({}) == 30
+        with app.app_context():
+            run = db.session.get(PeriodicRun, "purge-test-things")
+            assert (run.succeeded, run.summary) == (True, "Purged 3 thing(s).")
+            statuses = {s.name: s.description for s in jobs.periodic_status(db.session, config=app.config)}
+        assert statuses["purge-test-things"] == "Purge things past their date."
+    finally:
+        del TASKS["purge-test-things"]
