@@ -147,3 +147,30 @@ def _escaped(value: str) -> str:
     from markupsafe import escape
 
     return str(escape(value))
+
+
+def test_the_store_sync_sweep_queues_one_sync_per_offering_and_the_jobs_sync_them(saleor_app, store, db_url):
+    from app.jobs import TASKS, load_tasks
+    from app.jobs.runtime import run_task
+    from app.services import offerings
+
+    load_tasks()
+    with saleor_app.app_context():
+        todo = [o.id for o in offerings.offerings_to_sync(db.session)]
+    assert len(todo) == 10  # the demo catalog, never synced
+
+    first = run_task(saleor_app, TASKS["sync-saleor"], {})
+    if ON_POSTGRES:
+        run_task(saleor_app, TASKS["sync-saleor"], {})  # a second tick while they wait adds nothing
+        engine = create_engine(db_url)
+        with engine.connect() as conn:
+            queued = conn.execute(text("SELECT args->>'offering_id', queueing_lock FROM procrastinate_jobs"
+                                       " WHERE task_name = 'sync-offering' ORDER BY id")).all()
+        engine.dispose()
+        assert [tuple(row) for row in queued] == [(str(i), f"sync-offering:{i}") for i in todo]
+        work_off(saleor_app)  # on SQLite they ran right after the sweep's commit
+
+    assert str(first) == "10 offering(s) to sync with the store."
+    with saleor_app.app_context():
+        assert offerings.offerings_to_sync(db.session) == []
+    assert len(store.products) == 10
