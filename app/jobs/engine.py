@@ -169,5 +169,21 @@ def purge_finished_jobs(session: Session, *, hours: int) -> int:
         return cursor.rowcount
 
 
+def retry_stalled_jobs(session: Session, *, seconds_since_heartbeat: int = 60) -> int:
+    """Put back in the queue the jobs whose worker died while running them (no heartbeat for
+    `seconds_since_heartbeat`), with procrastinate's own query and retry function, in the session's
+    transaction; returns how many. Without this a job of a killed worker would stay "running"."""
+    from procrastinate import sql
+
+    connection = session.connection().connection.driver_connection
+    with connection.cursor() as cursor:
+        cursor.execute(sql.queries["select_stalled_jobs_by_heartbeat"],
+                       {"queue": None, "task_name": None, "seconds_since_heartbeat": seconds_since_heartbeat})
+        stalled = [row[0] for row in cursor.fetchall()]
+        for job_id in stalled:
+            cursor.execute("SELECT procrastinate_retry_job_v2(%s, now(), NULL, NULL, NULL)", (job_id,))
+    return len(stalled)
+
+
 def args_of(failure_args_json: str) -> dict[str, Any]:
     return json.loads(failure_args_json or "{}")

@@ -161,6 +161,14 @@ def purge_finished_jobs(session: Session) -> str:
     return f"Deleted {purge(session, hours=hours)} finished job(s) older than {hours} hours."
 
 
+def retry_stalled_jobs(session: Session) -> Swept:
+    """Queue again the jobs of workers that died while running them."""
+    from app.jobs.engine import retry_stalled_jobs as retry, uses_queue
+
+    count = retry(session) if uses_queue(session) else 0
+    return Swept(count, f"Queued {count} job(s) of stopped workers again.")
+
+
 register_sweep("expire-holds", expire_holds, every=60, command=False)  # the command also expires grants
 register_sweep("expire-grants", expire_grants, every=300)
 register_sweep("expire-trials", expire_trials, every=300, command=False)
@@ -168,6 +176,7 @@ register_sweep("fail-stale-runs", fail_stale_runs, every=300, command=False)
 register_sweep("reconcile-orders", reconcile_orders, every=300, when=_saleor, command=False)
 register_sweep("sync-saleor", queue_store_syncs, every=300, when=_saleor, command=False)
 register_sweep("purge-finished-jobs", purge_finished_jobs, every=3600, when=_postgres)
+register_sweep("retry-stalled-jobs", retry_stalled_jobs, every=60, when=_postgres)
 
 
 # --- one-off tasks --------------------------------------------------------------------------------

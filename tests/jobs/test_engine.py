@@ -43,6 +43,7 @@ def test_the_periodic_tasks_are_registered_with_their_settings():
         "expire-trials": (300, "JOB_EVERY_EXPIRE_TRIALS"), "fail-stale-runs": (300, "JOB_EVERY_FAIL_STALE_RUNS"),
         "reconcile-orders": (300, "JOB_EVERY_RECONCILE_ORDERS"), "sync-saleor": (300, "JOB_EVERY_SYNC_SALEOR"),
         "purge-finished-jobs": (3600, "JOB_EVERY_PURGE_FINISHED_JOBS"),
+        "retry-stalled-jobs": (60, "JOB_EVERY_RETRY_STALLED_JOBS"),
     }
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "local"}) is False
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "saleor"}) is True
@@ -166,3 +167,26 @@ def test_registering_a_sweep_is_one_line_that_makes_a_periodic_task_a_setting_an
         assert statuses["purge-test-things"] == "Purge things past their date."
     finally:
         del TASKS["purge-test-things"]
+
+
+@pytest.mark.postgres_only
+def test_a_job_whose_worker_died_mid_run_is_queued_again_and_runs(app, db_url, expired_hold):
+    # given: a job a worker took, and the worker died (its last heartbeat long ago)
+    with app.app_context():
+        jobs.defer(db.session, "expire-holds")
+        db.session.commit()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        dead = conn.scalar(text("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 hour')"
+                                " RETURNING id"))
+        conn.execute(text("UPDATE procrastinate_jobs SET status = 'doing', worker_id = :w"), {"w": dead})
+    engine.dispose()
+
+    result = app.test_cli_runner().invoke(args=["retry-stalled-jobs"])
+
+    assert (result.exit_code, result.output) == (0, "Queued 1 job(s) of stopped workers again.\n")
+    assert _queued(db_url) == [("expire-holds", "todo", "{}")]
+    work_off(app)
+    assert _queued(db_url) == [("expire-holds", "succeeded", "{}")]
+    with app.app_context():
+        assert expired_hold.status() == "expired"
