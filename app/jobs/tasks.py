@@ -132,7 +132,7 @@ def reconcile_orders(session: Session) -> str:
     """The periodic reconciliation: a run with failures is recorded as failed, naming them."""
     report = reconcile(session)
     if report.failed:
-        raise ReconcileIncomplete("; ".join([report.summary, *report.problems]))
+        raise ReconcileIncomplete(f"{report.summary} {'; '.join(report.problems)}")
     return report.summary
 
 

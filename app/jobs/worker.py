@@ -30,11 +30,9 @@ def run_worker(flask_app: Flask, *, concurrency: int = 1, queues: list[str] | No
         connector = InMemoryConnector()
         options = {"listen_notify": False, "fetch_job_polling_interval": 1.0}
     worker_app = engine.build(flask_app, connector, periodic=True)
+    periodic = sorted(task.task.name for task in worker_app.periodic_registry.periodic_tasks.values())
     log.info("Worker started on %s (%s); stop with Ctrl-C or SIGTERM.",
-             "PostgreSQL" if on_postgres else "SQLite, periodic tasks only",
-             ", ".join(sorted(worker_app.periodic_registry.periodic_tasks and
-                              {task.task.name for task in worker_app.periodic_registry.periodic_tasks.values()}))
-             or "no periodic tasks")
+             "PostgreSQL" if on_postgres else "SQLite, periodic tasks only", ", ".join(periodic) or "no periodic tasks")
     worker_app.run_worker(concurrency=concurrency, queues=queues, wait=wait, name="marketplace",
                           install_signal_handlers=install_signal_handlers, **options)
     log.info("Worker stopped.")

@@ -190,3 +190,30 @@ def test_a_job_whose_worker_died_mid_run_is_queued_again_and_runs(app, db_url, e
     assert _queued(db_url) == [("expire-holds", "succeeded", "{}")]
     with app.app_context():
         assert expired_hold.status() == "expired"
+
+
+def test_a_reconciliation_that_cannot_reach_saleor_is_recorded_as_a_failed_run(make_app):
+    import socket
+
+    from app.jobs.runtime import run_task
+    from app.jobs.tasks import ReconcileIncomplete
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    app = make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=f"http://127.0.0.1:{closed}/graphql/",
+                   SALEOR_APP_TOKEN="token", SALEOR_TIMEOUT=2)
+    load_tasks()
+    assert TASKS["reconcile-orders"].enabled(app.config)
+
+    with pytest.raises(ReconcileIncomplete):
+        run_task(app, TASKS["reconcile-orders"], {}, tick=1_900_000_000)
+
+    with app.app_context():
+        run = db.session.get(PeriodicRun, "reconcile-orders")
+        failure = db.session.scalars(select(JobFailure)).one()
+    assert run.succeeded is False
+    assert run.summary.startswith("ReconcileIncomplete: Reconciled: 0 order(s) provisioned, 1 failed. "
+                                  "Saleor could not be asked for paid orders: ")
+    assert run.tick_at.timestamp() == 1_900_000_000
+    assert (failure.task_name, failure.error) == ("reconcile-orders", run.summary)
