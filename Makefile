@@ -11,9 +11,7 @@ FLASK := $(BIN)/flask --app app
 .PHONY: run test install assets migrate seed clean
 
 run: install assets migrate seed
-	@$(FLASK) demo-logins
-	@echo "Serving Digitlify Marketplace on http://127.0.0.1:$(PORT)"
-	@$(FLASK) run --host 127.0.0.1 --port $(PORT)
+	@FLASK="$(FLASK)" PORT=$(PORT) bash scripts/run-dev.sh
 
 install: $(VENV)/.installed
 

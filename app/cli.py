@@ -42,23 +42,39 @@ def demo_logins_command() -> None:
 @with_appcontext
 def expire_holds_command() -> None:
     """Release credit holds past their TTL and expire trial and promotional credits past their date."""
-    from app.services import billing
-
-    holds = billing.expire_holds(db.session)
-    grants = billing.expire_grants(db.session)
-    db.session.commit()
-    click.echo(f"Released {holds} expired hold(s); expired credits of {grants} grant(s).")
+    holds = _run_task("expire-holds")
+    grants = _run_task("expire-grants")
+    click.echo(f"Released {holds.count} expired hold(s); expired credits of {grants.count} grant(s).")
 
 
 @click.command("expire-trials")
 @with_appcontext
 def expire_trials_command() -> None:
     """Mark trial instances whose trial has ended as expired."""
-    from app.services import instances
+    click.echo(str(_run_task("expire-trials")))
 
-    expired = instances.expire_ended_trials(db.session)
-    db.session.commit()
-    click.echo(f"Expired {len(expired)} ended trial(s).")
+
+def _run_task(name: str):
+    """Run a registered task here and now, as the worker would (its own session, committed, recorded
+    as the periodic task's latest run); a failure ends the command with status 1."""
+    from app.jobs import load_tasks
+    from app.jobs.runtime import run_task
+
+    try:
+        return run_task(current_app._get_current_object(), load_tasks()[name], {}, record_failures=False)
+    except Exception as exc:
+        click.echo(f"{name} failed: {exc}", err=True)
+        raise click.exceptions.Exit(1) from exc
+
+
+def _sweep_command(spec) -> click.Command:
+    """`flask --app app <name>` for a sweep registered with command=True."""
+
+    def command() -> None:
+        click.echo(str(_run_task(spec.name)))
+
+    command.__doc__ = (spec.func.__doc__ or spec.name).strip().split("\n")[0] + " (also a periodic task)"
+    return click.command(spec.name)(with_appcontext(command))
 
 
 @click.command("verify-ledger")
@@ -85,11 +101,7 @@ def verify_ledger_command() -> None:
 @with_appcontext
 def fail_stale_runs_command() -> None:
     """Mark runs still running long after their credit hold ended as failed, and release the holds."""
-    from app.services import runs
-
-    failed = runs.fail_stale_runs(db.session)
-    db.session.commit()
-    click.echo(f"Failed {failed} stale run(s).")
+    click.echo(str(_run_task("fail-stale-runs")))
 
 
 @click.command("reconcile-orders")
@@ -98,55 +110,13 @@ def fail_stale_runs_command() -> None:
               help="How far back to ask Saleor for paid orders.")
 def reconcile_orders_command(hours: int) -> None:
     """Provision paid orders that are not provisioned yet (a lost or failed webhook). Safe to repeat."""
-    from datetime import timedelta
+    from app.jobs.tasks import reconcile
 
-    from app.adapters.commerce import CommerceUnavailable
-    from app.adapters.commerce.checkout import get_checkout
-    from app.models import Order, utcnow
-    from app.services import orders, provisioning
-
-    done = failed = 0
-    for order_id in [o.id for o in orders.unprovisioned_paid_orders(db.session)]:
-        try:
-            result = provisioning.handle_order_paid(db.session, order=db.session.get(Order, order_id),
-                                                    actor_label="reconcile-orders")
-            db.session.commit()
-            done += bool(result.provisioned_line_ids)
-        except Exception as exc:  # one broken order must not stop the others
-            db.session.rollback()
-            failed += 1
-            click.echo(f"order {order_id}: {exc}", err=True)
-    remote_count = 0
-    remote_orders = []
-    if current_app.config.get("COMMERCE_BACKEND") == "saleor":
-        try:
-            remote_orders = get_checkout().paid_orders(since=utcnow() - timedelta(hours=hours))
-        except CommerceUnavailable as exc:
-            failed += 1
-            click.echo(f"Saleor could not be asked for paid orders: {exc}", err=True)
-        for remote in remote_orders:
-            remote_count += 1
-            try:
-                # an order naming one of ours we never recorded: its checkout request failed after
-                # Saleor took the payment; once it is old enough, take it in by the buyer's email
-                settled = remote.created_at is None or remote.created_at < utcnow() - timedelta(minutes=15)
-                applied = orders.apply_remote_payment(db.session, remote=remote, actor_label="reconcile-orders",
-                                                      import_unmatched_reference=settled)
-                db.session.commit()
-            except Exception as exc:
-                db.session.rollback()
-                failed += 1
-                click.echo(f"Saleor order {remote.external_id}: {exc}", err=True)
-                continue
-            done += bool(applied.provisioned_lines)
-            if applied.problem:
-                click.echo(f"Saleor order {remote.number or remote.external_id}: {applied.problem}", err=True)
-            if applied.unknown_skus:
-                click.echo(f"Saleor order {remote.number or remote.external_id}: unknown SKUs "
-                           f"{', '.join(sorted(set(applied.unknown_skus)))}", err=True)
-    click.echo(f"Reconciled: {done} order(s) provisioned, {failed} failed"
-               + (f", {remote_count} paid Saleor order(s) checked." if remote_count else "."))
-    if failed:
+    report = reconcile(db.session, hours=hours)
+    for problem in report.problems:
+        click.echo(problem, err=True)
+    click.echo(report.summary)
+    if report.failed:
         raise click.exceptions.Exit(1)
 
 
@@ -179,6 +149,23 @@ def sync_saleor_command(sync_all: bool, slugs: tuple[str, ...]) -> None:
         raise click.exceptions.Exit(1)
 
 
+@click.command("worker")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs this worker runs at the same time (each in its own thread).")
+@click.option("--queue", "queues", multiple=True, help="Only jobs of this queue; repeatable. Default: all.")
+@with_appcontext
+def worker_command(concurrency: int, queues: tuple[str, ...]) -> None:
+    """Run jobs and the periodic tasks until stopped (Ctrl-C or SIGTERM finish the running job first).
+
+    On PostgreSQL start as many workers as you need, on as many machines: each job runs once and
+    each periodic task once per tick. On SQLite this runs the periodic tasks only (jobs run in the
+    process that deferred them); start one.
+    """
+    from app.jobs.worker import run_worker
+
+    run_worker(current_app._get_current_object(), concurrency=concurrency, queues=list(queues) or None)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_cli)
     app.cli.add_command(demo_logins_command)
@@ -188,3 +175,9 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(fail_stale_runs_command)
     app.cli.add_command(reconcile_orders_command)
     app.cli.add_command(sync_saleor_command)
+    app.cli.add_command(worker_command)
+    from app.jobs import load_tasks
+
+    for spec in load_tasks().values():
+        if spec.periodic and spec.command:
+            app.cli.add_command(_sweep_command(spec))

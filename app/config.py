@@ -47,7 +47,12 @@ _ENV_KEYS: dict[str, type] = {
     "LOGIN_LOCK_SECONDS": int,
     "WEBHOOK_MAX_BYTES": int,
     "PORT": int,
+    "JOB_KEEP_HOURS": int,
 }
+
+# JOB_EVERY_<TASK> (seconds between a periodic task's ticks, e.g. JOB_EVERY_EXPIRE_HOLDS=60): read for
+# every registered periodic task, so a new sweep needs no line here
+JOB_INTERVAL_PREFIX = "JOB_EVERY_"
 
 
 class Defaults:
@@ -90,6 +95,7 @@ class Defaults:
     LOGIN_LOCK_SECONDS = 300
     WEBHOOK_MAX_BYTES = 256 * 1024
     PORT = 5000
+    JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long
 
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SESSION_COOKIE_NAME = "dm_session"  # never "_session": an OIDC provider on the same host uses it
@@ -112,6 +118,12 @@ def load_environment(config: dict) -> None:
         raw = os.environ.get(key)
         if raw is not None and raw != "":
             config[key] = _parse(kind, raw)
+    for key, raw in os.environ.items():
+        if key.startswith(JOB_INTERVAL_PREFIX) and raw.strip():
+            try:
+                config[key] = int(raw)
+            except ValueError:
+                raise RuntimeError(f"{key} must be a whole number of seconds, not {raw!r}.") from None
 
 
 def database_uri(config: dict, instance_path: str) -> str:

@@ -62,7 +62,9 @@ SEARCH_OBJECTS = ("offering_fts", "ix_offering_search", "search_vector")
 
 
 def include_object(obj, name, type_, reflected, compare_to):
-    if name and (name.startswith(SEARCH_OBJECTS)):
+    from app.models.jobs import QUEUE_OBJECT_PREFIX  # the job queue's tables are procrastinate's
+
+    if name and (name.startswith(SEARCH_OBJECTS) or name.startswith(QUEUE_OBJECT_PREFIX)):
         return False
     return True
 

@@ -14,6 +14,9 @@ from app.extensions import db as _db
 from app.models import Model
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+# procrastinate's tables (not our models) are emptied between tests too
+JOB_QUEUE_TABLES = ("procrastinate_events", "procrastinate_periodic_defers", "procrastinate_jobs",
+                    "procrastinate_workers")
 ON_POSTGRES = PG_URL.startswith("postgresql")
 
 
@@ -66,7 +69,7 @@ def migrated_template(tmp_path_factory) -> str:
 def db_url(migrated_template, tmp_path) -> str:
     if ON_POSTGRES:
         engine = create_engine(PG_URL)
-        tables = ", ".join(f'"{t.name}"' for t in Model.metadata.sorted_tables)
+        tables = ", ".join([f'"{t.name}"' for t in Model.metadata.sorted_tables] + list(JOB_QUEUE_TABLES))
         with engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         engine.dispose()

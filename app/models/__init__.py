@@ -14,12 +14,13 @@ from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
 )
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
+from app.models.jobs import JobFailure, PeriodicRun
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack",
-    "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus",
+    "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus", "JobFailure",
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
-    "OrderLine", "OrderStatus", "Organization", "PLAN_TIERS", "Payment", "PersonalAccessToken", "Plan", "Role",
+    "OrderLine", "OrderStatus", "Organization", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "Wallet", "WebhookEvent", "utcnow",
 ]

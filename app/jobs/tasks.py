@@ -1,0 +1,206 @@
+"""The marketplace's jobs: the periodic sweeps (each also a CLI command) and one-off tasks.
+
+Every sweep is idempotent: running it twice, or late, or by hand changes nothing more than running
+it once on time. Each returns a sentence saying what it did (shown on the operator's Jobs page).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from procrastinate import RetryStrategy
+from sqlalchemy.orm import Session
+
+from app.jobs import Swept, register_sweep, task
+
+
+def _saleor(config: Mapping[str, Any]) -> bool:
+    return config.get("COMMERCE_BACKEND") == "saleor"
+
+
+def _postgres(config: Mapping[str, Any]) -> bool:
+    return str(config.get("SQLALCHEMY_DATABASE_URI") or "").startswith("postgresql")
+
+
+# --- sweeps ---------------------------------------------------------------------------------------
+
+def expire_holds(session: Session) -> Swept:
+    """Release credit holds past their TTL."""
+    from app.services import billing
+
+    count = billing.expire_holds(session)
+    return Swept(count, f"Released {count} expired hold(s).")
+
+
+def expire_grants(session: Session) -> Swept:
+    """Remove the unused credits of trial and promotional grants past their expiry."""
+    from app.services import billing
+
+    count = billing.expire_grants(session)
+    return Swept(count, f"Expired credits of {count} grant(s).")
+
+
+def expire_trials(session: Session) -> Swept:
+    """Mark trial instances whose trial has ended as expired."""
+    from app.services import instances
+
+    count = len(instances.expire_ended_trials(session))
+    return Swept(count, f"Expired {count} ended trial(s).")
+
+
+def fail_stale_runs(session: Session) -> Swept:
+    """Mark runs whose process died mid-run as failed and release their holds."""
+    from app.services import runs
+
+    count = runs.fail_stale_runs(session)
+    return Swept(count, f"Failed {count} stale run(s).")
+
+
+class ReconcileIncomplete(Exception):
+    """Some paid orders could not be provisioned; each is named in the message."""
+
+
+@dataclass
+class ReconcileReport:
+    provisioned: int = 0
+    failed: int = 0
+    remote_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        return (f"Reconciled: {self.provisioned} order(s) provisioned, {self.failed} failed"
+                + (f", {self.remote_checked} paid Saleor order(s) checked." if self.remote_checked else "."))
+
+
+def reconcile(session: Session, *, hours: int = 24, config: Mapping[str, Any] | None = None) -> ReconcileReport:
+    """Provision paid orders that are not provisioned yet: local ones, and (with Saleor) orders Saleor
+    holds as paid in the last `hours` whose webhook was lost. Each order is committed on its own."""
+    from flask import current_app
+
+    from app.adapters.commerce import CommerceUnavailable
+    from app.adapters.commerce.checkout import get_checkout
+    from app.models import Order, utcnow
+    from app.services import orders, provisioning
+
+    config = current_app.config if config is None else config
+    report = ReconcileReport()
+    for order_id in [o.id for o in orders.unprovisioned_paid_orders(session)]:
+        try:
+            result = provisioning.handle_order_paid(session, order=session.get(Order, order_id),
+                                                    actor_label="reconcile-orders")
+            session.commit()
+            report.provisioned += bool(result.provisioned_line_ids)
+        except Exception as exc:  # one broken order must not stop the others
+            session.rollback()
+            report.failed += 1
+            report.problems.append(f"order {order_id}: {exc}")
+    if config.get("COMMERCE_BACKEND") != "saleor":
+        return report
+    remote_orders = []
+    try:
+        remote_orders = get_checkout().paid_orders(since=utcnow() - timedelta(hours=hours))
+    except CommerceUnavailable as exc:
+        report.failed += 1
+        report.problems.append(f"Saleor could not be asked for paid orders: {exc}")
+    for remote in remote_orders:
+        report.remote_checked += 1
+        name = remote.number or remote.external_id
+        try:
+            # an order naming one of ours we never recorded: its checkout request failed after
+            # Saleor took the payment; once it is old enough, take it in by the buyer's email
+            settled = remote.created_at is None or remote.created_at < utcnow() - timedelta(minutes=15)
+            applied = orders.apply_remote_payment(session, remote=remote, actor_label="reconcile-orders",
+                                                  import_unmatched_reference=settled)
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            report.failed += 1
+            report.problems.append(f"Saleor order {remote.external_id}: {exc}")
+            continue
+        report.provisioned += bool(applied.provisioned_lines)
+        if applied.problem:
+            report.problems.append(f"Saleor order {name}: {applied.problem}")
+        if applied.unknown_skus:
+            report.problems.append(f"Saleor order {name}: unknown SKUs {', '.join(sorted(set(applied.unknown_skus)))}")
+    return report
+
+
+def reconcile_orders(session: Session) -> str:
+    """The periodic reconciliation: a run with failures is recorded as failed, naming them."""
+    report = reconcile(session)
+    if report.failed:
+        raise ReconcileIncomplete(f"{report.summary} {'; '.join(report.problems)}")
+    return report.summary
+
+
+def queue_store_syncs(session: Session) -> str:
+    """Queue a store sync for every offering whose product in Saleor is missing, stale or failed.
+    One job per offering at most: an offering whose sync is waiting (or backing off) is skipped."""
+    from app.services import jobs, offerings
+
+    todo = offerings.offerings_to_sync(session)
+    for offering in todo:
+        jobs.defer(session, "sync-offering", queueing_lock=f"sync-offering:{offering.id}", offering_id=offering.id)
+    return f"{len(todo)} offering(s) to sync with the store."
+
+
+def purge_finished_jobs(session: Session) -> str:
+    """Delete jobs that succeeded more than JOB_KEEP_HOURS ago; failed ones stay for the Jobs page."""
+    from flask import current_app
+
+    from app.jobs.engine import purge_finished_jobs as purge
+
+    from app.jobs.engine import uses_queue
+
+    if not uses_queue(session):
+        return "Jobs run in process on this database: there is no queue to purge."
+    hours = int(current_app.config.get("JOB_KEEP_HOURS") or 168)
+    return f"Deleted {purge(session, hours=hours)} finished job(s) older than {hours} hours."
+
+
+def retry_stalled_jobs(session: Session) -> Swept:
+    """Queue again the jobs of workers that died while running them."""
+    from app.jobs.engine import retry_stalled_jobs as retry, uses_queue
+
+    count = retry(session) if uses_queue(session) else 0
+    return Swept(count, f"Queued {count} job(s) of stopped workers again.")
+
+
+register_sweep("expire-holds", expire_holds, every=60, command=False)  # the command also expires grants
+register_sweep("expire-grants", expire_grants, every=300)
+register_sweep("expire-trials", expire_trials, every=300, command=False)
+register_sweep("fail-stale-runs", fail_stale_runs, every=300, command=False)
+register_sweep("reconcile-orders", reconcile_orders, every=300, when=_saleor, command=False)
+register_sweep("sync-saleor", queue_store_syncs, every=300, when=_saleor, command=False)
+register_sweep("purge-finished-jobs", purge_finished_jobs, every=3600, when=_postgres)
+register_sweep("retry-stalled-jobs", retry_stalled_jobs, every=60, when=_postgres)
+
+
+# --- one-off tasks --------------------------------------------------------------------------------
+
+class StoreSyncFailed(Exception):
+    """The offering could not be pushed to the store; its sync error says why."""
+
+
+@task("sync-offering", retry=RetryStrategy(max_attempts=6, exponential_wait=3))  # 3 s, 9 s, ... 12 min
+def sync_offering(session: Session, *, offering_id: int) -> str:
+    """Push one offering to the store (Saleor). A failure is kept on the offering, then raised so
+    the job is retried with backoff; the sync-saleor sweep queues it again after the last attempt."""
+    from app.adapters.commerce.product_sync import get_product_sync
+    from app.models import Offering
+    from app.services import offerings
+
+    sync = get_product_sync()
+    if sync is None:
+        return "The commerce backend keeps no catalog of its own: nothing to sync."
+    offering = session.get(Offering, offering_id)
+    if offering is None or offering.status not in ("published", "archived"):
+        return "Nothing to sync: the offering is gone or not published."
+    ok = offerings.sync_offering(session, offering=offering, sync=sync, actor_label="jobs")
+    session.commit()  # the recorded outcome stays, whether or not the job is retried
+    if not ok:
+        raise StoreSyncFailed(offering.sync_error or "The store could not be updated.")
+    return f"“{offering.name}” is up to date in the store."

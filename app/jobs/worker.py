@@ -1,0 +1,58 @@
+"""`flask --app app worker`: procrastinate's worker on PostgreSQL, its in-memory twin on SQLite."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import procrastinate
+from flask import Flask
+
+from app.jobs import engine
+
+log = logging.getLogger("app.jobs")
+
+
+def run_worker(flask_app: Flask, *, concurrency: int = 1, queues: list[str] | None = None,
+               wait: bool = True, install_signal_handlers: bool = True) -> None:
+    """Run jobs until SIGINT or SIGTERM (or, with wait=False, until none is ready). A stop lets the
+    running jobs finish, then returns."""
+    _configure_logging()
+    uri = flask_app.config["SQLALCHEMY_DATABASE_URI"]
+    on_postgres = uri.startswith("postgresql")
+    if on_postgres:
+        connector = procrastinate.PsycopgConnector(conninfo=engine.conninfo(uri))
+        options = {}
+    else:
+        from procrastinate.testing import InMemoryConnector
+
+        # SQLite: only the periodic sweeps run here (deferred jobs run in the process that deferred
+        # them), queued in memory for this process alone
+        connector = InMemoryConnector()
+        options = {"listen_notify": False, "fetch_job_polling_interval": 1.0}
+    worker_app = engine.build(flask_app, connector, periodic=True)
+    periodic = sorted(task.task.name for task in worker_app.periodic_registry.periodic_tasks.values())
+    log.info("Worker started on %s (%s); stop with Ctrl-C or SIGTERM.",
+             "PostgreSQL" if on_postgres else "SQLite, periodic tasks only", ", ".join(periodic) or "no periodic tasks")
+    worker_app.run_worker(concurrency=concurrency, queues=queues, wait=wait, name="marketplace",
+                          install_signal_handlers=install_signal_handlers, **options)
+    log.info("Worker stopped.")
+
+
+def _configure_logging() -> None:
+    """Our job log at INFO and procrastinate's at WARNING on stderr, unless logging is set up already."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s worker %(levelname)s %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    logging.getLogger("app.jobs").setLevel(logging.INFO)
+
+
+def work_off(flask_app: Flask) -> None:
+    """Run every job that is ready now on PostgreSQL, then return; no periodic task is deferred.
+    For tests and one-off maintenance (a worker's job without its schedule)."""
+    uri = flask_app.config["SQLALCHEMY_DATABASE_URI"]
+    connector = procrastinate.PsycopgConnector(conninfo=engine.conninfo(uri))
+    engine.build(flask_app, connector, periodic=False).run_worker(
+        wait=False, listen_notify=False, install_signal_handlers=False, name="work-off")

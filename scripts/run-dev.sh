@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make run`: the web server and one job worker, started together; Ctrl-C (or SIGTERM) stops both.
+# The demo logins are printed last, once the server answers.
+set -uo pipefail
+FLASK=${FLASK:-.venv/bin/flask --app app}
+PORT=${PORT:-5000}
+worker= server=
+
+stop() {  # $1: the signal for the worker; the server always gets TERM
+  trap - INT TERM EXIT
+  # SIGINT, not TERM, after a Ctrl-C: the worker got one from the terminal too and is finishing its
+  # job; a second SIGINT is ignored, while a TERM would end it mid-job
+  [ -n "$worker" ] && kill "-$1" "$worker" 2>/dev/null
+  [ -n "$server" ] && kill -TERM "$server" 2>/dev/null
+  wait
+}
+trap 'stop INT; exit 130' INT
+trap 'stop TERM; exit 143' TERM
+trap 'stop TERM' EXIT
+
+$FLASK worker &
+worker=$!
+$FLASK run --host 127.0.0.1 --port "$PORT" &
+server=$!
+
+for _ in $(seq 1 150); do  # up to 30 s for the server to listen
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
+  kill -0 "$server" 2>/dev/null || break
+  sleep 0.2
+done
+$FLASK demo-logins
+echo "Serving Digitlify Marketplace on http://127.0.0.1:$PORT with one job worker; Ctrl-C stops both."
+wait -n  # when either one ends, the trap stops the other
