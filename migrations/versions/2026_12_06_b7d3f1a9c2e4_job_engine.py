@@ -1,7 +1,7 @@
 """job engine: procrastinate's queue schema on PostgreSQL; periodic runs and job failures everywhere
 
 Revision ID: b7d3f1a9c2e4
-Revises: e4a7c2d9f610
+Revises: b5d81f3a7c42
 Create Date: 2026-12-06 15:30:00
 
 The queue (jobs, their events, periodic defers, workers) is procrastinate's own schema, applied
@@ -15,7 +15,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "b7d3f1a9c2e4"
-down_revision = "e4a7c2d9f610"
+down_revision = "b5d81f3a7c42"
 branch_labels = None
 depends_on = None
 
