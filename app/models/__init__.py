@@ -14,12 +14,13 @@ from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
 )
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
+from app.models.mail import MailMessage, MailStatus, OutboxDelivery
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack",
     "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus",
-    "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MemberRole", "Membership",
+    "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
-    "OrderLine", "OrderStatus", "Organization", "PLAN_TIERS", "Payment", "PersonalAccessToken", "Plan", "Role",
+    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PersonalAccessToken", "Plan", "Role",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "Wallet", "WebhookEvent", "utcnow",
 ]
