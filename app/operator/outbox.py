@@ -5,14 +5,18 @@ route, which answers with a CSP that allows nothing but inline styles and images
 """
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import abort, current_app, render_template, request
 from sqlalchemy import func, select
 
+from app.adapters.mail import mail_backend
 from app.extensions import db
 from app.models import MailMessage, MailStatus
 from app.operator.views import bp
 
 PER_PAGE = 50
+# mails whose link lets the reader into the account: their bodies are shown only when mail stays
+# here (the built-in outbox), never once it went to the person's real mailbox
+SECRET_TEMPLATES = {"password_reset", "verify_email"}
 MAIL_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; "
             "frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
 
@@ -22,6 +26,10 @@ def _message_or_404(message_id: int) -> MailMessage:
     if message is None:
         abort(404)
     return message
+
+
+def _hidden(message: MailMessage) -> bool:
+    return message.template in SECRET_TEMPLATES and mail_backend(current_app.config) != "outbox"
 
 
 @bp.get("/outbox")
@@ -47,12 +55,15 @@ def outbox():
 
 @bp.get("/outbox/<int:message_id>")
 def outbox_message(message_id: int):
-    return render_template("operator/outbox_message.html", message=_message_or_404(message_id))
+    message = _message_or_404(message_id)
+    return render_template("operator/outbox_message.html", message=message, hidden=_hidden(message))
 
 
 @bp.get("/outbox/<int:message_id>/html")
 def outbox_message_html(message_id: int):
     message = _message_or_404(message_id)
+    if _hidden(message):
+        abort(404)
     return message.html_body, 200, {
         "Content-Type": "text/html; charset=utf-8",
         "Content-Security-Policy": MAIL_CSP,

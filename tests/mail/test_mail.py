@@ -198,3 +198,20 @@ def test_the_outbox_page_lists_mail_and_shows_one_in_a_sandbox(client, session, 
 def test_the_outbox_is_for_operators_only(client, session, buyer):
     login(client, buyer)
     assert client.get("/operator/outbox").status_code == 403
+
+
+def test_with_smtp_the_outbox_hides_mails_whose_link_signs_in(make_app, session, demo):
+    from app.services import identity, recovery
+
+    app = make_app(MAIL_BACKEND="smtp", SMTP_URL="smtp://127.0.0.1:9?starttls=false", SMTP_TIMEOUT=1)
+    from app.extensions import db
+    with app.app_context():
+        user = identity.get_user_by_email(db.session, "buyer@example.com")
+        recovery.request_password_reset(db.session, email=user.email, secret_key="k" * 20, minutes=60)
+        db.session.commit()
+        message = db.session.scalar(select(MailMessage).where(MailMessage.template == "password_reset"))
+        client = app.test_client()
+        login(client, identity.get_user_by_email(db.session, "operator@example.com"))
+    detail = client.get(f"/operator/outbox/{message.id}").get_data(as_text=True)
+    assert "/auth/password/reset/" not in detail and "its text is not shown here" in detail
+    assert client.get(f"/operator/outbox/{message.id}/html").status_code == 404
