@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from sqlalchemy import func, select
 
 from app.models import (
@@ -215,3 +217,35 @@ def test_with_smtp_the_outbox_hides_mails_whose_link_signs_in(make_app, session,
     detail = client.get(f"/operator/outbox/{message.id}").get_data(as_text=True)
     assert "/auth/password/reset/" not in detail and "its text is not shown here" in detail
     assert client.get(f"/operator/outbox/{message.id}/html").status_code == 404
+
+
+@pytest.mark.postgres_only
+def test_two_concurrent_paid_handlers_queue_one_receipt(app, session):
+    import threading
+
+    from sqlalchemy.orm import Session as PlainSession
+
+    order_id = _paid_order(session).id
+    engine = session.get_bind()
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def deliver_webhook(label: str) -> None:
+        with app.app_context(), PlainSession(bind=engine) as own:
+            try:
+                order = own.get(Order, order_id)
+                barrier.wait(timeout=10)
+                own.refresh(order, with_for_update=True)  # as apply_remote_payment does
+                provisioning.handle_order_paid(own, order=order, actor_label=label)
+                own.commit()
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+    threads = [threading.Thread(target=deliver_webhook, args=(label,)) for label in ("webhook", "reconcile")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert [m.dedupe_key for m in _mails(session, template="order_receipt")] == [f"receipt:order:{order_id}"]
+    assert session.scalar(select(func.count()).select_from(OutboxDelivery)) == 1
