@@ -60,6 +60,19 @@ def deliver_one(bind: Engine, message_id: int) -> bool:
         return sent
 
 
+def deliver_for_job(bind: Engine, message_id: int) -> bool:
+    """The body of a "deliver_mail" job: like deliver_one, but a delivery failure is raised (after
+    its attempt and error are committed) so the job engine retries it with its back-off."""
+    with Session(bind=bind, expire_on_commit=False) as session:
+        try:
+            sent = mail.deliver_mail(session, message_id=message_id)
+        except mail.MailDeliveryError:
+            session.commit()
+            raise
+        session.commit()
+        return sent
+
+
 def deliver_each(bind: Engine, message_ids: list[int]) -> int:
     return sum(deliver_one(bind, message_id) for message_id in dict.fromkeys(message_ids))
 

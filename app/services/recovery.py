@@ -42,6 +42,15 @@ def _password_fingerprint(user: User) -> str:
     return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:20]
 
 
+def _mailed_recently(session: Session, *, user: User, template: str, now=None) -> bool:
+    """Whether `user` got a `template` mail within RESEND_INTERVAL: nobody can flood a mailbox."""
+    last = session.scalar(
+        select(MailMessage.created_at).where(MailMessage.user_id == user.id, MailMessage.template == template)
+        .order_by(MailMessage.id.desc()).limit(1)
+    )
+    return last is not None and last > (now or utcnow()) - RESEND_INTERVAL
+
+
 # --- email confirmation ----------------------------------------------------------------------
 
 
@@ -55,12 +64,7 @@ def send_verification(session: Session, *, user: User, secret_key: str, hours: i
     last link went out less than a minute ago)."""
     if user.email_verified:
         raise RecoveryError("Your email address is already confirmed.", status=409)
-    now = now or utcnow()
-    last = session.scalar(
-        select(MailMessage.created_at).where(MailMessage.user_id == user.id, MailMessage.template == "verify_email")
-        .order_by(MailMessage.id.desc()).limit(1)
-    )
-    if last is not None and last > now - RESEND_INTERVAL:
+    if _mailed_recently(session, user=user, template="verify_email", now=now):
         raise RecoveryError("We sent you a link a moment ago. Check your inbox, or try again in a minute.",
                             status=429)
     token = make_verification_token(user, secret_key=secret_key)
@@ -109,6 +113,8 @@ def request_password_reset(session: Session, *, email: str, secret_key: str, min
     user = identity.get_user_by_email(session, email or "")
     if user is None or not user.is_active or not user.password_hash:
         return
+    if _mailed_recently(session, user=user, template="password_reset"):
+        return  # the link sent a moment ago still works
     token = make_reset_token(user, secret_key=secret_key)
     mail.queue_mail(
         session, to=user.email, template="password_reset", user_id=user.id,
@@ -167,7 +173,7 @@ def sign_up(session: Session, *, email: str, name: str, password: str, secret_ke
     existing = identity.get_user_by_email(session, email or "")
     if existing is not None:
         identity.hash_password(password or "x")  # the same work as a new account: timing tells nothing
-        if existing.is_active:
+        if existing.is_active and not _mailed_recently(session, user=existing, template="signup_existing"):
             mail.queue_mail(
                 session, to=existing.email, template="signup_existing", user_id=existing.id,
                 dedupe_key=f"signup-existing:user:{existing.id}:{secrets.token_hex(8)}",

@@ -125,3 +125,29 @@ def test_a_verified_account_sees_no_banner(client, session):
     login(client, make_user(session, email="v@example.test"))
     session.commit()
     assert "Confirm your email address" not in client.get("/").get_data(as_text=True)
+
+
+def test_repeated_reset_requests_mail_one_link_a_minute(client, session):
+    make_user(session, email="flood@example.com")
+    session.commit()
+    for _ in range(3):
+        assert client.post("/auth/password/forgot", data={"email": "flood@example.com"}).status_code == 200
+    assert len(session.scalars(select(MailMessage).where(MailMessage.to_address == "flood@example.com")).all()) == 1
+
+
+def test_with_oidc_the_providers_email_verified_is_trusted(make_app):
+    from app.adapters.identity import ExternalProfile
+    from app.auth import oidc
+    from app.extensions import db
+
+    app = make_app(AUTH_BACKEND="oidc", KEYCLOAK_ISSUER="http://127.0.0.1:9/realms/x")
+    with app.test_request_context():
+        def sign_in(verified: bool) -> User:
+            return oidc._upsert_user(ExternalProfile(subject="kc-1", email="kc@example.com", email_verified=verified,
+                                                     name="Kay", username="kay", roles=("buyer",)))
+
+        assert sign_in(False).email_verified_at is None
+        assert sign_in(True).email_verified_at is not None
+        assert sign_in(False).email_verified_at is None  # the provider says so again on every sign-in
+        assert app.test_client().get("/auth/password/forgot").status_code == 404  # Keycloak's job
+        db.session.remove()

@@ -122,3 +122,21 @@ def test_starttls_is_required_when_the_server_does_not_offer_it(make_app, smtp_s
         db.session.refresh(message)
         assert message.status == "queued" and "does not offer STARTTLS" in message.last_error
     assert handler.accepted == []
+
+
+def test_a_job_sees_the_failure_and_its_retry_sends_once(make_app, smtp_server):
+    from app import mailing
+
+    handler, port = smtp_server(refuse=2)
+    app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}?starttls=false")
+    from app.extensions import db
+    with app.app_context():
+        message_id = _queue(db.session)  # first try, after the commit: refused
+        with pytest.raises(mail.MailDeliveryError):
+            mailing.deliver_for_job(db.engine, message_id)  # second try, by the job: refused, raised
+        assert mailing.deliver_for_job(db.engine, message_id) is True  # the job's retry
+        assert mailing.deliver_for_job(db.engine, message_id) is False  # a repeated job sends nothing
+        message = db.session.get(MailMessage, message_id)
+        db.session.refresh(message)
+        assert (message.status, message.attempts) == ("sent", 3)
+    assert handler.tries == 3 and len(handler.accepted) == 1
