@@ -140,3 +140,75 @@ def test_a_job_sees_the_failure_and_its_retry_sends_once(make_app, smtp_server):
         db.session.refresh(message)
         assert (message.status, message.attempts) == ("sent", 3)
     assert handler.tries == 3 and len(handler.accepted) == 1
+
+
+@pytest.fixture
+def tls_files(tmp_path, monkeypatch):
+    """A self-signed certificate for 127.0.0.1 that the client trusts (SSL_CERT_FILE)."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    return server_context
+
+
+def _checking_password(logins: list):
+    from aiosmtpd.smtp import AuthResult
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.login == b"mailer" and auth_data.password == b"p@ss word")
+
+    return authenticator
+
+
+def test_smtp_url_speaks_starttls_then_logs_in(make_app, tls_files):
+    handler, logins = Recorder(), []
+    controller = Controller(handler, hostname="127.0.0.1", port=_port(), tls_context=tls_files,
+                            require_starttls=True, authenticator=_checking_password(logins), auth_required=True)
+    controller.start()
+    try:
+        app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://mailer:p%40ss%20word@127.0.0.1:{controller.port}")
+        from app.extensions import db
+        with app.app_context():
+            message_id = _queue(db.session)
+            assert db.session.get(MailMessage, message_id).status == "sent"
+    finally:
+        controller.stop()
+    assert logins == [(b"mailer", b"p@ss word")] and len(handler.accepted) == 1
+
+
+def test_smtps_url_speaks_tls_from_the_first_byte(make_app, tls_files):
+    handler = Recorder()
+    controller = Controller(handler, hostname="127.0.0.1", port=_port(), ssl_context=tls_files)
+    controller.start()
+    try:
+        app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtps://127.0.0.1:{controller.port}")
+        from app.extensions import db
+        with app.app_context():
+            message_id = _queue(db.session)
+            assert db.session.get(MailMessage, message_id).status == "sent"
+    finally:
+        controller.stop()
+    assert len(handler.accepted) == 1
