@@ -249,3 +249,28 @@ def test_two_concurrent_paid_handlers_queue_one_receipt(app, session):
     assert errors == []
     assert [m.dedupe_key for m in _mails(session, template="order_receipt")] == [f"receipt:order:{order_id}"]
     assert session.scalar(select(func.count()).select_from(OutboxDelivery)) == 1
+
+
+def test_send_mail_command_sends_what_is_queued_and_reports_failures(make_app):
+    from app.extensions import db
+
+    refused = make_app(MAIL_BACKEND="smtp", SMTP_URL="smtp://127.0.0.1:9?starttls=false", SMTP_TIMEOUT=1)
+    outbox = make_app()
+    with outbox.app_context():
+        mail.queue_mail(db.session, to="ada@example.test", template="low_balance", dedupe_key="k:cli",
+                        context={"name": "A", "message": "m", "billing_url": "https://m.example/b"})
+        db.session.info.pop(mail.AFTER_COMMIT_KEY)  # as if the process stopped before delivering
+        db.session.commit()
+    outcome = refused.test_cli_runner().invoke(args=["send-mail"])
+    assert outcome.exit_code == 1 and "Sent 0 mail(s); 1 not sent" in outcome.output
+    with outbox.app_context():
+        (message,) = _mails(db.session)
+        assert (message.status, message.attempts) == ("queued", 1)
+        assert "Could not reach the mail server" in message.last_error
+        message.last_attempt_at = utcnow() - timedelta(minutes=5)  # its back-off has passed
+        db.session.commit()
+    outcome = outbox.test_cli_runner().invoke(args=["send-mail"])
+    assert outcome.exit_code == 0 and "Sent 1 mail(s); 0 not sent" in outcome.output
+    assert "Sent 0 mail(s); 0 not sent" in outbox.test_cli_runner().invoke(args=["send-mail"]).output
+    with outbox.app_context():
+        assert [m.status for m in _mails(db.session)] == ["sent"]
