@@ -166,6 +166,41 @@ def worker_command(concurrency: int, queues: tuple[str, ...]) -> None:
     run_worker(current_app._get_current_object(), concurrency=concurrency, queues=list(queues) or None)
 
 
+@click.command("send-mail")
+@with_appcontext
+@click.option("--limit", default=500, show_default=True, type=click.IntRange(1, 10_000), help="At most this many mails.")
+def send_mail_command(limit: int) -> None:
+    """Send queued mail that is due (new, or failed earlier and past its back-off). Safe to schedule."""
+    from app import mailing
+
+    sent, left = mailing.send_pending(db.engine, limit=limit)
+    click.echo(f"Sent {sent} mail(s); {left} not sent (see the Outbox page for the errors).")
+    if left:
+        raise click.exceptions.Exit(1)
+
+
+@click.command("trial-reminders")
+@with_appcontext
+def trial_reminders_command() -> None:
+    """Mail "your trial ends in two days" to people whose free trial ends soon; once per trial."""
+    from app.services import mail
+
+    queued = mail.send_trial_reminders(db.session)
+    db.session.commit()
+    click.echo(f"Queued {queued} trial reminder(s).")
+
+
+@click.command("low-balance-mails")
+@with_appcontext
+def low_balance_mails_command() -> None:
+    """Mail owners and admins whose wallet fell below its low-balance threshold; once per notice."""
+    from app.services import mail
+
+    queued = mail.mail_low_balance_notices(db.session)
+    db.session.commit()
+    click.echo(f"Queued {queued} low-balance mail(s).")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_cli)
     app.cli.add_command(demo_logins_command)
@@ -181,3 +216,6 @@ def init_app(app: Flask) -> None:
     for spec in load_tasks().values():
         if spec.periodic and spec.command:
             app.cli.add_command(_sweep_command(spec))
+    app.cli.add_command(send_mail_command)
+    app.cli.add_command(trial_reminders_command)
+    app.cli.add_command(low_balance_mails_command)

@@ -48,6 +48,12 @@ _ENV_KEYS: dict[str, type] = {
     "WEBHOOK_MAX_BYTES": int,
     "PORT": int,
     "JOB_KEEP_HOURS": int,
+    "MAIL_BACKEND": str,
+    "MAIL_FROM": str,
+    "SMTP_URL": str,
+    "SMTP_TIMEOUT": float,
+    "PASSWORD_RESET_MINUTES": int,
+    "EMAIL_VERIFY_HOURS": int,
 }
 
 # JOB_EVERY_<TASK> (seconds between a periodic task's ticks, e.g. JOB_EVERY_EXPIRE_HOLDS=60): read for
@@ -96,6 +102,12 @@ class Defaults:
     WEBHOOK_MAX_BYTES = 256 * 1024
     PORT = 5000
     JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long
+    MAIL_BACKEND = ""  # outbox (stored in the database, shown at Operator > Outbox) or smtp; empty: smtp when SMTP_URL is set
+    MAIL_FROM = "Digitlify Marketplace <no-reply@localhost>"
+    SMTP_URL = ""  # smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS)
+    SMTP_TIMEOUT = 10.0
+    PASSWORD_RESET_MINUTES = 60  # how long a password reset link works
+    EMAIL_VERIFY_HOURS = 72  # how long an email confirmation link works
 
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SESSION_COOKIE_NAME = "dm_session"  # never "_session": an OIDC provider on the same host uses it

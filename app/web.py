@@ -30,8 +30,9 @@ def init_app(app: Flask) -> None:
     formatting.init_app(app)
     app.context_processor(layout_context)
 
-    from app import cli
+    from app import cli, mailing
     cli.init_app(app)
+    mailing.init_app(app)
 
 
 CSP = (

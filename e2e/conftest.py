@@ -300,7 +300,9 @@ def unique(text: str) -> str:
 
 
 def sign_up(page, name: str, *, open_form: bool = True) -> str:
-    """Create a new account (on the sign-up form already open when open_form is False); its email."""
+    """Create a new account (on the sign-up form already open when open_form is False), confirm its
+    email with the link from the mail, and sign in; its email. The page ends where the sign-up was
+    headed (the form's `next`), or on the home page."""
     email = f"{re.sub(r'[^a-z0-9]+', '.', unique(name).lower())}@example.com"
     if open_form:
         page.goto("/auth/signup")
@@ -308,8 +310,49 @@ def sign_up(page, name: str, *, open_form: bool = True) -> str:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(NEW_USER_PASSWORD)
     page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_text("Your account is ready.")).to_be_visible()
+    expect(page.get_by_role("heading", level=1, name="Check your inbox")).to_be_visible()
+    confirm_email(page, email)
     return email
+
+
+def confirm_email(page, email: str) -> None:
+    """Follow the confirmation link mailed to `email`, then sign in as that account."""
+    link = mail_link(page, to=email, subject="Confirm your email address")
+    page.goto(link)
+    page.get_by_role("button", name="Confirm my email").click()
+    expect(page.get_by_text("Your email address is confirmed. Sign in to continue.")).to_be_visible()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(NEW_USER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text(re.compile(r"^Welcome back, "))).to_be_visible()
+
+
+def open_mail(operator_page, *, to: str, subject: str) -> None:
+    """On the operator's page: open the newest mail to `to` with `subject` from the Outbox."""
+    operator_page.goto("/operator/outbox?to=" + to)
+    expect(operator_page.get_by_role("heading", level=1, name="Outbox")).to_be_visible()
+    operator_page.get_by_role("link", name=subject).first.click()
+    expect(operator_page.get_by_role("heading", level=2, name=subject)).to_be_visible()
+
+
+def mail_text(operator_page) -> str:
+    """The text part of the mail open on the operator's page."""
+    return operator_page.get_by_role("region", name="As text").locator("pre").inner_text()
+
+
+def mail_link(page, *, to: str, subject: str) -> str:
+    """The first link in the newest mail to `to` with `subject`, read from the Outbox page by an
+    operator in a browser context of its own (the person's own session is left alone)."""
+    origin = re.match(r"^https?://[^/]+", page.url).group(0)
+    context = page.context.browser.new_context(base_url=origin)
+    try:
+        operator = context.new_page()
+        sign_in(operator, "operator@example.com")
+        expect(operator.get_by_text(re.compile(r"^Welcome back, "))).to_be_visible()
+        open_mail(operator, to=to, subject=subject)
+        return re.search(r"https?://\S+", mail_text(operator)).group(0)
+    finally:
+        context.close()
 
 
 def credits_badge(page):

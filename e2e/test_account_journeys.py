@@ -1,4 +1,4 @@
-"""A new visitor signs up, signs out and signs back in."""
+"""A new visitor signs up, signs in before confirming the email, signs out and signs back in."""
 import re
 
 from playwright.sync_api import Page, expect
@@ -17,7 +17,12 @@ def test_visitor_signs_up_then_signs_in_again(page: Page, journey):
         page.get_by_label("Email").fill(email)
         page.get_by_label("Password").fill("compilers-are-fun")
         page.get_by_role("button", name="Create account").click()
-        expect(page.get_by_text("Your account is ready.")).to_be_visible()
+        expect(page.get_by_role("heading", level=1, name="Check your inbox")).to_be_visible()
+        expect(page.get_by_text(f"We sent a mail to {email}.")).to_be_visible()
+    with journey.step("sign in before confirming the email: the banner asks for it"):
+        sign_in(page, email, "compilers-are-fun")
+        expect(page.get_by_role("region", name="Confirm your email")).to_contain_text(
+            "before you start a free trial or buy")
     with journey.step("sign out"):
         page.get_by_label("Account menu for Grace Hopper").click()
         page.get_by_role("button", name="Sign out").click()

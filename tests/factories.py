@@ -5,7 +5,7 @@ import itertools
 
 from sqlalchemy.orm import Session
 
-from app.models import Offering, OfferingFacet, OfferingStatus, OfferingVersion, Organization, Plan, User
+from app.models import Offering, OfferingFacet, OfferingStatus, OfferingVersion, Organization, Plan, User, utcnow
 from app.services import identity
 from app.services.catalog import reindex_offering
 
@@ -13,10 +13,13 @@ _seq = itertools.count(1)
 
 
 def make_user(session: Session, *, email: str | None = None, name: str = "Test User", roles=("buyer",),
-              password: str = "correct-horse-battery") -> User:
+              password: str = "correct-horse-battery", verified: bool = True) -> User:
     n = next(_seq)
-    return identity.create_user(session, email=email or f"user{n}@example.test", name=name, password=password,
+    user = identity.create_user(session, email=email or f"user{n}@example.test", name=name, password=password,
                                 roles=list(roles))
+    if verified:
+        user.email_verified_at = utcnow()
+    return user
 
 
 def make_org(session: Session, *, owner: User, name: str | None = None) -> Organization:

@@ -4,7 +4,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from app.models import LoginThrottle, Membership, Organization, User, Wallet
+from app.models import LoginThrottle, MailMessage, Membership, Organization, User, Wallet
 from tests.conftest import login
 from tests.factories import make_user
 
@@ -16,24 +16,29 @@ def _count(session, model):
 def test_signup_creates_user_personal_org_and_wallet(client, session):
     response = client.post("/auth/signup", data={"name": "Ada Lovelace", "email": "Ada@Example.com",
                                                  "password": "analytical-engine"})
-    assert response.status_code == 302
+    assert response.status_code == 302 and response.headers["Location"] == "/auth/signup/check-inbox"
     user = session.scalar(select(User).where(User.email == "ada@example.com"))
     assert user is not None and user.password_hash.startswith("scrypt:")
+    assert user.email_verified_at is None  # confirmed by the link mailed to it
     org = session.scalar(select(Organization).join(Membership).where(Membership.user_id == user.id))
     assert org.is_personal and org.name == "Ada Lovelace's workspace"
     assert session.scalar(select(Wallet).where(Wallet.organization_id == org.id)).balance == 0
-    page = client.get("/")
-    assert "Ada Lovelace" in page.get_data(as_text=True)
+    page = client.get("/auth/signup/check-inbox").get_data(as_text=True)
+    assert "We sent a mail to <strong>ada@example.com</strong>" in page
+    assert session.scalars(select(MailMessage.template).where(MailMessage.to_address == "ada@example.com")).all() \
+        == ["verify_email"]
 
 
-def test_signup_duplicate_email_is_a_form_error(client, session):
+def test_signup_duplicate_email_answers_like_a_new_one_and_mails_the_owner(client, session):
     make_user(session, email="taken@example.com")
     session.commit()
     before = _count(session, User)
     response = client.post("/auth/signup", data={"name": "X", "email": "taken@example.com", "password": "long-enough-pw"})
-    assert response.status_code == 409
-    assert "already exists" in response.get_data(as_text=True)
+    assert response.status_code == 302 and response.headers["Location"] == "/auth/signup/check-inbox"
+    assert "already" not in client.get("/auth/signup/check-inbox").get_data(as_text=True)
     assert _count(session, User) == before
+    assert session.scalars(select(MailMessage.template).where(MailMessage.to_address == "taken@example.com")).all() \
+        == ["signup_existing"]
 
 
 def test_login_success_redirects_to_safe_next(client, session):

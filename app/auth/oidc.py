@@ -23,7 +23,7 @@ from app.adapters.identity import (
 from app.auth.session_user import safe_next, sign_in
 from app.auth.views import _after_sign_in, bp
 from app.extensions import db
-from app.models import User
+from app.models import User, utcnow
 from app.services import identity
 
 log = logging.getLogger(__name__)
@@ -136,5 +136,10 @@ def _upsert_user(profile: ExternalProfile) -> User:
     except identity.IdentityError as exc:
         db.session.rollback()
         abort(403, description=str(exc))
+    # the provider confirms addresses: trust its email_verified on every sign-in
+    if not profile.email_verified:
+        user.email_verified_at = None
+    elif user.email_verified_at is None:
+        user.email_verified_at = utcnow()
     db.session.commit()
     return user

@@ -55,21 +55,23 @@ def signup():
         form.next.data = request.args.get("next", "")
     status = 200
     if form.validate_on_submit():
-        try:
-            user = identity.create_user(
-                db.session, email=form.email.data, name=form.name.data, password=form.password.data
-            )
+        from flask import session
+        from app.services import recovery
+
+        try:  # the same answer whether or not the address has an account (its owner is mailed instead)
+            recovery.sign_up(db.session, email=form.email.data, name=form.name.data, password=form.password.data,
+                             secret_key=current_app.config["SECRET_KEY"],
+                             verify_hours=current_app.config["EMAIL_VERIFY_HOURS"],
+                             next_url=safe_next(form.next.data, "") or None)
         except identity.IdentityError as exc:
             db.session.rollback()
             field = getattr(form, exc.field, None) if exc.field else None
             (field.errors if field is not None else form.form_errors).append(str(exc))
-            status = 409 if exc.field == "email" else 400
+            status = 400
         else:
             db.session.commit()
-            sign_in(user)
-            _after_sign_in(user)
-            flash("Your account is ready. Your personal workspace and wallet were created.", "success")
-            return redirect(safe_next(form.next.data, url_for("storefront.home")))
+            session["signup_email"] = identity.normalize_email(form.email.data)
+            return redirect(url_for("auth.signup_sent"))
     elif request.method == "POST":
         status = 400
     return render_template("auth/signup.html", form=form), status

@@ -15,12 +15,13 @@ from app.models.instances import (
 )
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
+from app.models.mail import MailMessage, MailStatus, OutboxDelivery
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack",
     "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus", "JobFailure",
-    "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MemberRole", "Membership",
+    "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
-    "OrderLine", "OrderStatus", "Organization", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
+    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "Wallet", "WebhookEvent", "utcnow",
 ]

@@ -35,8 +35,14 @@ class User(Model):
     current_organization_id: Mapped[int | None] = mapped_column(ForeignKey("organization.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_login_at: Mapped[datetime | None]
+    # when the person proved they read mail at `email` (a link we sent, or the identity provider says so)
+    email_verified_at: Mapped[datetime | None]
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     def has_role(self, role: Role | str) -> bool:
         return str(role) in self.roles.split()

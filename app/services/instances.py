@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.models import (
     Hold, Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, Wallet, utcnow,
 )
-from app.services import audit, billing, organizations, plan_credits
+from app.services import audit, billing, mail, organizations, plan_credits
 from app.services.errors import ServiceError
 
 
@@ -181,6 +181,7 @@ def expire_ended_trials(session: Session, *, now: datetime | None = None) -> lis
             audit.record(session, action="instance.trial_expired", target_type="instance", target_id=instance_id,
                          organization_id=organization_id, actor_label="system",
                          data={"from": status, "to": InstanceStatus.EXPIRED.value})
+            mail.trial_ended(session, instance_id=instance_id)
             expired.append(instance_id)
     return expired
 

@@ -20,7 +20,7 @@ from app.models import (
     Cart, CreditPack, Instance, InstanceStatus, LedgerEntry, LineKind, MemberRole, Membership, Order, OrderLine,
     OrderStatus, Organization, Plan, User, utcnow,
 )
-from app.services import audit, identity
+from app.services import audit, identity, recovery
 from app.services import cart as carts
 from app.services.errors import ServiceError
 
@@ -112,6 +112,8 @@ def place_order(
     email = identity.normalize_email(email or "")
     if not email or "@" not in email or len(email) > 254:
         raise OrderError("Enter the email address for the receipt.", field="email")
+    if not user.email_verified:
+        raise OrderError(recovery.UNVERIFIED_MESSAGE.format(action="buy"), status=403)
     org = _purchasing_organization(session, user=user, organization_id=organization_id)
     priced = carts.price_cart(session, cart)
     if priced.is_empty:

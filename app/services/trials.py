@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.models import GrantOrigin, Instance, Offering, OfferingStatus, Organization, Plan, TrialClaim, User, utcnow
-from app.services import billing, organizations
+from app.services import billing, mail, organizations, recovery
 from app.services.errors import ServiceError
 from app.services.instances import create_instance
 
@@ -51,6 +51,8 @@ def start_trial(
                                  not_found=TrialError("Organization not found.", status=404))
     if offering.status != OfferingStatus.PUBLISHED.value:
         raise TrialError("Offering not found.", field="offering_id", status=404)
+    if not user.email_verified:
+        raise TrialError(recovery.UNVERIFIED_MESSAGE.format(action="start a free trial"), status=403)
     if not offering.has_trial:
         raise TrialError("This offering has no free trial.", field="offering_id", status=409)
     plan = cheapest_plan(offering)
@@ -79,4 +81,5 @@ def start_trial(
             expires_at=ends_at, instance_id=instance.id, idempotency_key=f"trial:{claim.id}",
         )
     session.flush()
+    mail.trial_started(session, instance=instance, user=user)
     return instance
