@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 
 from gunicorn.glogging import Logger
@@ -52,7 +54,9 @@ class JsonAccessLogger(Logger):
             "bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000, 1),
             "remote": environ.get("REMOTE_ADDR"),
-            "request_id": resp_header(resp, "x-request-id") or headers.get("x-request-id"),
+            "request_id": environ.get("marketplace.request_id") or headers.get("x-request-id"),
+            "user_id": environ.get("marketplace.user_id"),
+            "org_id": environ.get("marketplace.org_id"),
             "user_agent": headers.get("user-agent"),
         }
         try:
@@ -61,11 +65,22 @@ class JsonAccessLogger(Logger):
             self.exception("Failed to write the access log line")
 
 
-def resp_header(resp, name: str) -> str | None:
-    for key, value in getattr(resp, "headers", []) or []:
-        if key.lower() == name:
-            return value
-    return None
-
-
 logger_class = JsonAccessLogger
+
+
+# Prometheus: every worker writes its series to files in one directory, so a scrape of any worker
+# sees the whole server. The directory is emptied at start (values of a previous run must not count).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="marketplace-metrics-")
+
+
+def on_starting(server):
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -28,7 +28,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         from app.adapters.identity import oidc as oidc_identity
         oidc_identity.init_app(app)  # registers the OIDC client; discovery waits for the first sign-in
 
-    from app import web
+    from app import observability, web
+    observability.init_app(app)
     web.init_app(app)
     return app
 

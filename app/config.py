@@ -47,6 +47,9 @@ _ENV_KEYS: dict[str, type] = {
     "LOGIN_LOCK_SECONDS": int,
     "WEBHOOK_MAX_BYTES": int,
     "PORT": int,
+    "LOG_FORMAT": str,
+    "LOG_LEVEL": str,
+    "METRICS_TOKEN": str,
 }
 
 
@@ -90,6 +93,9 @@ class Defaults:
     LOGIN_LOCK_SECONDS = 300
     WEBHOOK_MAX_BYTES = 256 * 1024
     PORT = 5000
+    LOG_FORMAT = ""  # json or text; empty: text in development, json elsewhere
+    LOG_LEVEL = "info"
+    METRICS_TOKEN = ""  # bearer token Prometheus sends to /metrics; empty: /metrics only in development
 
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SESSION_COOKIE_NAME = "dm_session"  # never "_session": an OIDC provider on the same host uses it
