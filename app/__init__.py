@@ -28,9 +28,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         from app.adapters.identity import oidc as oidc_identity
         oidc_identity.init_app(app)  # registers the OIDC client; discovery waits for the first sign-in
 
-    from app import observability, web
+    from app import observability, tracing, web
     observability.init_app(app)
     web.init_app(app)
+    tracing.init_app(app)
     return app
 
 

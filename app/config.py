@@ -50,6 +50,8 @@ _ENV_KEYS: dict[str, type] = {
     "LOG_FORMAT": str,
     "LOG_LEVEL": str,
     "METRICS_TOKEN": str,
+    "OTEL_EXPORTER_OTLP_ENDPOINT": str,
+    "OTEL_SERVICE_NAME": str,
 }
 
 
@@ -96,6 +98,8 @@ class Defaults:
     LOG_FORMAT = ""  # json or text; empty: text in development, json elsewhere
     LOG_LEVEL = "info"
     METRICS_TOKEN = ""  # bearer token Prometheus sends to /metrics; empty: /metrics only in development
+    OTEL_EXPORTER_OTLP_ENDPOINT = ""  # OTLP/HTTP collector, e.g. http://otel-collector:4318; empty: no tracing
+    OTEL_SERVICE_NAME = "digitlify-marketplace"
 
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SESSION_COOKIE_NAME = "dm_session"  # never "_session": an OIDC provider on the same host uses it

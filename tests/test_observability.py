@@ -116,3 +116,37 @@ def test_under_gunicorn_each_request_is_one_json_access_line_and_metrics_add_up_
     counted = re.search(r'marketplace_http_request_duration_seconds_count\{endpoint="cp\.health_live",'
                         r'method="GET",status="200"\} (\d+(?:\.\d+)?)', scraped)
     assert counted and float(counted.group(1)) >= 9  # the start-up probe and the eight, whichever worker served them
+
+
+def test_tracing_sends_request_and_sql_spans_to_the_configured_collector(make_app):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from werkzeug.serving import make_server
+    import threading
+
+    received: list[bytes] = []
+
+    def collector(environ, start_response):
+        received.append(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+        start_response("200 OK", [("Content-Type", "application/x-protobuf")])
+        return [b""]
+
+    server = make_server("127.0.0.1", 0, collector, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app = make_app(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
+        assert app.test_client().get("/api/health").status_code == 200
+        app.extensions["tracer_provider"].force_flush(10_000)
+    finally:
+        server.shutdown()
+        RequestsInstrumentor().uninstrument()
+    names = set()
+    for body in received:
+        export = ExportTraceServiceRequest.FromString(body)
+        names |= {span.name for rs in export.resource_spans for ss in rs.scope_spans for span in ss.spans}
+    assert "GET /api/health" in names
+    assert any(name.startswith("SELECT") or name == "connect" for name in names), names
+
+
+def test_no_tracing_without_an_endpoint(app):
+    assert "tracer_provider" not in app.extensions
