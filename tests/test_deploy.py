@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 # variables the compose file reads for itself (interpolation), not settings of the app
-COMPOSE_ONLY = {"POSTGRES_PASSWORD", "KEYCLOAK_ADMIN_PASSWORD", "LANGFLOW_ADMIN_PASSWORD"}
+COMPOSE_ONLY = {"POSTGRES_PASSWORD", "KEYCLOAK_ADMIN_PASSWORD", "LANGFLOW_ADMIN_PASSWORD", "SALEOR_DB_PASSWORD",
+                "SALEOR_SECRET_KEY", "SALEOR_RSA_PRIVATE_KEY"}
 
 
 def _env_example_names() -> set[str]:
@@ -141,3 +142,28 @@ def test_gunicorn_settings_come_from_the_environment(monkeypatch):
     documented = _env_example_names()
     read = set(re.findall(r'(?:os\.environ\.get|_flag)\("([A-Z_]+)"', (ROOT / "gunicorn.conf.py").read_text()))
     assert read - documented == set()
+
+
+def test_compose_profiles_add_the_outside_systems_without_touching_the_default_set():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    by_profile: dict[str, set[str]] = {}
+    for name, service in compose["services"].items():
+        for profile in service.get("profiles", ["default"]):
+            by_profile.setdefault(profile, set()).add(name)
+    assert by_profile == {
+        "default": {"postgres", "redis", "migrate", "web", "worker"},
+        "sso": {"keycloak"}, "langflow": {"langflow"}, "vault": {"vault"},
+        "saleor": {"saleor-db", "saleor-api", "saleor-worker"},
+    }
+    interpolated = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE.read_text()))
+    assert interpolated - _env_example_names() - COMPOSE_ONLY == set()
+    realm = (ROOT / "deploy" / "keycloak" / "digitlify-realm.json").read_text()
+    import json
+    realm = json.loads(realm)
+    groups = {g["name"] for g in realm["groups"]}
+    from app.config import Defaults
+    mapped = {pair.split("=")[0] for pair in Defaults.OIDC_GROUP_ROLES.split(",")}
+    assert mapped <= groups  # every group the app maps to a role exists in the realm
+    (client,) = realm["clients"]
+    assert client["clientId"] == Defaults.KEYCLOAK_CLIENT_ID and not client["publicClient"]
+    assert all(uri.endswith("/auth/oidc/callback") for uri in client["redirectUris"])
