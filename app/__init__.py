@@ -15,7 +15,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     else:
         app.config.update(test_config)
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_uri(app.config, app.instance_path)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
+                          settings.engine_options(app.config, app.config["SQLALCHEMY_DATABASE_URI"]))
     _refuse_insecure_production(app)
+    from app.db_retry import RetryOnDroppedConnection
+    app.wsgi_app = RetryOnDroppedConnection(app.wsgi_app)
     if app.config.get("TRUST_PROXY"):
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)

@@ -119,7 +119,6 @@ def test_under_gunicorn_each_request_is_one_json_access_line_and_metrics_add_up_
 
 
 def test_tracing_sends_request_and_sql_spans_to_the_configured_collector(make_app):
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
     from werkzeug.serving import make_server
     import threading
@@ -133,19 +132,31 @@ def test_tracing_sends_request_and_sql_spans_to_the_configured_collector(make_ap
 
     server = make_server("127.0.0.1", 0, collector, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    app = make_app(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
     try:
-        app = make_app(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
         assert app.test_client().get("/api/health").status_code == 200
         app.extensions["tracer_provider"].force_flush(10_000)
+        received_names = _span_names(received)
     finally:
         server.shutdown()
+        # the instrumentors patch requests and create_engine for the whole process: undo it for the next tests
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
         RequestsInstrumentor().uninstrument()
+        SQLAlchemyInstrumentor().uninstrument()
+        app.extensions["tracer_provider"].shutdown()
+    assert "GET /api/health" in received_names
+    assert any(name.startswith("SELECT") or name == "connect" for name in received_names), received_names
+
+
+def _span_names(bodies: list[bytes]) -> set[str]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
     names = set()
-    for body in received:
+    for body in bodies:
         export = ExportTraceServiceRequest.FromString(body)
         names |= {span.name for rs in export.resource_spans for ss in rs.scope_spans for span in ss.spans}
-    assert "GET /api/health" in names
-    assert any(name.startswith("SELECT") or name == "connect" for name in names), names
+    return names
 
 
 def test_no_tracing_without_an_endpoint(app):
