@@ -85,7 +85,7 @@ def test_under_gunicorn_each_request_is_one_json_access_line_and_metrics_add_up_
     port = _free_port()
     env = {**os.environ, "APP_ENV": "development", "DATABASE_URL": db_url, "GUNICORN_BIND": f"127.0.0.1:{port}",
            "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "2", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-           "LOG_FORMAT": "json"}
+           "LOG_FORMAT": "json", "GUNICORN_GRACEFUL_TIMEOUT": "3", "GUNICORN_KEEPALIVE": "1"}
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     log = (tmp_path / "gunicorn.log").open("w+")
     server = subprocess.Popen([gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:create_app()"], cwd=ROOT,
