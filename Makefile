@@ -23,14 +23,9 @@ $(VENV)/.installed: pyproject.toml
 
 assets: app/static/vendor/.installed
 
-app/static/vendor/.installed: package.json package-lock.json
+app/static/vendor/.installed: package.json package-lock.json scripts/vendor-assets.sh
 	@npm ci --no-audit --no-fund --loglevel=error
-	@mkdir -p app/static/vendor/swagger-ui
-	@cp node_modules/htmx.org/dist/htmx.min.js app/static/vendor/htmx.min.js
-	@cp node_modules/modern-normalize/modern-normalize.css app/static/vendor/modern-normalize.css
-	@cp node_modules/chart.js/dist/chart.umd.min.js app/static/vendor/chart.umd.min.js
-	@cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js app/static/vendor/swagger-ui/
-	@touch $@
+	@bash scripts/vendor-assets.sh
 
 migrate: install
 	@$(FLASK) db upgrade

@@ -15,7 +15,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     else:
         app.config.update(test_config)
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_uri(app.config, app.instance_path)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
+                          settings.engine_options(app.config, app.config["SQLALCHEMY_DATABASE_URI"]))
     _refuse_insecure_production(app)
+    from app.db_retry import RetryOnDroppedConnection
+    app.wsgi_app = RetryOnDroppedConnection(app.wsgi_app)
     if app.config.get("TRUST_PROXY"):
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
@@ -28,8 +32,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         from app.adapters.identity import oidc as oidc_identity
         oidc_identity.init_app(app)  # registers the OIDC client; discovery waits for the first sign-in
 
-    from app import web
+    from app import observability, tracing, web
+    observability.init_app(app)
     web.init_app(app)
+    tracing.init_app(app)
     return app
 
 

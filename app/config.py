@@ -54,6 +54,16 @@ _ENV_KEYS: dict[str, type] = {
     "SMTP_TIMEOUT": float,
     "PASSWORD_RESET_MINUTES": int,
     "EMAIL_VERIFY_HOURS": int,
+    "LOG_FORMAT": str,
+    "LOG_LEVEL": str,
+    "METRICS_TOKEN": str,
+    "OTEL_EXPORTER_OTLP_ENDPOINT": str,
+    "DATABASE_POOL_SIZE": int,
+    "DATABASE_MAX_OVERFLOW": int,
+    "DATABASE_POOL_TIMEOUT": float,
+    "DATABASE_POOL_RECYCLE": int,
+    "DATABASE_POOL_PRE_PING": bool,
+    "OTEL_SERVICE_NAME": str,
 }
 
 # JOB_EVERY_<TASK> (seconds between a periodic task's ticks, e.g. JOB_EVERY_EXPIRE_HOLDS=60): read for
@@ -108,8 +118,20 @@ class Defaults:
     SMTP_TIMEOUT = 10.0
     PASSWORD_RESET_MINUTES = 60  # how long a password reset link works
     EMAIL_VERIFY_HOURS = 72  # how long an email confirmation link works
+    LOG_FORMAT = ""  # json or text; empty: text in development, json elsewhere
+    LOG_LEVEL = "info"
+    METRICS_TOKEN = ""  # bearer token Prometheus sends to /metrics; empty: /metrics only in development
+    OTEL_EXPORTER_OTLP_ENDPOINT = ""  # OTLP/HTTP collector, e.g. http://otel-collector:4318; empty: no tracing
+    OTEL_SERVICE_NAME = "digitlify-marketplace"
 
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # PostgreSQL connections per process: one per gunicorn thread (GUNICORN_THREADS) is enough; the
+    # overflow covers the worker's job threads and bursts. A dropped connection is not pinged for before
+    # each use (a round trip per request): app.db_retry answers a safe request again on a fresh one.
+    DATABASE_POOL_SIZE = 5
+    DATABASE_MAX_OVERFLOW = 10
+    DATABASE_POOL_TIMEOUT = 10.0  # seconds a request waits for a free connection before it fails
+    DATABASE_POOL_RECYCLE = 1800  # seconds: replace connections before proxies and servers drop idle ones
+    DATABASE_POOL_PRE_PING = False
     SESSION_COOKIE_NAME = "dm_session"  # never "_session": an OIDC provider on the same host uses it
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -148,3 +170,16 @@ def database_uri(config: dict, instance_path: str) -> str:
     elif url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return url
+
+
+def engine_options(config: dict, url: str) -> dict:
+    """SQLAlchemy engine options for `url`; the pool settings apply to PostgreSQL (SQLite uses its own pool)."""
+    if not url.startswith("postgresql"):
+        return {}
+    return {
+        "pool_size": int(config["DATABASE_POOL_SIZE"]),
+        "max_overflow": int(config["DATABASE_MAX_OVERFLOW"]),
+        "pool_timeout": float(config["DATABASE_POOL_TIMEOUT"]),
+        "pool_recycle": int(config["DATABASE_POOL_RECYCLE"]),
+        "pool_pre_ping": bool(config["DATABASE_POOL_PRE_PING"]),
+    }

@@ -81,8 +81,12 @@ def _http_error(exc: HTTPException):
 
 
 def _unexpected_error(exc: Exception):
+    from app.db_retry import is_dropped_connection, mark_dropped
     from app.extensions import db
     import logging
+
+    if is_dropped_connection(exc):
+        mark_dropped(request.environ)
 
     logging.getLogger("app").exception("Unhandled error on %s %s", request.method, request.path)
     db.session.rollback()

@@ -22,6 +22,11 @@ PG_ENV=$(bash scripts/pg-up.sh) || { echo "PostgreSQL did not start: the Postgre
 eval "$(echo "$PG_ENV" | sed 's/^/export /')"
 trap 'bash scripts/pg-down.sh' EXIT
 
+echo "== starting a throw-away Redis"
+REDIS_ENV=$(bash scripts/redis-up.sh) || { echo "Redis did not start: the Redis-backed tests cannot run" >&2; exit 1; }
+eval "$(echo "$REDIS_ENV" | sed 's/^/export /')"
+trap 'bash scripts/pg-down.sh; bash scripts/redis-down.sh' EXIT
+
 status=0
 echo "== unit and integration tests on SQLite"
 TEST_DATABASE_URL= run_pytest tests -q || status=1

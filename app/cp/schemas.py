@@ -475,3 +475,16 @@ class AuditQuery(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: dict[str, str]
+
+
+class LiveOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unavailable"]
+    migrations: Literal["current", "behind", "unknown"]
+    current: list[str] | None = None
+    expected: list[str] | None = None
+    error: str | None = None

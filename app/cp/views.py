@@ -5,6 +5,8 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from flask import Blueprint, current_app, jsonify, render_template
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from spectree import Response
 from sqlalchemy import text
 
@@ -28,6 +30,43 @@ def health():
         db.session.rollback()
         return jsonify(status="degraded", database={"status": "unavailable", "error": type(exc).__name__}), 503
     return jsonify(status="ok", database={"status": "ok", "dialect": db.engine.dialect.name})
+
+
+@bp.get("/health/live")
+@spec.validate(resp=Response(HTTP_200=schemas.LiveOut), tags=["health"])
+def health_live():
+    """The process answers requests (a liveness probe: it never touches the database, so an outage elsewhere
+    does not get healthy processes restarted)."""
+    return jsonify(status="ok")
+
+
+@bp.get("/health/ready")
+@spec.validate(resp=Response(HTTP_200=schemas.ReadyOut, HTTP_503=schemas.ReadyOut), tags=["health"])
+def health_ready():
+    """Ready for traffic: the database answers and its schema is at the migrations' head (a readiness probe)."""
+    try:
+        current = set(MigrationContext.configure(db.session.connection()).get_current_heads())
+    except Exception as exc:  # any driver error means the database is not usable
+        db.session.rollback()
+        return jsonify(status="unavailable", database="unavailable", migrations="unknown",
+                       error=type(exc).__name__), 503
+    db.session.rollback()
+    expected = _migration_heads()
+    if current != expected:
+        return jsonify(status="unavailable", database="ok", migrations="behind",
+                       current=sorted(current), expected=sorted(expected)), 503
+    return jsonify(status="ok", database="ok", migrations="current", current=sorted(current),
+                   expected=sorted(expected))
+
+
+def _migration_heads() -> set[str]:
+    """The head revisions of the migrations shipped with this code (read once per process)."""
+    heads = current_app.extensions.get("_migration_heads")
+    if heads is None:
+        directory = current_app.extensions["migrate"].directory
+        heads = set(ScriptDirectory(directory).get_heads())
+        current_app.extensions["_migration_heads"] = heads
+    return heads
 
 
 @bp.get("/openapi.json")
