@@ -14,7 +14,12 @@ def create_app(test_config: dict | None = None) -> Flask:
         settings.load_environment(app.config)
     else:
         app.config.update(test_config)
+        if app.testing and "RATE_LIMITS_ENABLED" not in test_config:
+            # test apps share one address and process: only tests about request rates turn them on
+            app.config["RATE_LIMITS_ENABLED"] = False
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_uri(app.config, app.instance_path)
+    # the session cookie lives as long as the server-side session it names can
+    app.config["PERMANENT_SESSION_LIFETIME"] = int(app.config["SESSION_MAX_LIFETIME"])
     _refuse_insecure_production(app)
     if app.config.get("TRUST_PROXY"):
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -28,6 +33,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         from app.adapters.identity import oidc as oidc_identity
         oidc_identity.init_app(app)  # registers the OIDC client; discovery waits for the first sign-in
 
+    from app.auth import commands, rate_limits
+    rate_limits.init_app(app)  # before the web layer's hooks: a request over its rate does no database work
+    commands.init_app(app)
     from app import web
     web.init_app(app)
     return app
