@@ -184,3 +184,34 @@ def test_a_success_takes_its_attempt_back(make_app):
     with app.app_context():
         counts = dict(db.session.execute(select(LoginThrottle.key, LoginThrottle.failures)).all())
     assert counts == {"acct:u@example.com": 0, "ip:10.2.0.1": 0, "ip:10.2.0.2": 0, "ip:10.2.0.3": 0}
+
+
+def test_a_browser_that_signed_in_before_is_not_held_by_the_account_wide_limit(make_app):
+    app = make_app(LOGIN_MAX_FAILURES=1, LOGIN_LOCK_SECONDS=600, LOGIN_SLOWDOWN_SECONDS=45)
+    with app.app_context():
+        make_user(db.session, email="u@example.com", password=PASSWORD)
+        db.session.commit()
+    owners_browser = app.test_client()
+    assert _post_login(owners_browser, "192.0.2.10", PASSWORD).status_code == 302
+    assert owners_browser.post("/auth/logout").status_code == 302
+    for n in range(4):  # four addresses fail once each: the account-wide limit (1 x 4) is reached
+        assert _post_login(app.test_client(), f"10.3.0.{n + 1}", "wrong-guess-wrong").status_code == 401
+
+    stranger = _post_login(app.test_client(), "192.0.2.78", PASSWORD)
+    owner = _post_login(owners_browser, "192.0.2.77", PASSWORD)
+
+    assert stranger.status_code == 429 and stranger.headers["Retry-After"] == "45"
+    assert owner.status_code == 302 and _signed_in(owners_browser)
+
+
+def test_a_forged_known_device_cookie_is_ignored(make_app):
+    app = make_app(LOGIN_MAX_FAILURES=1, LOGIN_LOCK_SECONDS=600, LOGIN_SLOWDOWN_SECONDS=45)
+    with app.app_context():
+        user_id = make_user(db.session, email="u@example.com", password=PASSWORD).id
+        db.session.commit()
+    for n in range(4):
+        assert _post_login(app.test_client(), f"10.4.0.{n + 1}", "wrong-guess-wrong").status_code == 401
+    forger = app.test_client()
+    forger.set_cookie("dm_device", f"{user_id}.forged.signature")
+
+    assert _post_login(forger, "192.0.2.79", PASSWORD).status_code == 429
