@@ -14,9 +14,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         settings.load_environment(app.config)
     else:
         app.config.update(test_config)
+        if app.testing and "RATE_LIMITS_ENABLED" not in test_config:
+            # test apps share one address and process: only tests about request rates turn them on
+            app.config["RATE_LIMITS_ENABLED"] = False
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_uri(app.config, app.instance_path)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
                           settings.engine_options(app.config, app.config["SQLALCHEMY_DATABASE_URI"]))
+    # the session cookie lives as long as the server-side session it names can
+    app.config["PERMANENT_SESSION_LIFETIME"] = int(app.config["SESSION_MAX_LIFETIME"])
     _refuse_insecure_production(app)
     from app.db_retry import RetryOnDroppedConnection
     app.wsgi_app = RetryOnDroppedConnection(app.wsgi_app)
@@ -33,7 +38,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         oidc_identity.init_app(app)  # registers the OIDC client; discovery waits for the first sign-in
 
     from app import observability, tracing, web
-    observability.init_app(app)
+    from app.auth import commands, rate_limits
+    observability.init_app(app)  # first: every answer, a 429 too, carries its request id
+    rate_limits.init_app(app)  # before the web layer's hooks: a request over its rate does no database work
+    commands.init_app(app)
     web.init_app(app)
     tracing.init_app(app)
     return app

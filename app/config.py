@@ -45,6 +45,14 @@ _ENV_KEYS: dict[str, type] = {
     "PUBLIC_BASE_URL": str,
     "LOGIN_MAX_FAILURES": int,
     "LOGIN_LOCK_SECONDS": int,
+    "LOGIN_SLOWDOWN_SECONDS": int,
+    "SESSION_IDLE_TIMEOUT": int,
+    "SESSION_MAX_LIFETIME": int,
+    "REDIS_URL": str,
+    "REDIS_TIMEOUT": float,
+    "RATE_LIMITS_ENABLED": bool,
+    "RATE_LIMIT_AUTH": str,
+    "RATE_LIMIT_API": str,
     "WEBHOOK_MAX_BYTES": int,
     "PORT": int,
     "JOB_KEEP_HOURS": int,
@@ -109,6 +117,14 @@ class Defaults:
     PUBLIC_BASE_URL = ""
     LOGIN_MAX_FAILURES = 5
     LOGIN_LOCK_SECONDS = 300
+    LOGIN_SLOWDOWN_SECONDS = 15  # first wait once a sign-in limit is reached; doubles up to LOGIN_LOCK_SECONDS
+    SESSION_IDLE_TIMEOUT = 12 * 3600  # seconds without a request before a signed-in session ends
+    SESSION_MAX_LIFETIME = 14 * 86400  # seconds after sign-in when a session ends however busy
+    REDIS_URL = ""  # empty: request-rate counters in process memory
+    REDIS_TIMEOUT = 1.0
+    RATE_LIMITS_ENABLED = True
+    RATE_LIMIT_AUTH = "60 per minute"  # per address, on /auth/*
+    RATE_LIMIT_API = "600 per minute"  # per credential (or address), on /api; not the gateway's service token
     WEBHOOK_MAX_BYTES = 256 * 1024
     PORT = 5000
     JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long

@@ -123,12 +123,26 @@ def client(app):
 
 
 def login(client, user) -> None:
-    """Sign a test client in as `user` without the form (the form has its own tests)."""
-    from app.auth.session_user import session_stamp
+    """Sign a test client in as `user` without the form (the form has its own tests): a server-side
+    session record, named by the cookie as a real sign-in does."""
+    from app.auth.session_user import SESSION_TOKEN_KEY, session_lifetimes, session_stamp
+    from app.services import identity
 
+    from contextlib import nullcontext
+
+    from flask import current_app, has_app_context
+
+    user_id, stamp = user.id, session_stamp(user)
+    # inside this app's context the caller's session may hold the user uncommitted: use (and commit) it
+    same_app = has_app_context() and current_app._get_current_object() is client.application
+    with nullcontext() if same_app else client.application.app_context():
+        idle, lifetime = session_lifetimes()
+        token = identity.start_session(_db.session, user_id=user_id, idle_timeout=idle, max_lifetime=lifetime)
+        _db.session.commit()
     with client.session_transaction() as s:
-        s["user_id"] = user.id
-        s["stamp"] = session_stamp(user)
+        s["user_id"] = user_id
+        s["stamp"] = stamp
+        s[SESSION_TOKEN_KEY] = token
 
 
 @pytest.fixture

@@ -1,12 +1,19 @@
 """Sign-up, sign-in and sign-out with local accounts (the OIDC flow lives beside it)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 
 from app.auth.forms import LoginForm, SignupForm
-from app.auth.session_user import safe_next, sign_in, sign_out
+from app.auth.session_user import (
+    known_device_user_id,
+    login_required,
+    remember_device,
+    safe_next,
+    sign_in,
+    sign_out,
+)
 from app.extensions import db
-from app.services import identity
+from app.services import audit, identity
 
 bp = Blueprint("auth", __name__)
 
@@ -18,19 +25,24 @@ def login():
     form = LoginForm()
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
-    status = 200
+    status, headers = 200, {}
     if form.validate_on_submit():
+        policy = identity.ThrottlePolicy(
+            max_failures=current_app.config["LOGIN_MAX_FAILURES"],
+            lock_seconds=current_app.config["LOGIN_LOCK_SECONDS"],
+            slowdown_seconds=current_app.config["LOGIN_SLOWDOWN_SECONDS"],
+        )
         try:
-            user = identity.authenticate(
-                db.session, email=form.email.data, password=form.password.data,
-                remote_addr=request.remote_addr or "unknown",
-                max_failures=current_app.config["LOGIN_MAX_FAILURES"],
-                lock_seconds=current_app.config["LOGIN_LOCK_SECONDS"],
+            attempt = identity.begin_sign_in(
+                db.session, email=form.email.data, remote_addr=request.remote_addr or "unknown",
+                known_user_id=known_device_user_id(), policy=policy,
             )
+            db.session.commit()  # counted before the password is checked: parallel attempts see each other
+            user = identity.finish_sign_in(db.session, attempt=attempt, password=form.password.data, policy=policy)
         except identity.ThrottledError as exc:
             db.session.commit()
             form.form_errors.append(str(exc))
-            status = 429
+            status, headers = 429, {"Retry-After": str(exc.retry_after)}
         except identity.IdentityError as exc:
             db.session.commit()  # keep the failure count
             form.form_errors.append(str(exc))
@@ -40,10 +52,10 @@ def login():
             sign_in(user)
             _after_sign_in(user)
             flash(f"Welcome back, {user.name}.", "success")
-            return redirect(safe_next(form.next.data, url_for("storefront.home")))
+            return remember_device(redirect(safe_next(form.next.data, url_for("storefront.home"))), user)
     elif request.method == "POST":
         status = 400
-    return render_template("auth/login.html", form=form), status
+    return render_template("auth/login.html", form=form), status, headers
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -79,8 +91,6 @@ def signup():
 
 @bp.post("/logout")
 def logout():
-    id_token = None
-    from flask import session
     id_token = session.get("oidc_id_token")
     sign_out()
     if current_app.config["AUTH_BACKEND"] == "oidc" and id_token:
@@ -88,6 +98,30 @@ def logout():
         return redirect(oidc.end_session_url(id_token))
     flash("You have signed out.", "info")
     return redirect(url_for("storefront.home"))
+
+
+@bp.post("/sessions/end-all")
+@login_required
+def sign_out_everywhere():
+    """End every signed-in session of this account, this browser's included (account settings)."""
+    user = g.user
+    ended = identity.end_user_sessions(db.session, user=user)
+    audit.record(db.session, action="user.signed_out_everywhere", target_type="user", target_id=user.id,
+                 actor=user, data={"sessions": ended})
+    db.session.commit()
+    sign_out()
+    flash("You were signed out everywhere. Sign in again to continue.", "info")
+    # with single sign-on the sign-in page would sign this browser straight back in
+    oidc = current_app.config["AUTH_BACKEND"] == "oidc"
+    return redirect(url_for("storefront.home" if oidc else "auth.login"), 303)
+
+
+@bp.app_template_global()
+def signed_in_session_count() -> int:
+    """How many browsers the signed-in user is signed in on (for the account settings page)."""
+    if g.get("user") is None:
+        return 0
+    return identity.count_sessions(db.session, user=g.user)
 
 
 def _after_sign_in(user) -> None:

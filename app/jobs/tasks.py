@@ -179,6 +179,18 @@ register_sweep("purge-finished-jobs", purge_finished_jobs, every=3600, when=_pos
 register_sweep("retry-stalled-jobs", retry_stalled_jobs, every=60, when=_postgres)
 
 
+def purge_expired_sessions(session: Session) -> int:
+    """Delete signed-in sessions past their idle timeout or lifetime (they are refused already)."""
+    from app.services import identity
+
+    return identity.purge_expired_sessions(session)
+
+
+# its command, `purge-sessions`, is the sign-in package's own (app/auth/commands.py)
+register_sweep("purge-sessions", purge_expired_sessions, every=3600, says="Purged {} expired session(s).",
+               command=False)
+
+
 # --- one-off tasks --------------------------------------------------------------------------------
 
 class StoreSyncFailed(Exception):

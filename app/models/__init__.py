@@ -9,7 +9,7 @@ from app.models.catalog import (
     OfferingStatus, OfferingVersion, Plan,
 )
 from app.models.commerce import Cart, CartLine, LineKind, Order, OrderLine, OrderStatus, Payment
-from app.models.identity import LoginThrottle, MemberRole, Membership, Organization, PersonalAccessToken, Role, User
+from app.models.identity import LoginThrottle, MemberRole, Membership, Organization, PersonalAccessToken, Role, User, UserSession
 from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
 )
@@ -23,5 +23,5 @@ __all__ = [
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
-    "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "Wallet", "WebhookEvent", "utcnow",
+    "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

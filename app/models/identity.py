@@ -1,4 +1,4 @@
-"""Users, organizations, memberships, personal access tokens, sign-in throttling."""
+"""Users, organizations, memberships, personal access tokens, sign-in sessions and throttling."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -96,8 +96,24 @@ class PersonalAccessToken(Model):
     user: Mapped[User] = relationship()
 
 
+class UserSession(Model):
+    """One signed-in browser. The cookie carries a random token; only its hash is stored, and signing
+    out deletes the row, so a copied cookie stops working the moment its session ends."""
+
+    __tablename__ = "user_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    # the earlier of the idle deadline and the absolute one; moved on as the browser is used
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class LoginThrottle(Model):
-    """Failed sign-ins per key ("email:<addr>" or "ip:<addr>") in a sliding window, kept in the database."""
+    """Sign-in attempts per key (an account at an address, an address, an account) in a window, counted
+    atomically; `locked_until` is when the next attempt is let through once the limit is reached."""
 
     __tablename__ = "login_throttle"
 

@@ -145,16 +145,19 @@ def reset_password(session: Session, *, token: str, new_password: str, secret_ke
     changes the session stamp, which ends every session of the account, and uses up the link.
     Following the link also proves the address, so it is confirmed too."""
     user = user_for_reset_token(session, token=token, secret_key=secret_key, max_age_seconds=max_age_seconds)
-    if len(new_password or "") < identity.MIN_PASSWORD_LENGTH:
-        raise RecoveryError(f"Use at least {identity.MIN_PASSWORD_LENGTH} characters.", field="password")
+    try:
+        identity.check_password_strength(new_password or "", email=user.email, name=user.name, field="password")
+    except identity.IdentityError as exc:
+        raise RecoveryError(exc.message, field=exc.field) from None
     if len(new_password) > 200:
         raise RecoveryError("Use at most 200 characters.", field="password")
     if check_password_hash(user.password_hash, new_password):
         raise RecoveryError("Choose a password you have not used for this account.", field="password")
     user.password_hash = identity.hash_password(new_password)
+    identity.end_user_sessions(session, user=user)  # whoever had the old password is signed out everywhere
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
-    identity.clear_failures(session, key=f"email:{user.email}"[:300])
+    identity.clear_sign_in_throttle(session, email=user.email)
     audit.record(session, action="user.password_reset", target_type="user", target_id=user.id, actor=user)
     session.flush()
     return user
@@ -168,8 +171,8 @@ def sign_up(session: Session, *, email: str, name: str, password: str, secret_ke
     """A new local account that must confirm its address (mailed a link), or, when the address has
     an account already, a mail to its owner and nothing else. Returns the new user, or None; the
     caller answers the same way in both cases. Flushes; the caller commits."""
-    if len(password or "") < identity.MIN_PASSWORD_LENGTH:  # refused alike with or without an account
-        raise identity.IdentityError(f"Use at least {identity.MIN_PASSWORD_LENGTH} characters.", field="password")
+    # refused alike with or without an account, before the address is looked up
+    identity.check_password_strength(password or "", email=email or "", name=name or "", field="password")
     existing = identity.get_user_by_email(session, email or "")
     if existing is not None:
         identity.hash_password(password or "x")  # the same work as a new account: timing tells nothing

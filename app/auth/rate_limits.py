@@ -1,0 +1,60 @@
+"""Request rates (Flask-Limiter) on the sign-in pages (`/auth/*`, per address) and the API (`/api`, per
+caller credential, or per address without one). Counted in process memory by default, in Redis when
+REDIS_URL is set (then every worker and host shares the counts). Over a limit: 429 with Retry-After,
+as problem+json on the API and the friendly error page elsewhere (app/web.py renders both).
+
+The password-guessing limits are a separate, stricter matter: see identity.begin_sign_in.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+MESSAGE = "Too many requests in a short time. Wait a little and try again."
+
+
+def init_app(app: Flask) -> Limiter:
+    """Bind a limiter to `app` (one per app: Flask-Limiter keeps its storage and limits per instance)."""
+    config = app.config
+    redis_url = config.get("REDIS_URL") or ""
+    config["RATELIMIT_ENABLED"] = bool(config.get("RATE_LIMITS_ENABLED"))
+    config["RATELIMIT_HEADERS_ENABLED"] = True
+    config["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
+    if redis_url:
+        timeout = float(config.get("REDIS_TIMEOUT") or 1.0)
+        config["RATELIMIT_STORAGE_OPTIONS"] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        # Redis unreachable: count in memory meanwhile rather than refuse or fail every request
+        config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    limiter = Limiter(key_func=get_remote_address)
+
+    from app.auth import bp as auth_bp
+    from app.cp import bp as cp_bp
+
+    limiter.limit(lambda: current_app.config["RATE_LIMIT_AUTH"], error_message=MESSAGE)(auth_bp)
+    limiter.limit(lambda: current_app.config["RATE_LIMIT_API"], key_func=api_caller, error_message=MESSAGE,
+                  exempt_when=is_gateway)(cp_bp)
+    limiter.init_app(app)
+    return limiter
+
+
+def api_caller() -> str:
+    """Whom an API request is counted for: its credential (never stored, only a digest of it), or its
+    address when it carries none (browser sessions, anonymous calls)."""
+    credential = request.headers.get("Authorization") or request.headers.get("X-API-Key")
+    if credential:
+        return "credential:" + hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()[:32]
+    return "address:" + (get_remote_address() or "unknown")
+
+
+def is_gateway() -> bool:
+    """The run gateway (the platform's own service token) is not rate limited: it carries every
+    customer's runs, and each customer is limited on their own credential."""
+    token = current_app.config.get("GATEWAY_SERVICE_TOKEN") or ""
+    header = request.headers.get("Authorization") or ""
+    if not token or not header.lower().startswith("bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode("utf-8", "replace"), token.encode("utf-8"))
