@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.adapters.commerce.product_sync import get_product_sync
-from app.adapters.commerce.saleor.sync import markdown_to_editorjs
+from app.adapters.commerce.saleor.sync import html_to_editorjs
 from app.extensions import db
 from app.models import AuditEvent, Offering
 from app.services import offerings as svc
@@ -287,10 +287,10 @@ def test_sync_saleor_refuses_to_run_on_the_local_backend(app, demo):
 
 
 def test_markdown_becomes_editorjs_blocks_saleor_and_the_storefront_read():
-    blocks = json.loads(markdown_to_editorjs(
+    blocks = json.loads(html_to_editorjs(svc.render_description(
         "# Title\n\nText with [a link](https://example.com/?a=1&b=2).\n\n1. one\n2. two\n\n> said\n\n"
         "<script>alert(1)</script>"
-    ))["blocks"]
+    )))["blocks"]
 
     assert blocks == [
         {"type": "header", "data": {"text": "Title", "level": 2}},
