@@ -1,5 +1,6 @@
-"""Product sync to Saleor against the fake Saleor server (real schema over HTTP) with an in-memory
-catalog: the right mutations, idempotent re-syncs, failures recorded and retried, nothing lost."""
+"""Product sync to Saleor against the fake Saleor server (Saleor's API as our schema describes it, over
+HTTP) with an in-memory catalog: the right mutations, idempotent re-syncs, failures recorded and retried,
+nothing lost."""
 from __future__ import annotations
 
 import json
