@@ -1,12 +1,17 @@
 """A fake Saleor for tests: a real HTTP server on 127.0.0.1 (port 0) that executes GraphQL
-requests with graphql-core against the real Saleor schema (`shared/saleor/schema.graphql`).
+requests with graphql-core against `tests/saleor_fake_schema.graphql`, our own SDL of the part of
+Saleor's API that our documents use (it needs no Saleor file, so it runs in any clone).
+
+Saleor's full schema is Saleor's file, not ours: `saleor_schema()` reads it from
+SALEOR_SCHEMA_PATH (default `../shared/saleor/schema.graphql`, relative to the project root) for the
+tests that check our documents and our SDL against it, and skips those tests when it is absent.
 
 Resolvers are a dict keyed by root field name, e.g. ``{"products": fn, "checkoutCreate": fn}``.
 graphql-core's default resolver calls a callable found in the root value as ``fn(info, **args)``
 (arguments keep their GraphQL names: ``sortBy``, ``after``) and resolves nested dicts by key;
 a dict with a ``"__typename"`` key picks the concrete type of a union or an interface.
 
-Like the real Saleor, the fake refuses (HTTP 400) a document that does not validate against the
+Like the real Saleor, the fake refuses (HTTP 400) a document that does not validate against its
 schema or that holds more than one operation, so an adapter that passes here sends what Saleor
 accepts. Every request is logged (`operations`) for assertions, and failure modes can be switched
 on: a delay longer than the client's timeout, an HTTP status (500), or GraphQL errors.
@@ -28,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from graphql import (
     GraphQLError,
     GraphQLSchema,
@@ -39,20 +45,38 @@ from graphql import (
 )
 
 GRAPHQL_PATH = "/graphql/"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SCHEMA_PATH = "../shared/saleor/schema.graphql"
+FAKE_SCHEMA_PATH = Path(__file__).resolve().parent / "saleor_fake_schema.graphql"
 
 
 def schema_path() -> Path:
-    """The Saleor SDL: SALEOR_SCHEMA_PATH, else `shared/saleor/schema.graphql` beside the repository."""
-    override = os.environ.get("SALEOR_SCHEMA_PATH")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared" / "saleor" / "schema.graphql"
+    """Saleor's SDL: SALEOR_SCHEMA_PATH (a relative path is taken from the project root), else
+    `../shared/saleor/schema.graphql` beside the project."""
+    configured = Path(os.environ.get("SALEOR_SCHEMA_PATH") or DEFAULT_SCHEMA_PATH)
+    return configured if configured.is_absolute() else (PROJECT_ROOT / configured).resolve()
+
+
+def saleor_schema() -> GraphQLSchema:
+    """Saleor's full schema; the calling test is skipped when the file is not there."""
+    path = schema_path()
+    if not path.is_file():
+        pytest.skip(
+            f"Saleor's schema is not at {path}: set SALEOR_SCHEMA_PATH to Saleor 3.23's schema.graphql "
+            "to check our GraphQL documents against it"
+        )
+    return _build_schema(path)
 
 
 @functools.cache
-def saleor_schema() -> GraphQLSchema:
-    """The schema, built once per process (the SDL is about 1 MB and takes seconds to build)."""
-    return build_schema(schema_path().read_text(encoding="utf-8"))
+def _build_schema(path: Path) -> GraphQLSchema:
+    """Built once per process (Saleor's SDL is about 1 MB and takes seconds to build)."""
+    return build_schema(path.read_text(encoding="utf-8"))
+
+
+def fake_schema() -> GraphQLSchema:
+    """Our SDL of the operations the fake answers (`tests/saleor_fake_schema.graphql`)."""
+    return _build_schema(FAKE_SCHEMA_PATH)
 
 
 @dataclass(frozen=True)
@@ -93,7 +117,7 @@ class SaleorFake:
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> "SaleorFake":
-        schema = saleor_schema()
+        schema = fake_schema()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):

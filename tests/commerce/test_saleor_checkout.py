@@ -1,5 +1,5 @@
-"""Checkout with the Saleor backend against the fake Saleor (real schema over HTTP), then the
-signed order-paid webhook and reconciliation provisioning the order."""
+"""Checkout with the Saleor backend against the fake Saleor (Saleor's API as our schema describes it,
+over HTTP), then the signed order-paid webhook and reconciliation provisioning the order."""
 import base64
 
 from sqlalchemy import func, select

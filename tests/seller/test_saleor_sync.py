@@ -1,5 +1,6 @@
-"""Product sync to Saleor against the fake Saleor server (real schema over HTTP) with an in-memory
-catalog: the right mutations, idempotent re-syncs, failures recorded and retried, nothing lost."""
+"""Product sync to Saleor against the fake Saleor server (Saleor's API as our schema describes it, over
+HTTP) with an in-memory catalog: the right mutations, idempotent re-syncs, failures recorded and retried,
+nothing lost."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,10 @@ import json
 import pytest
 from sqlalchemy import select
 
-from app.adapters.commerce.product_sync import get_product_sync
-from app.adapters.commerce.saleor.sync import markdown_to_editorjs
+from app.adapters.commerce.product_sync import ProductData, get_product_sync
+from app.adapters.commerce.saleor.sync import html_to_editorjs
 from app.extensions import db
-from app.models import AuditEvent, Offering
+from app.models import AuditEvent, Offering, Organization
 from app.services import offerings as svc
 from tests.conftest import login
 from tests.seller.saleor_store import SaleorStore
@@ -59,6 +60,23 @@ def _sync(offering_id: int) -> bool:
     ok = svc.sync_offering(db.session, offering=offering, sync=get_product_sync(), actor_label="test")
     db.session.commit()
     return ok
+
+
+def test_the_sync_port_gets_plain_data_built_by_the_offerings_service(app, session, seller):
+    offering = _submitted(session, seller)
+    publisher = session.get(Organization, offering.publisher_id)
+
+    data = svc.build_product_data(session, offering=offering)
+
+    assert isinstance(data, ProductData)
+    assert (data.offering_id, data.slug, data.live, data.product_id) == (offering.id, offering.slug, False, None)
+    assert data.description_html == svc.render_description(offering.description_md)
+    assert (data.version, data.changelog) == ("1.2.0", "Faster memos.")
+    assert [(f.group, f.value) for f in data.facets] == sorted((f.group, f.value) for f in offering.facets)
+    assert next(f.label for f in data.facets if f.group == "publisher") == publisher.name
+    assert [(p.sku, p.tier, p.price_minor, p.max_runs_per_period) for p in data.plans] == [
+        (offering.plans[0].sku, "starter", 2900, 300), (offering.plans[1].sku, "pro", 7905, None),
+    ]
 
 
 def test_approval_syncs_the_product_type_product_variants_and_prices(
@@ -287,10 +305,10 @@ def test_sync_saleor_refuses_to_run_on_the_local_backend(app, demo):
 
 
 def test_markdown_becomes_editorjs_blocks_saleor_and_the_storefront_read():
-    blocks = json.loads(markdown_to_editorjs(
+    blocks = json.loads(html_to_editorjs(svc.render_description(
         "# Title\n\nText with [a link](https://example.com/?a=1&b=2).\n\n1. one\n2. two\n\n> said\n\n"
         "<script>alert(1)</script>"
-    ))["blocks"]
+    )))["blocks"]
 
     assert blocks == [
         {"type": "header", "data": {"text": "Title", "level": 2}},

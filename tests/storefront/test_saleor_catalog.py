@@ -1,4 +1,4 @@
-"""The storefront over the Saleor adapter, against the fake Saleor serving the real schema."""
+"""The storefront over the Saleor adapter, against the fake Saleor (Saleor's API as our schema describes it)."""
 from __future__ import annotations
 
 import json

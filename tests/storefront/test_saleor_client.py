@@ -1,4 +1,4 @@
-"""The shared Saleor client against the fake Saleor (real schema, real HTTP)."""
+"""The shared Saleor client against the fake Saleor (Saleor's API as our schema describes it, real HTTP)."""
 import pytest
 
 from app.adapters.commerce.saleor.client import SaleorError, SaleorUnavailable, execute

@@ -26,7 +26,7 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from app.adapters.commerce import FACET_GROUPS, SearchQuery
-from app.adapters.commerce.local import SearchStatements
+from app.adapters.commerce.local_search import SearchStatements
 from app.models import CatalogRevision, FacetValue, Offering, OfferingFacet, OfferingStatus, Plan
 
 PUBLISHED = OfferingStatus.PUBLISHED.value

@@ -1,23 +1,68 @@
 """The product-sync port: push a published offering (product, variants per plan, prices) to the
 commerce backend's own catalog. Only Saleor keeps a catalog of its own; on the local backend the
-app's tables are the catalog, so there is nothing to push and `get_product_sync()` returns None."""
+app's tables are the catalog, so there is nothing to push and `get_product_sync()` returns None.
+
+The port takes plain data (`ProductData`), built by the offerings service: the adapter needs no
+session, no model and no publishing rule (the rendered description and the latest version arrive
+ready)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from app.models import Offering
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 class ProductSyncError(Exception):
     """The push failed; the message is safe for operators (no tokens) and is stored on the offering."""
 
 
+@dataclass(frozen=True)
+class FacetData:
+    """One facet value of the offering; `label` is None when the vocabulary has no label for it."""
+
+    group: str
+    value: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class PlanData:
+    """One plan: a variant of the product, found by its SKU."""
+
+    sku: str
+    name: str
+    tier: str
+    price_minor: int
+    currency: str
+    included_credits: int
+    credits_per_run: int
+    max_runs_per_period: int | None
+
+
+@dataclass(frozen=True)
+class ProductData:
+    """Everything the backend's product is made of, as the offerings service sees it."""
+
+    offering_id: int
+    slug: str
+    name: str
+    summary: str
+    category: str
+    description_html: str  # the seller's Markdown, rendered and sanitized like the product page
+    live: bool  # published: listed and purchasable; otherwise (archived) neither
+    trial_days: int
+    trial_credits: int
+    version: str  # the latest version by semantic order, "" when there is none
+    changelog: str
+    product_id: str | None  # the backend's id from an earlier sync, if any
+    facets: tuple[FacetData, ...]  # ordered by group, then value
+    plans: tuple[PlanData, ...]
+
+
 class ProductSync(Protocol):
     backend: str
 
-    def sync_offering(self, offering: "Offering", *, on_product_id: Callable[[str], None]) -> str:
+    def sync_product(self, product: ProductData, *, on_product_id: Callable[[str], None]) -> str:
         """Create or update the offering's product; return its id in the backend.
 
         Idempotent: a second call updates what the first created. `on_product_id` is called as

@@ -1,9 +1,12 @@
 """The one way this app talks to Saleor: a gql Client per call over HTTP, one operation per
 request, a short timeout, and two exceptions the callers can act on.
 
-Documents live in `graphql/<Operation>.graphql` beside this module (one operation plus its
-fragments per file, because Saleor validates every operation in a posted document), and
-`tests/test_saleor_documents.py` checks each against Saleor's schema.
+Documents live in `graphql/<Operation>.graphql` beside this module, one operation per file,
+because Saleor validates every operation in a posted document. Selection sets shared by several
+operations are fragments in `graphql/fragments/<Fragment>.graphql` (one per file); each request
+carries its operation plus exactly the fragments it uses, directly or through other fragments
+(Saleor also refuses a document with an unused fragment). `tests/test_saleor_documents.py` checks
+each document as sent against Saleor's schema.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 import requests
 from flask import current_app
 from gql import Client, GraphQLRequest, gql
+from graphql import FragmentSpreadNode, Visitor, parse, visit
 from gql.transport.exceptions import (
     TransportConnectionFailed,
     TransportProtocolError,
@@ -26,6 +30,7 @@ from gql.transport.requests import RequestsHTTPTransport
 from app.adapters.commerce import CommerceUnavailable
 
 DOCUMENTS_DIR = Path(__file__).resolve().parent / "graphql"
+FRAGMENTS_DIR = DOCUMENTS_DIR / "fragments"
 MAX_TIMEOUT_SECONDS = 3.0
 _OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -46,13 +51,53 @@ class SaleorUnavailable(SaleorError):
     """Saleor could not be reached in time: timeout, refused connection or an HTTP 5xx."""
 
 
+class _FragmentSpreads(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+        self.names.append(node.name.value)
+
+
+def _spread_names(source: str) -> list[str]:
+    """The fragments a document spreads, in order of first use."""
+    spreads = _FragmentSpreads()
+    visit(parse(source), spreads)
+    return list(dict.fromkeys(spreads.names))
+
+
 @functools.cache
-def load_document(name: str) -> GraphQLRequest:
-    """The parsed document `graphql/<name>.graphql` (cached; the file set is fixed at deploy time)."""
+def fragment_sources() -> dict[str, str]:
+    """Fragment name -> its file's text, from `graphql/fragments/<Fragment>.graphql`."""
+    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(FRAGMENTS_DIR.glob("*.graphql"))}
+
+
+@functools.cache
+def document_source(name: str) -> str:
+    """The text sent for operation `name`: `graphql/<name>.graphql` followed by every fragment it
+    uses, directly or through other fragments, each once (cached; the files are fixed at deploy time)."""
     if not _OPERATION_NAME.match(name):
         raise ValueError(f"not an operation name: {name!r}")
-    path = DOCUMENTS_DIR / f"{name}.graphql"
-    return gql(path.read_text(encoding="utf-8"))
+    source = (DOCUMENTS_DIR / f"{name}.graphql").read_text(encoding="utf-8")
+    fragments = fragment_sources()
+    used: list[str] = []
+    pending = _spread_names(source)
+    while pending:
+        fragment = pending.pop(0)
+        if fragment in used:
+            continue
+        if fragment not in fragments:
+            raise LookupError(f"{name} uses fragment {fragment}, which graphql/fragments/ does not define")
+        used.append(fragment)
+        pending.extend(_spread_names(fragments[fragment]))
+    return "\n\n".join([source.rstrip("\n"), *(fragments[f].rstrip("\n") for f in used)]) + "\n"
+
+
+@functools.cache
+def load_document(name: str) -> GraphQLRequest:
+    """The parsed document for operation `name`, with its fragments (see `document_source`)."""
+    return gql(document_source(name))
 
 
 def timeout_seconds() -> float:

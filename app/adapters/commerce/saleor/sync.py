@@ -11,6 +11,8 @@ The mapping is the one the Saleor catalog adapter reads (see `catalog.py`):
 - one variant per plan, found by SKU, priced in the channel SALEOR_CHANNEL;
 - a channel listing: published and purchasable, or neither for an archived offering.
 
+It receives plain data (`ProductData`) from the offerings service, never a model or a session.
+
 Idempotent: everything is looked up (product by stored id or slug, variants by SKU, attributes,
 their values, the product type and the category by slug) before anything is created, so a
 second run only updates. All calls go through the shared client (app token, short timeout).
@@ -23,11 +25,11 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
-from app.adapters.commerce.product_sync import ProductSyncError
+from app.adapters.commerce.product_sync import FacetData, PlanData, ProductData, ProductSyncError
 from app.adapters.commerce.saleor import client
 from app.adapters.commerce.saleor.client import SaleorError
 from app.formatting import CURRENCY_EXPONENT
-from app.models import CATEGORIES, FACET_GROUPS, FacetValue, Offering, OfferingStatus, Organization
+from app.models import CATEGORIES, FACET_GROUPS
 
 PRODUCT_TYPE_SLUG = "digitlify-offering"
 PRODUCT_TYPE_NAME = "Digitlify offering"
@@ -62,17 +64,17 @@ class SaleorProductSync:
         self.channel = channel
 
     # --- the port ------------------------------------------------------------------------------
-    def sync_offering(self, offering: Offering, *, on_product_id: Callable[[str], None]) -> str:
+    def sync_product(self, product: ProductData, *, on_product_id: Callable[[str], None]) -> str:
         try:
-            return self._sync(offering, on_product_id)
+            return self._sync(product, on_product_id)
         except SaleorError as error:  # unreachable, slow, or refused: recorded and retried
             raise ProductSyncError(str(error)) from error
         except (KeyError, TypeError, IndexError) as error:  # an answer without what the schema promises
             raise ProductSyncError(f"Saleor sent an unexpected answer: {error!r}") from error
 
-    def _sync(self, offering: Offering, on_product_id: Callable[[str], None]) -> str:
+    def _sync(self, offering: ProductData, on_product_id: Callable[[str], None]) -> str:
         channel = self._channel()
-        live = offering.status == OfferingStatus.PUBLISHED.value
+        live = offering.live
         for plan in offering.plans:
             if plan.currency != channel["currencyCode"]:
                 raise ProductSyncError(
@@ -122,27 +124,13 @@ class SaleorProductSync:
             raise ProductSyncError(f"Saleor has no channel {self.channel!r} (SALEOR_CHANNEL).")
         return channel
 
-    def _wanted_values(self, offering: Offering) -> dict[str, list[tuple[str, str]]]:
+    def _wanted_values(self, offering: ProductData) -> dict[str, list[tuple[str, str]]]:
         """attribute slug -> [(value slug, label)] the offering needs: its facets and its plan tiers."""
-        from sqlalchemy import select
-        from sqlalchemy.orm import object_session
-
-        session = object_session(offering)
-        labels = {
-            (group, slug): label
-            for group, slug, label in session.execute(select(FacetValue.group, FacetValue.slug, FacetValue.label))
-        } if session is not None else {}
-        publisher = session.get(Organization, offering.publisher_id) if session is not None else None
         wanted: dict[str, list[tuple[str, str]]] = {group: [] for group in FACET_GROUPS}
         for facet in sorted(offering.facets, key=lambda f: (f.group, f.value)):
             if facet.group not in wanted:
                 continue
-            label = labels.get((facet.group, facet.value))
-            if facet.group == "category":
-                label = label or CATEGORY_NAMES.get(facet.value)
-            if facet.group == "publisher" and publisher is not None and facet.value == publisher.slug:
-                label = label or publisher.name
-            wanted[facet.group].append((facet.value, label or facet.value))
+            wanted[facet.group].append((facet.value, _facet_label(facet)))
         wanted[TIER_ATTRIBUTE] = [(p.tier, TIER_NAMES.get(p.tier, p.tier.title())) for p in offering.plans]
         for slug in NUMERIC_ATTRIBUTES:
             wanted[slug] = []
@@ -220,14 +208,14 @@ class SaleorProductSync:
         data = self._mutate("SyncCategoryCreate", "categoryCreate", {"input": {"name": name, "slug": category}})
         return data["category"]["id"]
 
-    def _find_product(self, offering: Offering) -> dict[str, Any] | None:
-        if offering.saleor_product_id:
-            product = client.execute("SyncProduct", {"id": offering.saleor_product_id}).get("product")
+    def _find_product(self, offering: ProductData) -> dict[str, Any] | None:
+        if offering.product_id:
+            product = client.execute("SyncProduct", {"id": offering.product_id}).get("product")
             if product is not None:
                 return product
         return client.execute("SyncProduct", {"slug": offering.slug}).get("product")
 
-    def _product_input(self, offering: Offering, attributes: dict[str, _Attribute], category_id: str) -> dict:
+    def _product_input(self, offering: ProductData, attributes: dict[str, _Attribute], category_id: str) -> dict:
         assigned = []
         for group in FACET_GROUPS:
             attribute = attributes[group]
@@ -236,25 +224,24 @@ class SaleorProductSync:
                 assigned.append({"id": attribute.id, "dropdown": {"id": ids[0]}} if ids else {"id": attribute.id})
             else:
                 assigned.append({"id": attribute.id, "multiselect": [{"id": i} for i in ids]})
-        latest = _latest_version(offering)
         metadata = {
-            "offering_id": str(offering.id),
-            "version": latest.version if latest else "",
-            "changelog": latest.changelog if latest else "",
+            "offering_id": str(offering.offering_id),
+            "version": offering.version,
+            "changelog": offering.changelog,
             "trial_days": str(offering.trial_days),
             "trial_credits": str(offering.trial_credits),
         }
         return {
             "name": offering.name,
             "slug": offering.slug,
-            "description": markdown_to_editorjs(offering.description_md),
+            "description": html_to_editorjs(offering.description_html),
             "category": category_id,
             "attributes": assigned,
             "seo": {"title": offering.name, "description": offering.summary},
             "metadata": [{"key": k, "value": v} for k, v in metadata.items()],
         }
 
-    def _variant(self, product_id: str, plan, attributes: dict[str, _Attribute], warehouses: list[str]) -> str:
+    def _variant(self, product_id: str, plan: PlanData, attributes: dict[str, _Attribute], warehouses: list[str]) -> str:
         tier = attributes[TIER_ATTRIBUTE]
         values = [{"id": tier.id, "dropdown": {"id": tier.choices[plan.tier]}}]
         for slug, (_, field) in NUMERIC_ATTRIBUTES.items():
@@ -289,10 +276,12 @@ class SaleorProductSync:
         return payload
 
 
-def _latest_version(offering: Offering):
-    from app.services.offerings import latest_version
-
-    return latest_version(offering)
+def _facet_label(facet: FacetData) -> str:
+    """The vocabulary's label, else the category's own name, else the value itself."""
+    label = facet.label
+    if facet.group == "category":
+        label = label or CATEGORY_NAMES.get(facet.value)
+    return label or facet.value
 
 
 def decimal_amount(minor: int, currency: str) -> str:
@@ -411,11 +400,10 @@ def _attr(value: str | None) -> str:
     return (value or "").replace("&", "&amp;").replace('"', "&quot;")
 
 
-def markdown_to_editorjs(description_md: str) -> str:
-    """The seller's Markdown as Saleor's rich text (Editor.js JSON), through the same sanitizer."""
-    from app.services.offerings import render_description
-
+def html_to_editorjs(description_html: str) -> str:
+    """The rendered, sanitized description (the HTML the product page shows) as Saleor's rich text
+    (Editor.js JSON)."""
     parser = _Blocks()
-    parser.feed(render_description(description_md or ""))
+    parser.feed(description_html or "")
     parser.close()
     return json.dumps({"time": 0, "blocks": parser.blocks, "version": "2.24.3"})

@@ -1,0 +1,27 @@
+"""The seller's Markdown description as safe HTML, for the preview, the product page and the store sync."""
+from __future__ import annotations
+
+import re
+
+import markdown as markdown_lib
+import nh3
+
+
+DESCRIPTION_TAGS = {
+    "p", "br", "hr", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "code", "pre",
+    "blockquote", "a", "table", "thead", "tbody", "tr", "th", "td",
+}
+
+
+def render_description(description_md: str) -> str:
+    """The seller's Markdown as safe HTML: the one rendering used by the preview and the product page.
+
+    Headings start at h2 (the page owns h1); raw HTML is reduced to the allowed tags; links get
+    rel="nofollow noopener noreferrer" and only web or mail schemes.
+    """
+    html = markdown_lib.markdown(description_md or "", extensions=["sane_lists", "tables", "fenced_code"])
+    html = re.sub(r"<(/?)h1\b", r"<\1h2", html)
+    return nh3.clean(
+        html, tags=DESCRIPTION_TAGS, attributes={"a": {"href", "title"}, "th": {"align"}, "td": {"align"}},
+        url_schemes={"http", "https", "mailto"}, link_rel="nofollow noopener noreferrer",
+    )
