@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from app import formatting
+from app import formatting, routing
 
 
 def init_app(app: Flask) -> None:
@@ -15,6 +15,7 @@ def init_app(app: Flask) -> None:
     from app.seller import bp as seller_bp
     from app.storefront import bp as storefront_bp
 
+    routing.init_app(app)  # before the blueprints: their `<int:...>` rules use the id converter
     app.register_blueprint(storefront_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(account_bp, url_prefix="/account")

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-MAX_ID = 2**31 - 1
+from app.routing import MAX_ID  # one bound for ids in paths, headers and bodies
+
 MAX_CREDITS = 1_000_000_000
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
