@@ -37,14 +37,32 @@ class OrderNotFound(OrderError):
         super().__init__("Order not found.", status=404)
 
 
+MAX_AMOUNT_MINOR = 2**31 - 1  # what an amount column holds (21,474,836.47 in a 2-decimal currency)
+
+
 def to_minor(amount: object, currency: str) -> int:
-    """A decimal amount (as Saleor sends it) to integer minor units, without floats."""
+    """A decimal amount (as Saleor sends it) to integer minor units, without floats.
+
+    Refuses what no order can cost: NaN, infinities, negative amounts and amounts past what the
+    amount columns hold (such as 1e308), so that they never reach the database.
+    """
+    if isinstance(amount, bool):
+        raise OrderError(f"Not an amount: {amount!r}")
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError) as exc:
         raise OrderError(f"Not an amount: {amount!r}") from exc
+    if not value.is_finite():
+        raise OrderError(f"Not an amount: {amount!r}")
+    if value < 0:
+        raise OrderError(f"A negative amount: {amount!r}")
     exponent = CURRENCY_EXPONENT.get(currency.upper(), 2)
-    return int((value * (10 ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if value.adjusted() > 20:  # far past the limit: refuse before scaling a huge exponent
+        raise OrderError(f"An amount too large: {amount!r}")
+    minor = int((value.scaleb(exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if minor > MAX_AMOUNT_MINOR:
+        raise OrderError(f"An amount too large: {amount!r}")
+    return minor
 
 
 def insert_once(session: Session, row: object) -> bool:
@@ -69,6 +87,16 @@ def insert_once(session: Session, row: object) -> bool:
 
 def new_order_number() -> str:
     return f"DM-{secrets.token_hex(5).upper()}"
+
+
+def _label_candidates(base: str):
+    """`base`, then `base-2` ... `base-9`, then a few random suffixes; each fits the number column."""
+    base = base[:26]
+    yield base
+    for n in range(2, 10):
+        yield f"{base}-{n}"
+    for _ in range(5):
+        yield f"{base}-{secrets.token_hex(2).upper()}"
 
 
 # --- where a buyer may provision ---------------------------------------------------------
@@ -342,16 +370,24 @@ def find_or_create_remote_order(
         return RemoteOrderResult(order=None, problem="The report has no order lines; reconciliation will fetch them.")
     org = identity.ensure_personal_organization(session, user=user)
     currency = (remote.currency or "USD").upper()[:3]
-    order = Order(
-        number=f"S-{(remote.number or secrets.token_hex(4))}"[:32], user_id=user.id, organization_id=org.id,
-        email=email, status=OrderStatus.PENDING.value, total_minor=remote.total_minor or 0,
-        currency=currency, backend=backend, external_id=external_id,
-    )
-    if not insert_once(session, order):  # another delivery mirrored it first
-        order = session.scalar(select(Order).where(Order.backend == backend, Order.external_id == external_id))
-        if order is None:
-            raise OrderError(f"Order {external_id} could not be recorded.")
-        return RemoteOrderResult(order=order)
+    # The backend's order id is the key; its number is only a label for people. Two backend orders
+    # may share a number (another Saleor, a reset one), so a taken number gets a suffix.
+    for number in _label_candidates(f"S-{remote.number or secrets.token_hex(4)}"):
+        if session.scalar(select(Order.id).where(Order.number == number)) is not None:
+            continue
+        order = Order(
+            number=number, user_id=user.id, organization_id=org.id,
+            email=email, status=OrderStatus.PENDING.value, total_minor=remote.total_minor or 0,
+            currency=currency, backend=backend, external_id=external_id,
+        )
+        if insert_once(session, order):
+            break
+        mirrored = session.scalar(select(Order).where(Order.backend == backend, Order.external_id == external_id))
+        if mirrored is not None:  # another delivery mirrored it first
+            return RemoteOrderResult(order=mirrored)
+        # else another order took this number at the same moment: try the next label
+    else:
+        raise OrderError(f"Order {external_id} could not be given an order number.")
     audit.record(
         session, action="order.imported", target_type="order", target_id=order.id, organization_id=org.id,
         actor_label=backend, data={"number": order.number, "external_id": external_id},
