@@ -37,6 +37,14 @@ class OrderNotFound(OrderError):
         super().__init__("Order not found.", status=404)
 
 
+class AlreadyPlaced(OrderError):
+    """This cart, as it is, was already turned into an order (a double submit): `order` is that order."""
+
+    def __init__(self, order: Order) -> None:
+        super().__init__(f"Order {order.number} was already placed from this cart.", status=409)
+        self.order = order
+
+
 MAX_AMOUNT_MINOR = 2**31 - 1  # what an amount column holds (21,474,836.47 in a 2-decimal currency)
 
 
@@ -136,13 +144,26 @@ def active_plan_ids(session: Session, *, organization_id: int) -> set[int]:
 def place_order(
     session: Session, *, user: User, cart: Cart, organization_id: int | None, email: str, backend: str,
 ) -> Order:
-    """Turn the cart into a pending order priced from the database, and empty the cart (flushes)."""
+    """Turn the cart into a pending order priced from the database, and empty the cart (flushes).
+
+    One state of a cart gives at most one order: a second checkout of the same cart (a double
+    click, parallel submits) raises AlreadyPlaced with the first order. The cart row is locked
+    first, so parallel checkouts of one cart run one after the other (PostgreSQL); the unique
+    (cart, revision) key of orders holds even where there is no such lock.
+    """
     email = identity.normalize_email(email or "")
     if not email or "@" not in email or len(email) > 254:
         raise OrderError("Enter the email address for the receipt.", field="email")
+    revision = session.scalar(select(Cart.revision).where(Cart.id == cart.id).with_for_update())
+    placed = _order_from_cart(session, cart_id=cart.id, revision=revision)
+    if placed is not None:
+        raise AlreadyPlaced(placed)
     org = _purchasing_organization(session, user=user, organization_id=organization_id)
     priced = carts.price_cart(session, cart)
     if priced.is_empty:
+        placed = pending_order_from_cart(session, user=user, cart=cart)
+        if placed is not None:
+            raise AlreadyPlaced(placed)
         raise OrderError("Your cart is empty.")
     if priced.unavailable_lines:
         skus = ", ".join(p.line.sku for p in priced.unavailable_lines)
@@ -170,10 +191,13 @@ def place_order(
     order = Order(
         number=new_order_number(), user_id=user.id, organization_id=org.id, email=email,
         status=OrderStatus.PENDING.value, total_minor=priced.total_minor, currency=priced.currency,
-        backend=backend,
+        backend=backend, cart_id=cart.id, cart_revision=revision,
     )
-    session.add(order)
-    session.flush()
+    if not insert_once(session, order):  # a parallel checkout of this cart state holds the key
+        placed = _order_from_cart(session, cart_id=cart.id, revision=revision)
+        if placed is None:
+            raise OrderError("Your order could not be placed just now; try again.")
+        raise AlreadyPlaced(placed)
     for p in priced.lines:
         item = p.item
         session.add(OrderLine(
@@ -191,6 +215,24 @@ def place_order(
                           "backend": backend},
     )
     session.refresh(order)
+    return order
+
+
+def _order_from_cart(session: Session, *, cart_id: int, revision: int | None) -> Order | None:
+    return session.scalar(select(Order).where(Order.cart_id == cart_id, Order.cart_revision == revision))
+
+
+def pending_order_from_cart(session: Session, *, user: User, cart: Cart | None) -> Order | None:
+    """The user's pending order that emptied this cart, when nothing changed in the cart since:
+    where a repeated checkout of that cart should lead."""
+    if cart is None:
+        return None
+    revision = session.scalar(select(Cart.revision).where(Cart.id == cart.id))
+    if not revision:
+        return None
+    order = _order_from_cart(session, cart_id=cart.id, revision=revision - 1)
+    if order is None or order.user_id != user.id or order.status != OrderStatus.PENDING.value:
+        return None
     return order
 
 
