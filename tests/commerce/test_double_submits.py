@@ -125,10 +125,14 @@ def _in_parallel(app, user, requests_: list) -> list:
     """Send each (path, data) from its own thread and client, all released at the same moment."""
     barrier = threading.Barrier(len(requests_))
     results = [None] * len(requests_)
-
-    def worker(i, path, data):
+    clients = []
+    for _ in requests_:  # signed in here: the user object belongs to this thread's session
         client = app.test_client()
         login(client, user)
+        clients.append(client)
+
+    def worker(i, path, data):
+        client = clients[i]
         barrier.wait()
         response = client.post(path, data=data)
         results[i] = (response.status_code, response.headers.get("Location"))
