@@ -1,10 +1,13 @@
 """Wiring of the web layer: blueprints, error pages, security headers, template helpers, CLI."""
 from __future__ import annotations
 
-from flask import Flask, g, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+import logging
 
-from app import formatting
+from flask import Flask, g, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
+
+from app import formatting, routing
 
 
 def init_app(app: Flask) -> None:
@@ -15,6 +18,7 @@ def init_app(app: Flask) -> None:
     from app.seller import bp as seller_bp
     from app.storefront import bp as storefront_bp
 
+    routing.init_app(app)  # before the blueprints: their `<int:...>` rules use the id converter
     app.register_blueprint(storefront_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(account_bp, url_prefix="/account")
@@ -26,6 +30,8 @@ def init_app(app: Flask) -> None:
     app.before_request(session_user.load_current_user)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_error)
+    app.register_error_handler(InterfaceError, _database_error)
     app.register_error_handler(Exception, _unexpected_error)
     formatting.init_app(app)
     app.context_processor(layout_context)
@@ -81,18 +87,66 @@ def _http_error(exc: HTTPException):
 
 
 def _unexpected_error(exc: Exception):
-    from app.db_retry import is_dropped_connection, mark_dropped
     from app.extensions import db
-    import logging
-
-    if is_dropped_connection(exc):
-        mark_dropped(request.environ)
 
     logging.getLogger("app").exception("Unhandled error on %s %s", request.method, request.path)
     db.session.rollback()
     if _wants_json():
         return problem(500, "Internal Server Error", "Something went wrong on our side. It has been logged.")
     return render_template("errors/500.html", code=500), 500
+
+
+DATABASE_RETRY_AFTER_SECONDS = 30
+# PostgreSQL: connection exceptions (class 08), the server shutting down or starting, too many clients
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# SQLite: the file cannot be opened or is held by another writer for too long
+_UNAVAILABLE_SQLITE = ("unable to open database file", "database is locked", "disk i/o error")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "the database cannot be reached now" rather than a defect.
+
+    A lost, refused or invalidated connection is; a query the database refused (a missing table,
+    bad SQL, a constraint) is not and stays a 500.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    original = exc.orig
+    if hasattr(original, "sqlstate"):  # psycopg: no SQLSTATE means the server never answered
+        state = original.sqlstate
+        return state is None or state.startswith(_UNAVAILABLE_SQLSTATES)
+    message = str(original).lower()
+    return any(text in message for text in _UNAVAILABLE_SQLITE)
+
+
+def _database_error(exc: DBAPIError):
+    """The database cannot be reached: 503 with Retry-After (a page, or problem+json under /api)."""
+    if not database_unavailable(exc):
+        return _unexpected_error(exc)
+    from app.db_retry import is_dropped_connection, mark_dropped
+    from app.extensions import db
+
+    if is_dropped_connection(exc):
+        mark_dropped(request.environ)  # a GET or HEAD is answered again on a fresh connection
+
+    logging.getLogger("app").error("Database unavailable on %s %s: %s", request.method, request.path,
+                                   exc.orig if exc.orig is not None else exc)
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone; the pool replaces it on the next checkout
+        pass
+    g.database_unavailable = True
+    g.user = None  # its attributes were expired by the rollback and cannot be read again now
+    retry = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+    if _wants_json():
+        response = problem(503, "Service Unavailable",
+                           "The database is not answering right now; try again shortly.")
+        response.headers.update(retry)
+        return response
+    error = ServiceUnavailable("We can't reach our database right now. Please try again in a minute.")
+    return render_template("errors/503.html", error=error, code=503), 503, retry
 
 
 NAV_CATEGORIES = [("agents", "Agents"), ("apps", "Apps"), ("assistants", "Assistants"), ("automations", "Automations")]
@@ -124,6 +178,8 @@ def layout_context() -> dict:
         "org_switch": None,
         "cart_count": 0,
     }
+    if g.get("database_unavailable"):  # an error page for a database outage: nothing to look up
+        return context
     counter = current_app.extensions.get("cart_count")
     if counter is not None:
         try:

@@ -38,6 +38,7 @@ from wtforms import ValidationError
 from app.adapters import identity as identity_port
 from app.extensions import db
 from app.models import Organization, User
+from app.routing import MAX_ID
 from app.services import identity, keys, tokens
 from app.web import problem
 
@@ -199,11 +200,14 @@ def _organization_for(user) -> Organization:
     if raw is None or raw.strip() == "":
         return identity.current_organization(db.session, user)
     raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 12:
+    # ASCII digits only: str.isdigit() also accepts "²" and other digits int() cannot read
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise AuthFailure(422, "Unprocessable Content", f"{ORG_HEADER} must be an organization id.",
                           errors=[{"field": ORG_HEADER, "message": "Send an organization id (a whole number)."}])
     organization_id = int(raw)
-    if identity.membership(db.session, user=user, organization_id=organization_id) is None:
+    # a number no organization can have (the ids are 32-bit) never reaches the database
+    if not 1 <= organization_id <= MAX_ID or identity.membership(
+            db.session, user=user, organization_id=organization_id) is None:
         raise AuthFailure(404, "Not Found", "Organization not found.")
     return db.session.get(Organization, organization_id)
 

@@ -131,6 +131,9 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
             kinds = _auth_kinds(path, method)
             if kinds:
                 _add_security(operation, kinds)
+            if "requestBody" in operation:
+                operation["responses"].setdefault("415", {
+                    "description": "The body is not sent as application/json.", "content": _problem_ref()})
             for answer in operation.get("responses", {}).values():
                 content = answer.get("content") or {}
                 schema_ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
@@ -181,6 +184,17 @@ def _add_security(operation: dict[str, Any], kinds: tuple[tuple[str, ...], bool]
     if "bearer" in accepted:
         answers.setdefault("503", {"description": "The identity provider could not be asked.",
                                    "content": _problem_ref()})
+
+
+def takes_json_body(rule, method: str) -> bool:
+    """Whether the operation behind this URL rule and method reads a JSON body (per the document)."""
+    cache = current_app.extensions.setdefault("cp_json_bodies", {})
+    key = (rule.endpoint, method)
+    if key not in cache:
+        path, _ = spec.backend.parse_path(rule, None)
+        operation = document().get("paths", {}).get(path, {}).get(method.lower(), {})
+        cache[key] = "application/json" in operation.get("requestBody", {}).get("content", {})
+    return cache[key]
 
 
 def _auth_kinds(path: str, method: str) -> tuple[tuple[str, ...], bool] | None:

@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-MAX_ID = 2**31 - 1
+from app.routing import MAX_ID  # one bound for ids in paths, headers and bodies
+from app.services.text_rules import SPOOFING_PATTERN, TextRuleError, refuse_spoofing_characters
+
 MAX_CREDITS = 1_000_000_000
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
@@ -37,6 +39,21 @@ def text(max_length: int, min_length: int = 0, **kwargs: Any):
     """A string of bounded length without NUL characters (which PostgreSQL text cannot hold)."""
     return Annotated[str, Field(min_length=min_length, max_length=max_length, json_schema_extra=NO_NUL_SCHEMA,
                                 **kwargs), AfterValidator(_no_nul)]
+
+
+def _no_spoofing(value: str) -> str:
+    try:
+        return refuse_spoofing_characters(value, field="")
+    except TextRuleError as exc:
+        raise ValueError(exc.message) from None
+
+
+def display_text(max_length: int, min_length: int = 0, **kwargs: Any):
+    """`text`, for names and summaries that others read: no bidirectional controls or zero-width
+    characters either (see app.services.text_rules)."""
+    schema = {"not": {"pattern": "[\\x00" + SPOOFING_PATTERN[1:]}}
+    return Annotated[str, Field(min_length=min_length, max_length=max_length, json_schema_extra=schema, **kwargs),
+                     AfterValidator(_no_nul), AfterValidator(_no_spoofing)]
 
 
 class In(BaseModel):
@@ -86,7 +103,7 @@ class OrganizationList(Out):
 
 
 class OrganizationCreate(In):
-    name: text(120, 1)
+    name: display_text(120, 1)
 
 
 class MemberOut(Out):
@@ -188,8 +205,8 @@ class OfferingQuery(BaseModel):
 
 class OfferingCreate(In):
     publisher_id: Id | None = Field(None, description="Defaults to the caller's current organization.")
-    name: text(120, 1)
-    summary: text(280, 1)
+    name: display_text(120, 1)
+    summary: display_text(280, 1)
     description_md: text(20_000) = ""
     category: text(32, 1)
     facets: dict[text(16, 1), list[FacetSlug]] = Field(default_factory=dict, max_length=6)
@@ -199,8 +216,8 @@ class OfferingCreate(In):
 
 
 class OfferingUpdate(In):
-    name: text(120, 1) | None = None
-    summary: text(280, 1) | None = None
+    name: display_text(120, 1) | None = None
+    summary: display_text(280, 1) | None = None
     description_md: text(20_000) | None = None
     category: text(32, 1) | None = None
     facets: dict[text(16, 1), list[FacetSlug]] | None = Field(None, max_length=6)
@@ -217,7 +234,7 @@ class VersionCreate(In):
 
 
 class PlanSet(In):
-    name: text(60, 1)
+    name: display_text(60, 1)
     price_minor: Annotated[int, Field(ge=0, le=100_000_000, strict=True)]
     currency: text(3, 3)
     included_credits: Credits = 0

@@ -4,20 +4,38 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from flask import Blueprint, current_app, jsonify, render_template
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from flask import Blueprint, current_app, jsonify, render_template, request
 from spectree import Response
 from sqlalchemy import text
 
 from app.cp import schemas
-from app.cp.openapi import document, spec
+from app.cp.openapi import document, spec, takes_json_body
 from app.extensions import csrf, db
 from app.web import problem
 
 bp = Blueprint("cp", __name__)
 # JSON callers are not forms: app.cp.auth checks the CSRF header itself, for cookie sessions only
 csrf.exempt(bp)
+
+
+@bp.before_request
+def _json_bodies_are_json():
+    """An operation that reads a JSON body refuses any other media type with 415, and a body that is
+    not JSON (or is `null`) with 422: either would otherwise reach the view as an empty object, so
+    a PATCH of garbage answered 200."""
+    if request.method not in ("POST", "PUT", "PATCH") or request.url_rule is None:
+        return None
+    if not takes_json_body(request.url_rule, request.method):
+        return None
+    if not request.is_json:
+        return problem(415, "Unsupported Media Type", "Send the body as JSON (Content-Type: application/json).",
+                       errors=[{"field": "Content-Type", "message": "Use application/json."}])
+    if request.get_json(silent=True) is None:  # unreadable, or the literal null
+        return problem(422, "Unprocessable Content", "The body is not a JSON document.",
+                       errors=[{"field": "body", "message": "Send a JSON object."}])
+    return None
 
 
 @bp.get("/health")
@@ -104,11 +122,12 @@ def _register_service_errors() -> None:
     from app.services.listings import ListingError
     from app.services.offerings import OfferingError
     from app.services.organizations import OrganizationError
+    from app.services.text_rules import TextRuleError
     from app.services.tokens import TokenError as PersonalTokenError
     from app.services.trials import TrialError
 
     for error in (BillingError, ConnectorError, InstanceError, ApiKeyError, OfferingError, OrganizationError,
-                  PersonalTokenError, TrialError, TokenError, ListingError):
+                  PersonalTokenError, TrialError, TokenError, ListingError, TextRuleError):
         bp.register_error_handler(error, _service_problem)
 
 

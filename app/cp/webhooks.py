@@ -31,8 +31,12 @@ def saleor_order_paid():
     """Saleor's ORDER_FULLY_PAID / ORDER_PAID webhook: verify, store once, provision once.
 
     Answers 200 for a handled or repeated delivery, 401 for a missing or wrong signature,
-    400 for an unreadable body, 413 for a body over WEBHOOK_MAX_BYTES, 503 when Saleor's keys
-    cannot be fetched (Saleor retries).
+    400 for an unreadable body (also: an amount that is not a finite number an order can cost,
+    such as "NaN" or 1e308), 413 for a body over WEBHOOK_MAX_BYTES, 503 when Saleor's keys
+    cannot be fetched or the order is still being recorded here (Saleor retries).
+
+    Saleor retries a delivery answered with a 5xx or not at all, and never one answered with a
+    3xx or 4xx: a body that can never be taken in gets a 4xx, stores nothing, and is logged.
     """
     limit = int(current_app.config["WEBHOOK_MAX_BYTES"])
     if request.content_length is not None and request.content_length > limit:
@@ -48,8 +52,8 @@ def saleor_order_paid():
         )
         event = webhooks.parse_order_paid(body, event_header=request.headers.get("Saleor-Event"))
     except webhooks.WebhookError as exc:
-        if exc.status == 401:
-            current_app.logger.warning("Saleor webhook refused: %s", exc)
+        if exc.status in (400, 401):
+            current_app.logger.warning("Saleor webhook refused (%s): %s", exc.status, exc)
         return problem(exc.status, exc.title, str(exc))
     try:
         receipt = webhooks.receive_order_paid(db.session, event=event, body=body)

@@ -26,6 +26,9 @@ class Cart(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    # +1 on every change of its lines: an order records the revision it was placed from, and a
+    # cart revision gives at most one order (double submits of checkout get the same order)
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -54,6 +57,7 @@ class Order(Model):
     __tablename__ = "customer_order"
     __table_args__ = (
         UniqueConstraint("backend", "external_id"),
+        UniqueConstraint("cart_id", "cart_revision"),  # one order per state of a cart
         CheckConstraint("total_minor >= 0", name="total_nonnegative"),
     )
 
@@ -67,6 +71,8 @@ class Order(Model):
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     backend: Mapped[str] = mapped_column(String(16), default="local")  # local | saleor
     external_id: Mapped[str | None] = mapped_column(String(64))
+    cart_id: Mapped[int | None] = mapped_column(ForeignKey("cart.id", ondelete="SET NULL"))
+    cart_revision: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     paid_at: Mapped[datetime | None]
     provisioned_at: Mapped[datetime | None]

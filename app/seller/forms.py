@@ -12,6 +12,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.models import CATEGORIES, PLAN_TIERS
 from app.services.offerings import RUNTIME_KINDS, SELLER_FACET_GROUPS
+from app.services.text_rules import TextRuleError, refuse_spoofing_characters
 
 CATEGORY_LABELS = {"agents": "Agent", "apps": "App", "assistants": "Assistant", "automations": "Automation"}
 RUNTIME_LABELS = {"builtin": "Built-in runtime", "langflow": "Langflow flow"}
@@ -20,6 +21,14 @@ RUNTIME_LABELS = {"builtin": "Built-in runtime", "langflow": "Langflow flow"}
 def as_choices(pairs) -> list[SelectChoice]:
     """(value, label) pairs as WTForms choices."""
     return [SelectChoice(value, label) for value, label in pairs]
+
+
+def no_spoofing_characters(form, field) -> None:
+    """A name others read: no text-direction controls or invisible characters (the field's error)."""
+    try:
+        refuse_spoofing_characters(field.data, field=field.name)
+    except TextRuleError as exc:
+        raise ValidationError(exc.message) from None
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -35,12 +44,12 @@ class MultiCheckboxField(SelectMultipleField):
 
 class OfferingForm(FlaskForm):
     publisher_id = SelectField("Publisher", coerce=int, validators=[InputRequired()])
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=120), no_spoofing_characters])
     slug = StringField(
         "Address (slug)", validators=[Optional(), Length(max=140)],
         description="Lowercase letters, digits and hyphens. Leave empty to generate it from the name.",
     )
-    summary = StringField("Summary", validators=[DataRequired(), Length(max=280)],
+    summary = StringField("Summary", validators=[DataRequired(), Length(max=280), no_spoofing_characters],
                           description="One line for the catalog card, up to 280 characters.")
     description_md = TextAreaField("Description", validators=[Length(max=20_000)],
                                    description="Markdown: ## headings, **bold**, lists, links and tables.")
@@ -99,7 +108,7 @@ class TierForm(Form):
     """One plan tier (a sub-form: the outer form carries the CSRF token)."""
 
     offered = BooleanField("Offer this tier", default=True)
-    name = StringField("Plan name", validators=[Length(max=60)])
+    name = StringField("Plan name", validators=[Length(max=60), no_spoofing_characters])
     price = StringField("Price", validators=[Length(max=20)],
                         description="In the currency's major unit, e.g. 29.00.")
     currency = StringField("Currency", default="USD", validators=[Length(max=3)])
@@ -123,7 +132,7 @@ class ActionForm(FlaskForm):
 
 
 class PublisherForm(FlaskForm):
-    name = StringField("Organization name", validators=[DataRequired(), Length(max=120)])
+    name = StringField("Organization name", validators=[DataRequired(), Length(max=120), no_spoofing_characters])
 
 
 class SalesFilterForm(FlaskForm):

@@ -209,10 +209,12 @@ def add_to_cart(session: Session, *, cart: Cart, sku: str, quantity: int) -> Car
         for p in replaced:
             session.delete(p.line)
         if existing is not None:
+            if replaced:
+                _changed(session, cart)
             return CartChange(existing, item, f"{item.name} is already in your cart.")
         line = CartLine(cart_id=cart.id, sku=item.sku, quantity=PLAN_QUANTITY)
         session.add(line)
-        session.flush()
+        _changed(session, cart)
         if replaced:
             return CartChange(line, item, f"Switched to {item.name}; a subscription has one plan.")
         return CartChange(line, item, f"Added {item.name} to your cart.")
@@ -222,11 +224,11 @@ def add_to_cart(session: Session, *, cart: Cart, sku: str, quantity: int) -> Car
             raise CartError(f"You already have {existing.quantity} of {item.name} in your cart; at most "
                             f"{MAX_CREDIT_PACK_QUANTITY} per order.", field="quantity")
         existing.quantity = total
-        session.flush()
+        _changed(session, cart)
         return CartChange(existing, item, f"Your cart now has {total} × {item.name}.")
     line = CartLine(cart_id=cart.id, sku=item.sku, quantity=quantity)
     session.add(line)
-    session.flush()
+    _changed(session, cart)
     return CartChange(line, item, f"Added {quantity} × {item.name} to your cart.")
 
 
@@ -244,7 +246,7 @@ def update_line(session: Session, *, cart: Cart, line_id: int, quantity: int) ->
         raise CartError("That product is no longer for sale; remove it from your cart.", field="quantity")
     _check_quantity(item, quantity)
     line.quantity = quantity
-    session.flush()
+    _changed(session, cart)
     return CartChange(line, item, f"Updated {item.name}.")
 
 
@@ -252,13 +254,20 @@ def remove_line(session: Session, *, cart: Cart, line_id: int) -> str:
     line = _line_of(session, cart, line_id)
     item = find_purchasable(session, line.sku)
     session.delete(line)
-    session.flush()
+    _changed(session, cart)
     return f"Removed {item.name if item else line.sku} from your cart."
 
 
 def clear_cart(session: Session, *, cart: Cart) -> None:
     session.execute(delete(CartLine).where(CartLine.cart_id == cart.id))
     session.expire(cart, ["lines"])
+    _changed(session, cart)
+
+
+def _changed(session: Session, cart: Cart) -> None:
+    """Count a change of the cart's lines (in SQL, so concurrent changes each count) and flush."""
+    cart.revision = Cart.revision + 1
+    session.flush()
 
 
 def merge_carts(session: Session, *, user: User, token: str | None) -> Cart | None:
@@ -284,7 +293,7 @@ def merge_carts(session: Session, *, user: User, token: str | None) -> Cart | No
         existing = session.scalar(select(CartLine).where(CartLine.cart_id == mine.id, CartLine.sku == item.sku))
         if item.kind == LineKind.CREDIT_PACK.value and existing is not None:
             existing.quantity = min(MAX_CREDIT_PACK_QUANTITY, existing.quantity + line.quantity)
-            session.flush()
+            _changed(session, mine)
             continue
         try:
             add_to_cart(session, cart=mine, sku=item.sku, quantity=min(line.quantity, item.max_quantity))

@@ -16,6 +16,7 @@ from zxcvbn import zxcvbn
 from app.models import LoginThrottle, MemberRole, Membership, Organization, Role, User, UserSession, Wallet, utcnow
 from app.services import audit
 from app.services.errors import ServiceError
+from app.services.text_rules import refuse_spoofing_characters
 
 # scrypt is a memory-hard KDF; werkzeug's default parameters (n=2**15, r=8, p=1).
 PASSWORD_METHOD = "scrypt"
@@ -149,6 +150,8 @@ def create_organization(session: Session, *, name: str, owner: User, is_personal
         raise IdentityError("Give the organization a name.", field="name")
     if len(name) > 120:
         raise IdentityError("Use at most 120 characters.", field="name")
+    if not is_personal:  # a personal workspace is named after its person
+        refuse_spoofing_characters(name, field="name", error=IdentityError)
     base = slugify(name, 100)
     slug = base
     while session.scalar(select(Organization.id).where(Organization.slug == slug)) is not None:

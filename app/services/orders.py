@@ -37,14 +37,40 @@ class OrderNotFound(OrderError):
         super().__init__("Order not found.", status=404)
 
 
+class AlreadyPlaced(OrderError):
+    """This cart, as it is, was already turned into an order (a double submit): `order` is that order."""
+
+    def __init__(self, order: Order) -> None:
+        super().__init__(f"Order {order.number} was already placed from this cart.", status=409)
+        self.order = order
+
+
+MAX_AMOUNT_MINOR = 2**31 - 1  # what an amount column holds (21,474,836.47 in a 2-decimal currency)
+
+
 def to_minor(amount: object, currency: str) -> int:
-    """A decimal amount (as Saleor sends it) to integer minor units, without floats."""
+    """A decimal amount (as Saleor sends it) to integer minor units, without floats.
+
+    Refuses what no order can cost: NaN, infinities, negative amounts and amounts past what the
+    amount columns hold (such as 1e308), so that they never reach the database.
+    """
+    if isinstance(amount, bool):
+        raise OrderError(f"Not an amount: {amount!r}")
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError) as exc:
         raise OrderError(f"Not an amount: {amount!r}") from exc
+    if not value.is_finite():
+        raise OrderError(f"Not an amount: {amount!r}")
+    if value < 0:
+        raise OrderError(f"A negative amount: {amount!r}")
     exponent = CURRENCY_EXPONENT.get(currency.upper(), 2)
-    return int((value * (10 ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if value.adjusted() > 20:  # far past the limit: refuse before scaling a huge exponent
+        raise OrderError(f"An amount too large: {amount!r}")
+    minor = int((value.scaleb(exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if minor > MAX_AMOUNT_MINOR:
+        raise OrderError(f"An amount too large: {amount!r}")
+    return minor
 
 
 def insert_once(session: Session, row: object) -> bool:
@@ -69,6 +95,16 @@ def insert_once(session: Session, row: object) -> bool:
 
 def new_order_number() -> str:
     return f"DM-{secrets.token_hex(5).upper()}"
+
+
+def _label_candidates(base: str):
+    """`base`, then `base-2` ... `base-9`, then a few random suffixes; each fits the number column."""
+    base = base[:26]
+    yield base
+    for n in range(2, 10):
+        yield f"{base}-{n}"
+    for _ in range(5):
+        yield f"{base}-{secrets.token_hex(2).upper()}"
 
 
 # --- where a buyer may provision ---------------------------------------------------------
@@ -108,15 +144,28 @@ def active_plan_ids(session: Session, *, organization_id: int) -> set[int]:
 def place_order(
     session: Session, *, user: User, cart: Cart, organization_id: int | None, email: str, backend: str,
 ) -> Order:
-    """Turn the cart into a pending order priced from the database, and empty the cart (flushes)."""
+    """Turn the cart into a pending order priced from the database, and empty the cart (flushes).
+
+    One state of a cart gives at most one order: a second checkout of the same cart (a double
+    click, parallel submits) raises AlreadyPlaced with the first order. The cart row is locked
+    first, so parallel checkouts of one cart run one after the other (PostgreSQL); the unique
+    (cart, revision) key of orders holds even where there is no such lock.
+    """
     email = identity.normalize_email(email or "")
     if not email or "@" not in email or len(email) > 254:
         raise OrderError("Enter the email address for the receipt.", field="email")
     if not user.email_verified:
         raise OrderError(recovery.UNVERIFIED_MESSAGE.format(action="buy"), status=403)
+    revision = session.scalar(select(Cart.revision).where(Cart.id == cart.id).with_for_update())
+    placed = _order_from_cart(session, cart_id=cart.id, revision=revision)
+    if placed is not None:
+        raise AlreadyPlaced(placed)
     org = _purchasing_organization(session, user=user, organization_id=organization_id)
     priced = carts.price_cart(session, cart)
     if priced.is_empty:
+        placed = pending_order_from_cart(session, user=user, cart=cart)
+        if placed is not None:
+            raise AlreadyPlaced(placed)
         raise OrderError("Your cart is empty.")
     if priced.unavailable_lines:
         skus = ", ".join(p.line.sku for p in priced.unavailable_lines)
@@ -144,10 +193,13 @@ def place_order(
     order = Order(
         number=new_order_number(), user_id=user.id, organization_id=org.id, email=email,
         status=OrderStatus.PENDING.value, total_minor=priced.total_minor, currency=priced.currency,
-        backend=backend,
+        backend=backend, cart_id=cart.id, cart_revision=revision,
     )
-    session.add(order)
-    session.flush()
+    if not insert_once(session, order):  # a parallel checkout of this cart state holds the key
+        placed = _order_from_cart(session, cart_id=cart.id, revision=revision)
+        if placed is None:
+            raise OrderError("Your order could not be placed just now; try again.")
+        raise AlreadyPlaced(placed)
     for p in priced.lines:
         item = p.item
         session.add(OrderLine(
@@ -165,6 +217,24 @@ def place_order(
                           "backend": backend},
     )
     session.refresh(order)
+    return order
+
+
+def _order_from_cart(session: Session, *, cart_id: int, revision: int | None) -> Order | None:
+    return session.scalar(select(Order).where(Order.cart_id == cart_id, Order.cart_revision == revision))
+
+
+def pending_order_from_cart(session: Session, *, user: User, cart: Cart | None) -> Order | None:
+    """The user's pending order that emptied this cart, when nothing changed in the cart since:
+    where a repeated checkout of that cart should lead."""
+    if cart is None:
+        return None
+    revision = session.scalar(select(Cart.revision).where(Cart.id == cart.id))
+    if not revision:
+        return None
+    order = _order_from_cart(session, cart_id=cart.id, revision=revision - 1)
+    if order is None or order.user_id != user.id or order.status != OrderStatus.PENDING.value:
+        return None
     return order
 
 
@@ -344,16 +414,24 @@ def find_or_create_remote_order(
         return RemoteOrderResult(order=None, problem="The report has no order lines; reconciliation will fetch them.")
     org = identity.ensure_personal_organization(session, user=user)
     currency = (remote.currency or "USD").upper()[:3]
-    order = Order(
-        number=f"S-{(remote.number or secrets.token_hex(4))}"[:32], user_id=user.id, organization_id=org.id,
-        email=email, status=OrderStatus.PENDING.value, total_minor=remote.total_minor or 0,
-        currency=currency, backend=backend, external_id=external_id,
-    )
-    if not insert_once(session, order):  # another delivery mirrored it first
-        order = session.scalar(select(Order).where(Order.backend == backend, Order.external_id == external_id))
-        if order is None:
-            raise OrderError(f"Order {external_id} could not be recorded.")
-        return RemoteOrderResult(order=order)
+    # The backend's order id is the key; its number is only a label for people. Two backend orders
+    # may share a number (another Saleor, a reset one), so a taken number gets a suffix.
+    for number in _label_candidates(f"S-{remote.number or secrets.token_hex(4)}"):
+        if session.scalar(select(Order.id).where(Order.number == number)) is not None:
+            continue
+        order = Order(
+            number=number, user_id=user.id, organization_id=org.id,
+            email=email, status=OrderStatus.PENDING.value, total_minor=remote.total_minor or 0,
+            currency=currency, backend=backend, external_id=external_id,
+        )
+        if insert_once(session, order):
+            break
+        mirrored = session.scalar(select(Order).where(Order.backend == backend, Order.external_id == external_id))
+        if mirrored is not None:  # another delivery mirrored it first
+            return RemoteOrderResult(order=mirrored)
+        # else another order took this number at the same moment: try the next label
+    else:
+        raise OrderError(f"Order {external_id} could not be given an order number.")
     audit.record(
         session, action="order.imported", target_type="order", target_id=order.id, organization_id=org.id,
         actor_label=backend, data={"number": order.number, "external_id": external_id},

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.models import MemberRole, Membership, Organization, User
 from app.services import audit, identity
 from app.services.errors import ServiceError
+from app.services.text_rules import refuse_spoofing_characters
 
 MANAGER_ROLES = (MemberRole.OWNER.value, MemberRole.ADMIN.value)
 ALL_ROLES = tuple(r.value for r in MemberRole)
@@ -64,6 +65,7 @@ def get_organization(session: Session, *, user: User, organization_id: int) -> O
 
 def create_organization(session: Session, *, user: User, name: str) -> Organization:
     """A team organization with `user` as its owner (and its wallet)."""
+    refuse_spoofing_characters(name, field="name", error=OrganizationError)
     try:
         return identity.create_organization(session, name=name, owner=user)
     except identity.IdentityError as exc:

@@ -22,6 +22,13 @@ class PaymentError(ServiceError):
     """The card or the order cannot be charged; the message is safe to show."""
 
 
+class OrderAlreadyPaid(PaymentError):
+    """Another payment of this order got there first (a second tab, a double click)."""
+
+    def __init__(self) -> None:
+        super().__init__("This order is already paid.", status=409)
+
+
 @dataclass(frozen=True)
 class CardDetails:
     number: str
@@ -76,9 +83,14 @@ def pay_order(
     session: Session, *, order: Order, card: CardDetails, gateway: CheckoutPort, actor: User, today: date,
 ) -> Payment:
     """Charge the order's total to the card. A success marks the order paid and provisions it;
-    a decline is recorded and changes nothing else (flushes; caller commits)."""
+    a decline is recorded and changes nothing else (flushes; caller commits).
+
+    The order row is locked first, so parallel payments of one order run one after the other: the
+    first charges the card, the others find the order paid (OrderAlreadyPaid) and charge nothing.
+    """
+    session.refresh(order, with_for_update=True)
     if order.status == OrderStatus.PAID.value:
-        raise PaymentError("This order is already paid.")
+        raise OrderAlreadyPaid()
     if order.status != OrderStatus.PENDING.value:
         raise PaymentError("This order can no longer be paid.")
     if order.backend != "local":
@@ -98,7 +110,7 @@ def pay_order(
     session.flush()
     if outcome.succeeded:
         if not orders.mark_order_paid(session, order=order, actor=actor):
-            raise PaymentError("This order is already paid.")
+            raise OrderAlreadyPaid()
         provisioning.handle_order_paid(session, order=order, actor_label=actor.email)
     return payment
 

@@ -235,6 +235,11 @@ def _quantity(value: Any) -> int:
     return number
 
 
+def _line_total_fits(unit_minor: int | None, quantity: int) -> None:
+    if unit_minor is not None and unit_minor * quantity > orders.MAX_AMOUNT_MINOR:
+        raise PayloadError("An order line's total is larger than any order can be.")
+
+
 def _metadata(value: Any) -> dict[str, str]:
     if isinstance(value, list):  # GraphQL: [{key, value}]
         return {str(m.get("key")): str(m.get("value")) for m in value if isinstance(m, dict) and m.get("key")}
@@ -260,10 +265,12 @@ def _subscription_order(event: dict) -> tuple[str, RemoteOrder]:
             unit, line_currency = _money(((line.get("unitPrice") or {}).get("gross")), currency)
             variant = line.get("variant") if isinstance(line.get("variant"), dict) else {}
             sku = line.get("productSku") or variant.get("sku")
+            quantity = _quantity(line.get("quantity"))
+            _line_total_fits(unit, quantity)
             parsed.append(RemoteOrderLine(
                 external_id=_text(line.get("id"), 64), sku=_text(sku, 64),
                 name=_text(" · ".join(x for x in (line.get("productName"), line.get("variantName")) if x) or sku) or "Item",
-                quantity=_quantity(line.get("quantity")), unit_price_minor=unit, currency=line_currency,
+                quantity=quantity, unit_price_minor=unit, currency=line_currency,
             ))
         lines = tuple(parsed)
     charge = str(node.get("chargeStatus") or "").upper()
@@ -292,10 +299,12 @@ def _legacy_order(node: dict, event_header: str) -> tuple[str, RemoteOrder]:
             unit = (orders.to_minor(line["unit_price_gross_amount"], line_currency)
                     if line.get("unit_price_gross_amount") is not None and line_currency else None)
             sku = line.get("product_sku")
+            quantity = _quantity(line.get("quantity"))
+            _line_total_fits(unit, quantity)
             parsed.append(RemoteOrderLine(
                 external_id=_text(line.get("id"), 64), sku=_text(sku, 64),
                 name=_text(" · ".join(x for x in (line.get("product_name"), line.get("variant_name")) if x) or sku) or "Item",
-                quantity=_quantity(line.get("quantity")), unit_price_minor=unit, currency=line_currency,
+                quantity=quantity, unit_price_minor=unit, currency=line_currency,
             ))
         lines = tuple(parsed)
     charge = str(node.get("charge_status") or "").upper()

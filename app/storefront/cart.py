@@ -213,6 +213,9 @@ def checkout():
     cart_ = current_cart()
     priced = carts.price_cart(db.session, cart_)
     if priced.is_empty:
+        placed = orders.pending_order_from_cart(db.session, user=g.user, cart=cart_)
+        if placed is not None:  # this cart was just checked out (a repeated submit): go to that order
+            return _to_placed_order(placed)
         flash("Your cart is empty: add a plan or a credit pack first.", "info")
         return redirect(url_for("storefront.cart"), 303)
     organizations = orders.checkout_organizations(db.session, user=g.user)
@@ -227,6 +230,10 @@ def checkout():
     if form.validate_on_submit():
         try:
             return _place_order(cart_, form, backend)
+        except orders.AlreadyPlaced as exc:
+            order_id = exc.order.id
+            db.session.rollback()
+            return _to_placed_order(orders.get_order_for_user(db.session, user=g.user, order_id=order_id))
         except (orders.OrderError, payments.PaymentError) as exc:
             db.session.rollback()
             target = getattr(form, exc.field, None) if exc.field else None
@@ -251,6 +258,15 @@ def checkout():
     owned = orders.active_plan_ids(db.session, organization_id=form.organization_id.data or organizations[0].id)
     return render_template("storefront/checkout.html", form=form, priced=priced, backend=backend,
                            owned_plan_ids=owned), status
+
+
+def _to_placed_order(order):
+    """Where a repeated checkout lands: the order its cart became (its payment page while it can be paid here)."""
+    if order.status == OrderStatus.PENDING.value and order.backend == "local":
+        flash(f"Order {order.number} is placed and waiting for your payment.", "info")
+        return redirect(url_for("storefront.checkout_pay", order_id=order.id), 303)
+    flash(f"Order {order.number} is placed.", "info")
+    return redirect(url_for("account.order_detail", order_id=order.id), 303)
 
 
 def _place_order(cart_, form: CheckoutForm, backend: str):
@@ -301,6 +317,10 @@ def checkout_pay(order_id: int):
         try:
             payment = payments.pay_order(db.session, order=order, card=card, gateway=get_checkout("local"),
                                          actor=g.user, today=date.today())
+        except payments.OrderAlreadyPaid:  # another click or tab paid it first: show the paid order
+            db.session.rollback()
+            flash(f"Order {order.number} is already paid.", "info")
+            return redirect(url_for("account.order_detail", order_id=order.id), 303)
         except payments.PaymentError as exc:
             db.session.rollback()
             target = getattr(form, exc.field, None) if exc.field else None

@@ -1,10 +1,13 @@
 """The OpenAPI document: valid 3.1, complete, and true to the running API (schemathesis)."""
+import threading
+
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from openapi_spec_validator import validate
-
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from sqlalchemy import select
 
+from app.models import Offering
 from tests.cp.conftest import SERVICE_TOKEN
 
 EXAMPLES_PER_OPERATION = 6
@@ -97,3 +100,97 @@ def test_every_operation_answers_inside_its_schema_and_never_5xx(app, session, d
 
     assert EXPECTED_OPERATIONS <= tested
     assert failures == {}
+
+
+ENGINE_EXAMPLES = 3  # per operation and phase: the run stays well under a minute on SQLite and PostgreSQL
+
+
+def test_coverage_fuzzing_and_stateful_phases_find_no_server_error_and_no_undocumented_answer(
+        app, session, demo, operator, auth_for):
+    """The full schemathesis engine, as its command line runs it, against the app served over HTTP:
+    the coverage phase (boundary and negative values of every parameter: out-of-range ids, wrong
+    types, missing fields, undeclared media types, unexpected methods), the fuzzing phase, and the
+    stateful phase, which follows the links it infers between operations (a created offering,
+    organization, token or key, then used by id). Every answer is checked: never a 5xx; status,
+    content type, headers and body as documented; negative data refused; auth enforced.
+
+    Deterministic (fixed seed, no example database) and bounded (ENGINE_EXAMPLES per operation).
+    Left out, as above: `positive_data_acceptance`."""
+    from werkzeug.serving import make_server
+
+    from schemathesis.engine import Status, events, from_schema
+    from schemathesis.engine.run import PhaseName
+
+    people = auth_for(operator)["Authorization"].removeprefix("Bearer ")
+    config = schemathesis.Config.from_dict({
+        "seed": 20261206, "workers": 1, "cache": {"enabled": False},
+        "generation": {"max-examples": ENGINE_EXAMPLES, "deterministic": True, "database": "none"},
+        "checks": {"positive_data_acceptance": {"enabled": False}},
+        "phases": {"examples": {"enabled": False}, "stateful": {"max-steps": 10}},
+        "auth": {"openapi": {"personalAccessToken": {"bearer": people},
+                             "gatewayServiceToken": {"bearer": SERVICE_TOKEN}}},
+    })
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    failures, errors, answers, phases = [], [], {}, {}
+    try:
+        schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{server.server_port}/api/openapi.json",
+                                               config=config)
+        for event in from_schema(schema).execute():
+            if isinstance(event, events.PhaseFinished):
+                phases[event.phase.name] = event.status
+            elif isinstance(event, (events.ScenarioFinished, events.FuzzScenarioFinished)):
+                phase = getattr(event, "phase", PhaseName.FUZZING)
+                answers[phase] = answers.get(phase, 0) + len(event.recorder.interactions)
+                for case_id, checks in event.recorder.checks.items():
+                    for check in checks:
+                        if check.status == Status.FAILURE:
+                            case = event.recorder.cases[case_id].value
+                            response = event.recorder.find_response(case_id=case_id)
+                            failures.append((event.recorder.label, check.name,
+                                             response.status_code if response else None,
+                                             str(check.failure_info.failure.message)[:300] if check.failure_info
+                                             else "", repr(case.body)[:200], repr(case.query)[:200]))
+            elif isinstance(event, (events.NonFatalError, events.FatalError)):
+                errors.append(repr(getattr(event, "value", None) or getattr(event, "exception", None))[:500])
+            elif isinstance(event, events.EngineFinished):
+                stop_reason = event.stop_reason
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+    assert errors == []
+    assert sorted(set(failures)) == []
+    assert stop_reason == "completed"
+    assert {phases[name] for name in (PhaseName.COVERAGE, PhaseName.FUZZING, PhaseName.STATEFUL_TESTING)} == {
+        Status.SUCCESS}
+    assert answers[PhaseName.COVERAGE] > 1000 and answers[PhaseName.FUZZING] > 100
+    assert answers[PhaseName.STATEFUL_TESTING] > 10  # links were followed
+
+
+def test_a_json_operation_refuses_another_media_type_with_415(client, session, demo, operator, auth_for):
+    headers = auth_for(operator)
+
+    response = client.post("/api/organizations/", data={"name": "Form Team"}, headers=headers)
+
+    assert response.status_code == 415
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["errors"] == [{"field": "Content-Type", "message": "Use application/json."}]
+    document = client.get("/api/openapi.json").get_json()
+    assert "415" in document["paths"]["/api/organizations/"]["post"]["responses"]
+    assert "415" not in document["paths"]["/api/organizations/"]["get"]["responses"]
+
+
+def test_a_json_operation_refuses_a_body_that_is_not_json(client, session, demo, operator, auth_for):
+    headers = {**auth_for(operator), "Content-Type": "application/json"}
+    offering_id = session.scalar(select(Offering.id).where(Offering.slug == "customer-support-agent"))
+    before = session.get(Offering, offering_id).name
+
+    for body in (b's"\xf8\xc4', b"null", b""):
+        response = client.patch(f"/api/offerings/{offering_id}", data=body, headers=headers)
+
+        assert response.status_code == 422
+        assert response.get_json()["errors"] == [{"field": "body", "message": "Send a JSON object."}]
+    session.expire_all()
+    assert session.get(Offering, offering_id).name == before

@@ -234,13 +234,16 @@ def test_migration_backfilled_the_search_index_for_existing_rows(db_url):
             assert "ix_offering_search_vector" in set(indexes)
         engine.dispose()
         return
+    from flask_migrate import downgrade, upgrade
+
     from app import create_app
 
-    with engine.begin() as conn:  # given: an offering written while the index did not exist
-        conn.execute(text("DROP TABLE offering_fts"))
-        conn.execute(text("DROP INDEX ix_offering_search_facet"))
-        conn.execute(text("DROP TABLE catalog_revision"))  # made by a later migration
-        conn.execute(text("UPDATE alembic_version SET version_num = '56d378a84b11'"))
+    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 20, "SQLALCHEMY_DATABASE_URI": db_url})
+    with app.app_context():  # given: the schema as it was before the index (every later migration undone)
+        downgrade(revision="56d378a84b11")
+        from app.extensions import db
+        db.engine.dispose()
+    with engine.begin() as conn:  # and an offering written while the index did not exist
         conn.execute(text("INSERT INTO organization (name, slug, is_personal, created_at) "
                           "VALUES ('Acme', 'acme', 0, CURRENT_TIMESTAMP)"))
         conn.execute(text(
@@ -248,10 +251,8 @@ def test_migration_backfilled_the_search_index_for_existing_rows(db_url):
             "trial_days, trial_credits, faq_json, created_at, updated_at) VALUES ('zephyr', 'Zephyr Relay', 's', "
             "'d', 'apps', 1, 'published', 0, 0, 0, '[]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
         ))
-    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 20, "SQLALCHEMY_DATABASE_URI": db_url})
-    with app.app_context():  # when: the search migrations run again (later ones change tables this test left as they are)
-        from flask_migrate import upgrade
-        upgrade(revision="e4a7c2d9f610")
+    with app.app_context():  # when
+        upgrade()
     with engine.connect() as conn:  # then
         found = conn.execute(text("SELECT rowid FROM offering_fts WHERE offering_fts MATCH 'zephyr'")).scalars().all()
     engine.dispose()

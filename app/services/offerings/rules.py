@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.models import CATEGORIES, Membership, Offering, OfferingStatus, Role, User
 from app.services.errors import ServiceError
+from app.services.text_rules import refuse_spoofing_characters
 
 
 
@@ -91,6 +92,7 @@ def _clean_name(name: str) -> str:
         raise OfferingError("Use plain text: no HTML or special characters like < and >.", field="name")
     if not re.search(r"\w", name):
         raise OfferingError("Use at least one letter or digit.", field="name")
+    refuse_spoofing_characters(name, field="name", error=OfferingError)
     return name
 
 
@@ -112,6 +114,7 @@ def _clean_summary(summary: str) -> str:
         raise OfferingError(f"Use at most {SUMMARY_MAX} characters.", field="summary")
     if MARKUP_RE.search(summary) or CONTROL_RE.search(summary):
         raise OfferingError("Use plain text: no HTML or special characters like < and >.", field="summary")
+    refuse_spoofing_characters(summary, field="summary", error=OfferingError)
     return summary
 
 

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from app.models import PLAN_TIERS, Offering, OfferingStatus, OfferingVersion, Plan, User
 from app.services import audit
+from app.services.text_rules import refuse_spoofing_characters
 from app.services.offerings.rules import (
     CHANGELOG_MAX, CONTROL_RE, CREDITS_MAX, FEATURES_MAX, ISO_4217, MARKUP_RE, PLAN_NAME_MAX, PRICE_MAX,
     RUNTIME_KINDS, RUNTIME_REF_RE, SEMVER_RE, OfferingError, _clean_multiline, _int_in_range, _mark_sync_pending,
@@ -80,6 +81,7 @@ def set_plan(
     name = (name or "").strip()
     if not name:
         raise OfferingError("Give the plan a name.", field="name")
+    refuse_spoofing_characters(name, field="name", error=OfferingError)
     if len(name) > PLAN_NAME_MAX:
         raise OfferingError(f"Use at most {PLAN_NAME_MAX} characters.", field="name")
     if MARKUP_RE.search(name) or CONTROL_RE.search(name):
