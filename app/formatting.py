@@ -7,6 +7,7 @@ from flask import Flask
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 CURRENCY_EXPONENT = {"JPY": 0, "KRW": 0}
+MAX_AMOUNT_MINOR = 2**31 - 1  # what an amount column holds (21,474,836.47 in a 2-decimal currency)
 
 
 def money(minor: int | None, currency: str = "USD") -> str:
@@ -23,6 +24,30 @@ def money(minor: int | None, currency: str = "USD") -> str:
         major, rest = divmod(minor, 10**exponent)
         number = f"{major:,}.{rest:0{exponent}d}"
     return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+
+
+def minor_units(amount: object, currency: str) -> int:
+    """A decimal amount as another system sends it ("49.9", 49.9, "1e3") to integer minor units, without
+    floats. Raises ValueError for what no order can cost: NaN, infinities, negative amounts, booleans and
+    amounts past what the amount columns hold (such as 1e308)."""
+    from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+    if isinstance(amount, bool):
+        raise ValueError(f"Not an amount: {amount!r}")
+    try:
+        value = Decimal(str(amount))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"Not an amount: {amount!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"Not an amount: {amount!r}")
+    if value < 0:
+        raise ValueError(f"A negative amount: {amount!r}")
+    if value.adjusted() > 20:  # far past the limit: refuse before scaling a huge exponent
+        raise ValueError(f"An amount too large: {amount!r}")
+    minor = int(value.scaleb(CURRENCY_EXPONENT.get(currency.upper(), 2)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if minor > MAX_AMOUNT_MINOR:
+        raise ValueError(f"An amount too large: {amount!r}")
+    return minor
 
 
 def decimal_amount(minor: int, currency: str) -> str:

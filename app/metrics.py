@@ -1,14 +1,15 @@
 """The Prometheus series the marketplace exposes at /metrics (prometheus_client).
 
-Counters and histograms are module globals, updated where the thing happens; the job-queue figures are
-read from the database when Prometheus scrapes. Under gunicorn (PROMETHEUS_MULTIPROC_DIR set) every
+Latency histograms are module globals, updated where the thing happens. The money and
+work totals (holds, runs and their credits, webhook deliveries, the job queue) are read from the database
+when Prometheus scrapes (app.services.figures), so every replica reports the same numbers. Under gunicorn (PROMETHEUS_MULTIPROC_DIR set) every
 worker writes its values to files there and a scrape adds them up.
 """
 from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -16,15 +17,9 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 HTTP_LATENCY = Histogram(
     "marketplace_http_request_duration_seconds", "Time to answer a request, by endpoint",
     ["method", "endpoint", "status"], buckets=_LATENCY_BUCKETS)
-RUNS = Counter("marketplace_runs_total", "Agent runs by outcome", ["outcome"])
-RUN_CREDITS = Counter("marketplace_run_credits_total", "Credits charged for runs")
-HOLDS = Counter("marketplace_holds_total", "Credit holds by event (opened, settled, released, expired)", ["event"])
-WEBHOOKS = Counter("marketplace_webhook_deliveries_total", "Webhook deliveries received, by source and outcome",
-                   ["source", "outcome"])
 EXTERNAL_CALLS = Histogram(
     "marketplace_external_call_duration_seconds", "Calls to other systems, by system and outcome",
     ["system", "outcome"], buckets=_LATENCY_BUCKETS)
-JOBS = Counter("marketplace_jobs_total", "Background jobs finished, by task and outcome", ["task", "outcome"])
 
 _extra_collectors: list = []
 
@@ -54,3 +49,40 @@ class _ThisProcess:
 
     def collect(self):
         yield from DEFAULT_REGISTRY.collect()
+
+
+class DatabaseFigures:
+    """The totals kept in the database, as Prometheus series; read at each scrape (in an app context)."""
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        from app.extensions import db
+        from app.services.figures import current_figures
+
+        try:
+            figures = current_figures(db.session)
+        finally:
+            db.session.rollback()  # read only: end the transaction the reads began
+        holds = CounterMetricFamily("marketplace_holds", "Credit holds opened, by their status now", labels=["status"])
+        for status, count in sorted(figures.holds.items()):
+            holds.add_metric([status], count)
+        runs = CounterMetricFamily("marketplace_runs", "Agent runs, by status", labels=["status"])
+        for status, count in sorted(figures.runs.items()):
+            runs.add_metric([status], count)
+        credits = CounterMetricFamily("marketplace_run_credits", "Credits charged for runs")
+        credits.add_metric([], figures.run_credits)
+        webhooks = CounterMetricFamily("marketplace_webhook_deliveries", "Webhook deliveries stored, by source and "
+                                       "outcome", labels=["source", "status"])
+        for (source, status), count in sorted(figures.webhooks.items()):
+            webhooks.add_metric([source, status], count)
+        yield from (holds, runs, credits, webhooks)
+        if figures.job_queue is not None:
+            queue = GaugeMetricFamily("marketplace_job_queue", "Jobs in the queue by state, and workers online",
+                                      labels=["state"])
+            for state, count in figures.job_queue.items():
+                queue.add_metric([state], count)
+            yield queue
+
+
+register_scrape_collector(DatabaseFigures())

@@ -23,13 +23,19 @@ ENVIRON_PREFIX = "marketplace."
 
 
 def init_app(app: Flask) -> None:
+    _learn_systems(app.config)
+    instrument_outgoing_calls()
     app.before_request(_start)
     app.after_request(_finish)
     app.teardown_request(_forget)
     app.add_url_rule("/metrics", "metrics", _metrics_view)
-    fmt = app.config.get("LOG_FORMAT") or ("text" if app.config.get("APP_ENV") == "development" else "json")
-    if fmt == "json" and not app.testing:
+    if log_format(app.config) == "json" and not app.testing:
         configure_json_logging(app.config.get("LOG_LEVEL", "info"))
+
+
+def log_format(config) -> str:
+    """json or text: LOG_FORMAT, else text in development and json elsewhere."""
+    return config.get("LOG_FORMAT") or ("text" if config.get("APP_ENV") == "development" else "json")
 
 
 def json_log_handler(stream=None) -> logging.Handler:
@@ -56,6 +62,59 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = context.current_request_id()
         return True
+
+
+# --- calls to other systems -------------------------------------------------------------------------
+
+_SYSTEMS: dict[str, str] = {}  # "host:port" -> the system it is, from the configured URLs
+_SYSTEM_SETTINGS = {"SALEOR_API_URL": "saleor", "SALEOR_JWKS_URL": "saleor", "LANGFLOW_URL": "langflow",
+                    "KEYCLOAK_ISSUER": "keycloak", "VAULT_ADDR": "vault"}
+
+
+def _learn_systems(config) -> None:
+    from urllib.parse import urlsplit
+
+    for setting, system in _SYSTEM_SETTINGS.items():
+        url = config.get(setting) or ""
+        parts = urlsplit(url)
+        if parts.hostname:
+            _SYSTEMS[f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"] = system
+
+
+def system_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return _SYSTEMS.get(f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}", "other")
+
+
+def instrument_outgoing_calls() -> None:
+    """Every HTTP call made with requests (the Saleor, Langflow, Keycloak and Vault clients all use it)
+    carries the current request id and is timed in marketplace_external_call_duration_seconds by system.
+    Installed once per process; the clients themselves stay unaware of it."""
+    import requests
+
+    if getattr(requests.Session.send, "_marketplace", False):
+        return
+    original = requests.Session.send
+
+    def send(self, request, **kwargs):
+        for name, value in context.outbound_headers().items():
+            request.headers.setdefault(name, value)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            response = original(self, request, **kwargs)
+            outcome = "ok" if response.status_code < 500 else "server_error"
+            return response
+        except requests.Timeout:
+            outcome = "timeout"
+            raise
+        finally:
+            metrics.EXTERNAL_CALLS.labels(system_of(request.url), outcome).observe(time.perf_counter() - started)
+
+    send._marketplace = True  # type: ignore[attr-defined]
+    requests.Session.send = send
 
 
 def _start() -> None:

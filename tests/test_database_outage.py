@@ -34,8 +34,10 @@ def test_pages_answer_a_friendly_503_with_retry_after(down_app, path):
 
 def test_a_signed_in_page_answers_503(down_app):
     client = down_app.test_client()
-    with client.session_transaction() as s:
-        s["user_id"], s["stamp"] = 1, "stamp"
+    from app.auth.session_user import SESSION_TOKEN_KEY
+
+    with client.session_transaction() as s:  # a signed-in browser: its session record is looked up first
+        s["user_id"], s["stamp"], s[SESSION_TOKEN_KEY] = 1, "stamp", "a-session-token"
 
     response = client.get("/account/orders")
 

@@ -161,3 +161,57 @@ def _span_names(bodies: list[bytes]) -> set[str]:
 
 def test_no_tracing_without_an_endpoint(app):
     assert "tracer_provider" not in app.extensions
+
+
+def test_calls_to_other_systems_carry_the_request_id_and_are_timed_by_system(make_app):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    seen: list[str | None] = []
+
+    def langflow(environ, start_response):
+        seen.append(environ.get("HTTP_X_REQUEST_ID"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    server = make_server("127.0.0.1", 0, langflow, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    app = make_app(LANGFLOW_URL=url)
+
+    @app.get("/_calls-langflow")
+    def _calls_langflow():
+        requests.get(f"{url}/api/v1/flows", timeout=5)
+        return "ok"
+
+    try:
+        app.test_client().get("/_calls-langflow", headers={"X-Request-Id": "buyer-run-7"})
+        requests.get(f"{url}/health", timeout=5)  # outside a request: no id to pass on
+    finally:
+        server.shutdown()
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert seen == ["buyer-run-7", None]
+    assert re.search(r'marketplace_external_call_duration_seconds_count\{outcome="ok",system="langflow"\} [1-9]', text)
+
+
+def test_money_and_work_totals_come_from_the_database(client, session):
+    from app.models import Hold
+    from app.services import billing
+    from tests.factories import make_org, make_user
+
+    org = make_org(session, owner=make_user(session))
+    wallet = billing.wallet_for_organization(session, org.id)
+    billing.grant_credits(session, wallet=wallet, amount=50, origin="purchase", idempotency_key="pack:1",
+                          reference="welcome")
+    hold = billing.authorize(session, wallet=wallet, amount=5, idempotency_key="k1")
+    billing.authorize(session, wallet=wallet, amount=5, idempotency_key="k2")
+    billing.settle(session, hold_id=hold.id, amount=3, idempotency_key="s1")
+    session.commit()
+
+    text = client.get("/metrics").get_data(as_text=True)
+
+    assert 'marketplace_holds_total{status="active"} 1.0' in text
+    assert 'marketplace_holds_total{status="settled"} 1.0' in text
+    assert "marketplace_run_credits_total 0.0" in text
+    assert session.query(Hold).count() == 2

@@ -26,7 +26,8 @@ class OrganizationSwitchForm(FlaskForm):
 class ChangePasswordForm(FlaskForm):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=200)])
     new_password = PasswordField("New password", validators=[DataRequired(), Length(min=10, max=200)],
-                                 description="At least 10 characters. Other signed-in sessions will be signed out.")
+                                 description="At least 10 characters, and not a common or easily guessed password. "
+                                             "Other signed-in sessions will be signed out.")
     confirm_password = PasswordField("Repeat the new password",
                                      validators=[DataRequired(), EqualTo("new_password", "The passwords do not match.")])
 

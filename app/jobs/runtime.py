@@ -24,7 +24,21 @@ def run_task(flask_app: Flask, spec: TaskSpec, kwargs: dict[str, Any], *, job_id
              attempt: int = 1, tick: int | None = None, record_failures: bool = True) -> Any:
     """Run `spec` once with `kwargs`; return what the task returned. A failure is recorded (unless
     `record_failures` is False: a command prints it instead), then raised again so the engine can
-    schedule its retry. A periodic task's run is recorded either way."""
+    schedule its retry. A periodic task's run is recorded either way. Its log lines and outgoing calls
+    carry the id of the request that ran it in process, or one naming the job."""
+    from app import context
+
+    token = context.set_request_id(context.current_request_id() or
+                                   (f"job-{spec.name}-{job_id}" if job_id else f"job-{spec.name}"))
+    try:
+        return _run(flask_app, spec, kwargs, job_id=job_id, attempt=attempt, tick=tick,
+                    record_failures=record_failures)
+    finally:
+        context.reset_request_id(token)
+
+
+def _run(flask_app: Flask, spec: TaskSpec, kwargs: dict[str, Any], *, job_id: int | None, attempt: int,
+         tick: int | None, record_failures: bool) -> Any:
     from app.extensions import db
     from app.models import utcnow
 

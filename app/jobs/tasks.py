@@ -129,7 +129,9 @@ def reconcile(session: Session, *, hours: int = 24, config: Mapping[str, Any] | 
 
 
 def reconcile_orders(session: Session) -> str:
-    """The periodic reconciliation: a run with failures is recorded as failed, naming them."""
+    """Provision paid orders whose payment notice was lost (and, with Saleor, orders it holds as paid).
+
+    A run with failures is recorded as failed, naming them."""
     report = reconcile(session)
     if report.failed:
         raise ReconcileIncomplete(f"{report.summary} {'; '.join(report.problems)}")

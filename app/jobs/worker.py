@@ -16,7 +16,7 @@ def run_worker(flask_app: Flask, *, concurrency: int = 1, queues: list[str] | No
                wait: bool = True, install_signal_handlers: bool = True) -> None:
     """Run jobs until SIGINT or SIGTERM (or, with wait=False, until none is ready). A stop lets the
     running jobs finish, then returns."""
-    _configure_logging()
+    _configure_logging(flask_app)
     uri = flask_app.config["SQLALCHEMY_DATABASE_URI"]
     on_postgres = uri.startswith("postgresql")
     if on_postgres:
@@ -38,9 +38,14 @@ def run_worker(flask_app: Flask, *, concurrency: int = 1, queues: list[str] | No
     log.info("Worker stopped.")
 
 
-def _configure_logging() -> None:
-    """Our job log at INFO and procrastinate's at WARNING on stderr, unless logging is set up already."""
+def _configure_logging(flask_app: Flask) -> None:
+    """Our job log at INFO and procrastinate's at WARNING on stderr, unless logging is set up already;
+    one JSON object per line where the web process writes JSON too (LOG_FORMAT)."""
+    from app.observability import configure_json_logging, log_format
+
     root = logging.getLogger()
+    if log_format(flask_app.config) == "json" and not flask_app.testing:
+        configure_json_logging("warning")
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s worker %(levelname)s %(message)s", "%H:%M:%S"))

@@ -36,15 +36,16 @@ def _offering_or_404(offering_id: int) -> Offering:
     return offering
 
 
-def _sync_after_commit(offering: Offering) -> None:
-    """Push the offering to the store when the commerce backend keeps its own catalog.
+def _flash_store_update() -> None:
+    """An approval or archive queued a store sync (see offerings.queue_store_sync): say so."""
+    if get_product_sync() is not None:
+        flash("The store will be updated in a moment; a failure shows on this offering and is retried.", "info")
 
-    Runs after the review decision is committed, so a store outage never undoes it; a failure is
-    recorded on the offering and retried by `flask sync-saleor`.
-    """
+
+def _sync_now(offering: Offering) -> None:
+    """The operator's "Sync to the store now": push the offering inside this request and say how it went.
+    A failure is recorded on the offering and retried by the periodic sync-saleor sweep."""
     sync = get_product_sync()
-    if sync is None:
-        return
     ok = svc.sync_offering(db.session, offering=offering, sync=sync, actor=g.user)
     db.session.commit()
     if ok:
@@ -94,7 +95,7 @@ def offering_approve(offering_id: int):
     if not act(ActionForm(), lambda: svc.approve(db.session, offering=offering, actor=g.user)).ok:
         return redirect(url_for("operator.offering_review", offering_id=offering_id))
     flash(f"“{offering.name}” is published.", "success")
-    _sync_after_commit(offering)
+    _flash_store_update()
     return redirect(url_for("operator.dashboard"))
 
 
@@ -115,7 +116,7 @@ def offering_archive(offering_id: int):
     if act(ActionForm(), lambda: svc.archive(db.session, offering=offering, actor=g.user)).ok:
         flash(f"“{offering.name}” is archived.", "success")
         if offering.saleor_product_id:
-            _sync_after_commit(offering)
+            _flash_store_update()
     return redirect(url_for("operator.offering_review", offering_id=offering_id))
 
 
@@ -129,7 +130,7 @@ def offering_sync(offering_id: int):
     elif offering.status not in ("published", "archived"):
         flash("Only published or archived offerings are synced to the store.", "error")
     else:
-        _sync_after_commit(offering)
+        _sync_now(offering)
     return redirect(url_for("operator.offering_review", offering_id=offering_id))
 
 

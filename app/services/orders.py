@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.adapters.commerce.checkout import ORDER_REFERENCE_KEY, RemoteOrder, RemoteOrderLine
-from app.formatting import CURRENCY_EXPONENT
+from app.formatting import minor_units
 from app.models import (
     Cart, CreditPack, Instance, InstanceStatus, LedgerEntry, LineKind, MemberRole, Membership, Order, OrderLine,
     OrderStatus, Organization, Plan, User, utcnow,
@@ -45,32 +44,15 @@ class AlreadyPlaced(OrderError):
         self.order = order
 
 
-MAX_AMOUNT_MINOR = 2**31 - 1  # what an amount column holds (21,474,836.47 in a 2-decimal currency)
 
 
 def to_minor(amount: object, currency: str) -> int:
-    """A decimal amount (as Saleor sends it) to integer minor units, without floats.
-
-    Refuses what no order can cost: NaN, infinities, negative amounts and amounts past what the
-    amount columns hold (such as 1e308), so that they never reach the database.
-    """
-    if isinstance(amount, bool):
-        raise OrderError(f"Not an amount: {amount!r}")
+    """A decimal amount (as Saleor sends it) to integer minor units, without floats; what no order can
+    cost (NaN, infinities, negative or oversized amounts) is an OrderError and never reaches the database."""
     try:
-        value = Decimal(str(amount))
-    except (InvalidOperation, ValueError) as exc:
-        raise OrderError(f"Not an amount: {amount!r}") from exc
-    if not value.is_finite():
-        raise OrderError(f"Not an amount: {amount!r}")
-    if value < 0:
-        raise OrderError(f"A negative amount: {amount!r}")
-    exponent = CURRENCY_EXPONENT.get(currency.upper(), 2)
-    if value.adjusted() > 20:  # far past the limit: refuse before scaling a huge exponent
-        raise OrderError(f"An amount too large: {amount!r}")
-    minor = int((value.scaleb(exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    if minor > MAX_AMOUNT_MINOR:
-        raise OrderError(f"An amount too large: {amount!r}")
-    return minor
+        return minor_units(amount, currency)
+    except ValueError as exc:
+        raise OrderError(str(exc)) from None
 
 
 def insert_once(session: Session, row: object) -> bool:

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.adapters.commerce.checkout import RemoteOrder, RemoteOrderLine
+from app.formatting import MAX_AMOUNT_MINOR
 from app.models import WebhookEvent, utcnow
 from app.services import orders
 from app.services.errors import ServiceError
@@ -236,7 +237,7 @@ def _quantity(value: Any) -> int:
 
 
 def _line_total_fits(unit_minor: int | None, quantity: int) -> None:
-    if unit_minor is not None and unit_minor * quantity > orders.MAX_AMOUNT_MINOR:
+    if unit_minor is not None and unit_minor * quantity > MAX_AMOUNT_MINOR:
         raise PayloadError("An order line's total is larger than any order can be.")
 
 

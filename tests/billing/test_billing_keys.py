@@ -171,3 +171,24 @@ def test_two_tenants_racing_with_one_key_get_exactly_one_hold_each(session, wall
     assert billing.verify_ledger(session) == []
     assert stored_wallets(session) == ledger_folds(session)
     assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "hold")) == 2
+
+
+@pytest.mark.postgres_only
+def test_two_holds_settled_at_once_with_one_key_settle_one_and_refuse_the_other(session, wallet, engine):
+    fund(session, wallet, 100)
+    holds = [billing.authorize(session, wallet=wallet, amount=10, idempotency_key=f"job-{n}", now=T0).id
+             for n in range(8)]
+    session.commit()
+
+    def job(hold_id):
+        return lambda thread_session: billing.settle(thread_session, hold_id=hold_id, amount=4,
+                                                     idempotency_key="same-settle", now=at(1)).id
+
+    results = run_threads(engine, [job(hold_id) for hold_id in holds])
+
+    settled = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, BillingError)]
+    assert len(settled) == 1 and len(refused) == 7
+    assert {(e.status, e.field) for e in refused} == {(409, "idempotency_key")}
+    assert balances(session, wallet) == (96, 70)  # one capture of 4; seven holds still open
+    assert billing.verify_ledger(session) == []

@@ -387,3 +387,12 @@ def test_the_endpoint_needs_no_csrf_token_and_is_in_the_api_document(make_app, j
     operation = document["paths"]["/api/integrations/saleor/order-paid"]["post"]
     assert {"200", "400", "401", "413", "503"} <= set(operation["responses"])
     assert "security" not in operation
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-1", "1e308", True])
+def test_the_saleor_adapter_refuses_an_amount_no_order_can_have(amount):
+    from app.adapters.commerce.saleor.checkout import to_minor
+
+    with pytest.raises(ValueError):
+        to_minor(amount, "USD")
+    assert to_minor("49.995", "USD") == 5000 and to_minor(1200, "JPY") == 1200

@@ -125,7 +125,7 @@ def test_two_workers_in_separate_processes_run_each_periodic_task_once_per_tick(
         assert count == 1, f"{task_name} ran {count} times for tick {tick}"
         ticks[task_name] = ticks.get(task_name, 0) + 1
     assert set(ticks) == {"expire-holds", "expire-grants", "expire-trials", "fail-stale-runs", "purge-finished-jobs",
-                          "retry-stalled-jobs"}
+                          "retry-stalled-jobs", "purge-sessions"}
     assert ticks["expire-holds"] >= 3 and ticks["expire-grants"] >= 3
     assert statuses <= {"succeeded", "todo"}  # a tick deferred just before the stop may still wait
     with app.app_context():

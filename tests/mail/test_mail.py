@@ -274,3 +274,23 @@ def test_send_mail_command_sends_what_is_queued_and_reports_failures(make_app):
     assert "Sent 0 mail(s); 0 not sent" in outbox.test_cli_runner().invoke(args=["send-mail"]).output
     with outbox.app_context():
         assert [m.status for m in _mails(db.session)] == ["sent"]
+
+
+def test_an_operators_decision_mails_the_seller_with_it(session, seller, operator):
+    from tests.seller.test_seller_pages import _draft
+
+    from app.services import offerings
+
+    approved, sent_back = _draft(session, seller, name="Memo Writer"), _draft(session, seller, name="Brief Bot")
+    for offering in (approved, sent_back):
+        offerings.set_plan(session, offering=offering, actor=seller, tier="starter", name="Starter", price_minor=900,
+                           currency="USD", included_credits=100, credits_per_run=1, max_runs_per_period=None)
+        offerings.submit_for_review(session, offering=offering, actor=seller)
+    offerings.approve(session, offering=approved, actor=operator)
+    offerings.reject(session, offering=sent_back, actor=operator, reason="Add a screenshot.")
+    session.commit()
+
+    assert sorted((m.template, m.to_address) for m in _mails(session) if m.template.startswith("offering_")) == [
+        ("offering_approved", seller.email), ("offering_sent_back", seller.email)]
+    (note,) = _mails(session, template="offering_sent_back")
+    assert "Add a screenshot." in note.text_body

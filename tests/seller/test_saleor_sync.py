@@ -13,7 +13,7 @@ from app.adapters.commerce.saleor.sync import html_to_editorjs
 from app.extensions import db
 from app.models import AuditEvent, Offering, Organization
 from app.services import offerings as svc
-from tests.conftest import login
+from tests.conftest import ON_POSTGRES, login
 from tests.seller.saleor_store import SaleorStore
 
 APP_TOKEN = "saleor-app-token-for-tests"
@@ -32,6 +32,14 @@ def store(saleor_fake):
 def saleor_app(make_app, saleor_fake, store, demo):
     return make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_APP_TOKEN=APP_TOKEN,
                     SALEOR_CHANNEL="default-channel")
+
+
+def _run_jobs(app) -> None:
+    """What a worker does next: on PostgreSQL run the queued jobs (on SQLite they ran after the commit)."""
+    if ON_POSTGRES:
+        from app.jobs.worker import work_off
+
+        work_off(app)
 
 
 def _submitted(session, seller, *, name="Deal Desk Bot", currency="USD"):
@@ -87,6 +95,7 @@ def test_approval_syncs_the_product_type_product_variants_and_prices(
     login(client, operator)
 
     response = client.post(f"/operator/offerings/{offering.id}/approve")
+    _run_jobs(saleor_app)  # the approval queued the sync in its own transaction
 
     assert response.status_code == 302
     names = saleor_fake.operation_names()
@@ -199,9 +208,10 @@ def test_saleor_down_on_approval_keeps_the_approval_and_records_the_failure(
     saleor_fake.fail_with_status(500)
 
     response = client.post(f"/operator/offerings/{offering.id}/approve", follow_redirects=True)
+    _run_jobs(saleor_app)
 
     assert response.status_code == 200
-    assert "The store could not be updated; it will be retried." in response.get_data(as_text=True)
+    assert "The store will be updated in a moment" in response.get_data(as_text=True)
     session.expire_all()
     assert offering.status == "published"
     assert offering.sync_status == "failed"
@@ -287,8 +297,10 @@ def test_archiving_a_synced_offering_takes_it_off_sale_in_saleor(saleor_app, sto
     client = saleor_app.test_client()
     login(client, operator)
     client.post(f"/operator/offerings/{offering.id}/approve")
+    _run_jobs(saleor_app)
 
     client.post(f"/operator/offerings/{offering.id}/archive")
+    _run_jobs(saleor_app)
 
     product = store.product_by_slug("deal-desk-bot")
     assert product["channels"][store.channel_id] == {
@@ -325,6 +337,7 @@ def test_an_operator_can_retry_a_failed_sync_from_the_review_page(saleor_app, sa
     login(client, operator)
     saleor_fake.fail_with_status(503)
     client.post(f"/operator/offerings/{offering.id}/approve")
+    _run_jobs(saleor_app)
     saleor_fake.recover()
 
     page = client.get(f"/operator/offerings/{offering.id}").get_data(as_text=True)
@@ -335,3 +348,23 @@ def test_an_operator_can_retry_a_failed_sync_from_the_review_page(saleor_app, sa
     session.expire_all()
     assert (offering.sync_status, offering.sync_error) == ("synced", None)
     assert len(store.products) == 1
+
+
+def test_approving_queues_the_store_sync_with_the_decision_and_a_rolled_back_one_queues_nothing(
+    saleor_app, saleor_fake, store, session, seller, operator,
+):
+    offering = _submitted(session, seller)
+    other = _submitted(session, seller, name="Memo Bot")
+    with saleor_app.app_context():
+        svc.approve(db.session, offering=db.session.get(Offering, other.id), actor=db.session.get(type(operator), operator.id))
+        db.session.rollback()  # the decision is undone: no job, no call to Saleor
+        _run_jobs(saleor_app)
+        assert saleor_fake.operation_names() == []
+        svc.approve(db.session, offering=db.session.get(Offering, offering.id), actor=db.session.get(type(operator), operator.id))
+        assert saleor_fake.operation_names() == []  # nothing leaves inside the transaction
+        db.session.commit()
+    _run_jobs(saleor_app)
+
+    session.expire_all()
+    assert (offering.sync_status, other.status, other.sync_status) == ("synced", "in_review", None)
+    assert list(store.products.values())[0]["slug"] == "deal-desk-bot" and len(store.products) == 1

@@ -10,6 +10,7 @@ import json
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -226,8 +227,16 @@ def settle(
     amount = _int_in_range(amount, "amount", 0, MAX_INT)
     key = _idempotency_key(idempotency_key)
     now = now or utcnow()
-    closed = _close_settled(session, hold_id=hold_id, amount=amount, key=key, organization_id=organization_id,
-                            now=now, auditor=_auditor(actor_label, actor))
+    try:
+        closed = _close_settled(session, hold_id=hold_id, amount=amount, key=key, organization_id=organization_id,
+                                now=now, auditor=_auditor(actor_label, actor))
+    except IntegrityError as exc:
+        # two holds of one wallet settled at the same moment with one key: the second one loses. Its
+        # transaction is spoiled; the caller rolls back on this error, as on any refusal.
+        if "settle_key" not in str(exc.orig):
+            raise
+        raise BillingError("This idempotency key already settled another hold.", field="idempotency_key",
+                           status=409) from None
     if closed is None:
         return _settle_refused(session, hold_id=hold_id, amount=amount, key=key,
                                organization_id=organization_id, now=now)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.models import Offering, OfferingStatus, User, utcnow
-from app.services import audit
+from app.services import audit, mail
+from app.services.offerings.sync import queue_store_sync
 from app.services.offerings.rules import (
     REASON_MAX, OfferingError, _clean_multiline, _mark_sync_pending, _require_member, _require_operator,
     _require_status,
@@ -54,6 +55,8 @@ def approve(session: Session, *, offering: Offering, actor: User) -> Offering:
         session, action="offering.approved", target_type="offering", target_id=offering.id,
         organization_id=offering.publisher_id, actor=actor,
     )
+    queue_store_sync(session, offering=offering)
+    mail.offering_reviewed(session, offering, True, None)
     return offering
 
 
@@ -72,6 +75,7 @@ def reject(session: Session, *, offering: Offering, actor: User, reason: str) ->
         session, action="offering.rejected", target_type="offering", target_id=offering.id,
         organization_id=offering.publisher_id, actor=actor, data={"reason": reason},
     )
+    mail.offering_reviewed(session, offering, False, reason)
     return offering
 
 
@@ -89,4 +93,6 @@ def archive(session: Session, *, offering: Offering, actor: User) -> Offering:
         session, action="offering.archived", target_type="offering", target_id=offering.id,
         organization_id=offering.publisher_id, actor=actor, data={"from": previous},
     )
+    if offering.saleor_product_id:  # its product in the store is taken off sale
+        queue_store_sync(session, offering=offering)
     return offering

@@ -1,8 +1,9 @@
 """Keeping the commerce backend's own catalog (Saleor) in step with published offerings.
 
 `sync_offering` is the one place that pushes an offering through the product-sync port: the
-operator's review page calls it after an approval (or a retry) is committed, and `flask
-sync-saleor` for everything pending or failed. The port gets plain data (`ProductData`, built by
+`sync-offering` job runs it (queued by `queue_store_sync` with an approval or an archive, and by
+the periodic sync-saleor sweep), the operator's "Sync to the store now" button and `flask
+sync-saleor` call it directly. The port gets plain data (`ProductData`, built by
 `build_product_data`), never a model: the adapter needs no session and no publishing rule.
 """
 from __future__ import annotations
@@ -10,13 +11,27 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.adapters.commerce.product_sync import FacetData, PlanData, ProductData, ProductSync, ProductSyncError
+from app.adapters.commerce.product_sync import (
+    FacetData, PlanData, ProductData, ProductSync, ProductSyncError, get_product_sync,
+)
 from app.models import FacetValue, Offering, OfferingStatus, Organization, User
 from app.services import audit
 from app.services.offerings.rendering import render_description
 from app.services.offerings.rules import SYNC_ERROR_MAX, SYNC_FAILED, SYNC_SYNCED
 from app.services.offerings.versions import latest_version
 
+
+
+def queue_store_sync(session: Session, *, offering: Offering) -> bool:
+    """Queue a job that pushes `offering` to the commerce backend's catalog, in the caller's transaction
+    (a decision that rolls back queues nothing; one waiting job per offering at most). False when the
+    backend keeps no catalog of its own (the local one reads our tables)."""
+    from app.services import jobs
+
+    if get_product_sync() is None:
+        return False
+    jobs.defer(session, "sync-offering", queueing_lock=f"sync-offering:{offering.id}", offering_id=offering.id)
+    return True
 
 
 def offerings_to_sync(session: Session, *, include_synced: bool = False) -> list[Offering]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, Callable, Sequence
 
 from app.adapters.commerce.checkout import (
@@ -22,7 +22,7 @@ from app.adapters.commerce.checkout import (
     Submission,
 )
 from app.adapters.commerce.saleor import client
-from app.formatting import CURRENCY_EXPONENT
+from app.formatting import CURRENCY_EXPONENT, minor_units
 
 DUMMY_PAYMENT_APP = "saleor.io.dummy-payment-app"
 PAID_CHARGE_STATUSES = {"FULL", "OVERCHARGED"}
@@ -32,8 +32,8 @@ Execute = Callable[..., dict[str, Any]]
 
 
 def to_minor(amount: Any, currency: str) -> int:
-    exponent = CURRENCY_EXPONENT.get(currency.upper(), 2)
-    return int((Decimal(str(amount)) * (10 ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    """Saleor's decimal amount in minor units; ValueError for an amount no order can have (see minor_units)."""
+    return minor_units(amount, currency)
 
 
 def to_major(minor: int, currency: str) -> str:
