@@ -44,6 +44,8 @@ def test_the_periodic_tasks_are_registered_with_their_settings():
         "reconcile-orders": (300, "JOB_EVERY_RECONCILE_ORDERS"), "sync-saleor": (300, "JOB_EVERY_SYNC_SALEOR"),
         "purge-finished-jobs": (3600, "JOB_EVERY_PURGE_FINISHED_JOBS"),
         "retry-stalled-jobs": (60, "JOB_EVERY_RETRY_STALLED_JOBS"),
+        "send-mail": (60, "JOB_EVERY_SEND_MAIL"), "trial-reminders": (3600, "JOB_EVERY_TRIAL_REMINDERS"),
+        "low-balance-mails": (300, "JOB_EVERY_LOW_BALANCE_MAILS"),
     }
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "local"}) is False
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "saleor"}) is True

@@ -18,7 +18,8 @@ from tests.conftest import ON_POSTGRES, ROOT
 
 EVERY_SECOND = {"JOB_EVERY_EXPIRE_HOLDS": "1", "JOB_EVERY_EXPIRE_GRANTS": "1", "JOB_EVERY_EXPIRE_TRIALS": "2",
                 "JOB_EVERY_FAIL_STALE_RUNS": "2", "JOB_EVERY_PURGE_FINISHED_JOBS": "2",
-                "JOB_EVERY_RETRY_STALLED_JOBS": "2"}
+                "JOB_EVERY_RETRY_STALLED_JOBS": "2", "JOB_EVERY_SEND_MAIL": "2", "JOB_EVERY_TRIAL_REMINDERS": "2",
+                "JOB_EVERY_LOW_BALANCE_MAILS": "2"}
 
 
 class WorkerProcess:
@@ -125,7 +126,7 @@ def test_two_workers_in_separate_processes_run_each_periodic_task_once_per_tick(
         assert count == 1, f"{task_name} ran {count} times for tick {tick}"
         ticks[task_name] = ticks.get(task_name, 0) + 1
     assert set(ticks) == {"expire-holds", "expire-grants", "expire-trials", "fail-stale-runs", "purge-finished-jobs",
-                          "retry-stalled-jobs"}
+                          "retry-stalled-jobs", "send-mail", "trial-reminders", "low-balance-mails"}
     assert ticks["expire-holds"] >= 3 and ticks["expire-grants"] >= 3
     assert statuses <= {"succeeded", "todo"}  # a tick deferred just before the stop may still wait
     with app.app_context():
