@@ -4,8 +4,8 @@ Every queued message has its `deliver-mail` job (deferred with it by
 `app.services.mail.queue_mail`), which the job engine retries with backoff when the mail server
 refuses it. `send_pending` is the safety net beside those jobs: it sends what is still queued and
 due (a job that was lost, e.g. on SQLite when the process stopped before it ran, or a message
-whose back-off has passed), one transaction per message. `deliver_mail` locks the message, so a
-job and the sweep never send it twice.
+whose back-off has passed), one transaction per message. On PostgreSQL `deliver_mail` locks the
+message, so a job and the sweep never send it twice.
 """
 from __future__ import annotations
 
