@@ -179,28 +179,6 @@ def send_mail_command(limit: int) -> None:
         raise click.exceptions.Exit(1)
 
 
-@click.command("trial-reminders")
-@with_appcontext
-def trial_reminders_command() -> None:
-    """Mail "your trial ends in two days" to people whose free trial ends soon; once per trial."""
-    from app.services import mail
-
-    queued = mail.send_trial_reminders(db.session)
-    db.session.commit()
-    click.echo(f"Queued {queued} trial reminder(s).")
-
-
-@click.command("low-balance-mails")
-@with_appcontext
-def low_balance_mails_command() -> None:
-    """Mail owners and admins whose wallet fell below its low-balance threshold; once per notice."""
-    from app.services import mail
-
-    queued = mail.mail_low_balance_notices(db.session)
-    db.session.commit()
-    click.echo(f"Queued {queued} low-balance mail(s).")
-
-
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_cli)
     app.cli.add_command(demo_logins_command)
@@ -217,5 +195,3 @@ def init_app(app: Flask) -> None:
         if spec.periodic and spec.command:
             app.cli.add_command(_sweep_command(spec))
     app.cli.add_command(send_mail_command)
-    app.cli.add_command(trial_reminders_command)
-    app.cli.add_command(low_balance_mails_command)

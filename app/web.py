@@ -36,9 +36,8 @@ def init_app(app: Flask) -> None:
     formatting.init_app(app)
     app.context_processor(layout_context)
 
-    from app import cli, mailing
+    from app import cli
     cli.init_app(app)
-    mailing.init_app(app)
 
 
 CSP = (

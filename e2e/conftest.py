@@ -2,6 +2,9 @@
 driven by Playwright in Debian's Chromium. Each journey records a screenshot per step and keeps
 them under e2e/artifacts/<test>/ when it fails.
 
+One job worker (`flask --app app worker`) runs beside them on the same database, as `make run` and
+production do: on PostgreSQL it is what sends the mail a journey reads from the Outbox.
+
 When an SSO journey is collected, a second app server runs with AUTH_BACKEND=oidc against the
 Keycloak-shaped OpenID provider of tests/oidc (node). The database is prepared and the servers boot
 side by side: each of them is mostly Python start-up time."""
@@ -113,9 +116,10 @@ class Server:
         stop_servers(self)
 
 
-def stop_servers(*servers: Server | None) -> None:
+def stop_servers(*servers: Server | Worker | None) -> None:
     """SIGTERM to each (by PID), then wait for all: the workers get a second (--graceful-timeout) to
-    finish what they are serving, and gunicorn's master takes about as long again to notice."""
+    finish what they are serving, and gunicorn's master takes about as long again to notice; a job
+    worker finishes the job it is running."""
     running = [s for s in servers if s is not None and s.process.poll() is None]
     for server in running:
         server.process.send_signal(signal.SIGTERM)
@@ -147,6 +151,35 @@ def launch_app_server(db_url: str, tmp_dir: Path, port: int | None = None, **env
     return Server(f"http://127.0.0.1:{port}", process, log)
 
 
+class Worker:
+    """`flask --app app worker` on the stack's database."""
+
+    def __init__(self, process: subprocess.Popen, log: Path) -> None:
+        self.process, self.log = process, log
+
+    def wait_until_up(self, timeout: float = START_TIMEOUT) -> Worker:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the job worker exited: {self.log.read_text()[-2000:]}")
+            if "Worker started" in self.log.read_text():
+                return self
+            time.sleep(0.2)
+        stop_servers(self)
+        raise RuntimeError(f"the job worker did not start within {timeout} s: {self.log.read_text()[-2000:]}")
+
+
+def launch_worker(db_url: str, tmp_dir: Path) -> Worker:
+    """One job worker on `db_url` (started once the database is migrated); does not wait."""
+    log = tmp_dir / "worker.log"
+    env = {**os.environ, "DATABASE_URL": db_url, "APP_ENV": "development", "SECRET_KEY": "e2e-secret-key-0123456789",
+           "DEMO_PASSWORD": DEMO_PASSWORD}
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    return Worker(process, log)
+
+
 def _gunicorn_has_control_socket() -> bool:
     from gunicorn.config import KNOWN_SETTINGS
 
@@ -162,6 +195,7 @@ def start_app_server(db_url: str, tmp_dir: Path, port: int | None = None, **env_
 class Stack:
     db_url: str
     app: Server
+    worker: Worker
     sso: Server | None  # AUTH_BACKEND=oidc, when an SSO journey is collected
     provider: object | None  # tests.oidc_support.Provider
 
@@ -178,8 +212,8 @@ def stack(request, tmp_path_factory):
         preparing = _start_preparing_database(db_url)
         cleanup.callback(lambda: preparing.poll() is None and preparing.kill())
         app = launch_app_server(db_url, tmp)  # boots while the database is prepared; serves nothing before
-        sso = provider = None
-        cleanup.callback(lambda: stop_servers(app, sso))
+        sso = provider = worker = None
+        cleanup.callback(lambda: stop_servers(app, sso, worker))
         if _sso_collected(request.session):
             from tests.oidc_support import CLIENT_ID, CLIENT_SECRET, run_provider
 
@@ -190,10 +224,11 @@ def stack(request, tmp_path_factory):
                 KEYCLOAK_CLIENT_ID=CLIENT_ID, KEYCLOAK_CLIENT_SECRET=CLIENT_SECRET,
             )
         _finish_preparing_database(preparing)
-        for server in (app, sso):
+        worker = launch_worker(db_url, tmp)  # its queue is in the migrated database
+        for server in (app, sso, worker):
             if server is not None:
                 server.wait_until_up()
-        yield Stack(db_url=db_url, app=app, sso=sso, provider=provider)
+        yield Stack(db_url=db_url, app=app, worker=worker, sso=sso, provider=provider)
 
 
 @pytest.fixture(scope="session")
@@ -333,6 +368,17 @@ def open_mail(operator_page, *, to: str, subject: str) -> None:
     expect(operator_page.get_by_role("heading", level=1, name="Outbox")).to_be_visible()
     operator_page.get_by_role("link", name=subject).first.click()
     expect(operator_page.get_by_role("heading", level=2, name=subject)).to_be_visible()
+
+
+def expect_mail_sent(operator_page, timeout: float = 20) -> None:
+    """The mail open on the operator's page is sent, or becomes so within `timeout` seconds (its job
+    runs in a worker beside the app; the page is reloaded until then)."""
+    status = fact(operator_page, "Status")
+    deadline = time.monotonic() + timeout
+    while status.inner_text().strip() != "Sent" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        operator_page.reload()
+    expect(status).to_have_text("Sent")
 
 
 def mail_text(operator_page) -> str:

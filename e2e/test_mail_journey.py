@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from conftest import NEW_USER_PASSWORD, mail_text, open_mail, sign_in, unique
+from conftest import NEW_USER_PASSWORD, expect_mail_sent, mail_text, open_mail, sign_in, unique
 
 PRODUCT = "Meeting Notes Summarizer"
 
@@ -62,6 +62,7 @@ def test_sign_up_confirm_by_mail_and_start_a_trial(page: Page, journey):
 
         with journey.step("the trial-started mail is in the Outbox", desk):
             open_mail(desk, to=email, subject=f"Your free trial of {PRODUCT} has started")
+            expect_mail_sent(desk)
             text = mail_text(desk)
             assert f"Your free trial of {PRODUCT} has started with 30 credits." in text
             assert re.search(r"/account/instances/\d+", text)

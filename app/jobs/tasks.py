@@ -163,6 +163,28 @@ def purge_finished_jobs(session: Session) -> str:
     return f"Deleted {purge(session, hours=hours)} finished job(s) older than {hours} hours."
 
 
+def send_mail(session: Session) -> Swept:
+    """Send queued mail that is due: mail whose job was lost, and failed mail past its back-off."""
+    from app import mailing
+
+    sent, left = mailing.send_pending(session.get_bind(), limit=500)
+    return Swept(sent, f"Sent {sent} mail(s); {left} not sent.")
+
+
+def trial_reminders(session: Session) -> int:
+    """Mail "your free trial ends in two days" once per trial."""
+    from app.services import mail
+
+    return mail.send_trial_reminders(session)
+
+
+def low_balance_mails(session: Session) -> int:
+    """Mail owners and admins of organizations whose balance fell below their threshold, once per notice."""
+    from app.services import mail
+
+    return mail.mail_low_balance_notices(session)
+
+
 def retry_stalled_jobs(session: Session) -> Swept:
     """Queue again the jobs of workers that died while running them."""
     from app.jobs.engine import retry_stalled_jobs as retry, uses_queue
@@ -179,6 +201,9 @@ register_sweep("reconcile-orders", reconcile_orders, every=300, when=_saleor, co
 register_sweep("sync-saleor", queue_store_syncs, every=300, when=_saleor, command=False)
 register_sweep("purge-finished-jobs", purge_finished_jobs, every=3600, when=_postgres)
 register_sweep("retry-stalled-jobs", retry_stalled_jobs, every=60, when=_postgres)
+register_sweep("send-mail", send_mail, every=60, command=False)  # its command takes --limit and exits 1 on failures
+register_sweep("trial-reminders", trial_reminders, every=3600, says="Queued {} trial reminder(s).")
+register_sweep("low-balance-mails", low_balance_mails, every=300, says="Queued {} low-balance mail(s).")
 
 
 def purge_expired_sessions(session: Session) -> int:
@@ -218,3 +243,19 @@ def sync_offering(session: Session, *, offering_id: int) -> str:
     if not ok:
         raise StoreSyncFailed(offering.sync_error or "The store could not be updated.")
     return f"“{offering.name}” is up to date in the store."
+
+
+# 1 + 7 retries: the eight tries a message gets before it is marked failed (mail.MAX_ATTEMPTS)
+@task("deliver-mail", retry=RetryStrategy(max_attempts=7, exponential_wait=4))  # 4 s, 16 s, ... 4.5 h
+def deliver_mail(session: Session, *, message_id: int) -> str:
+    """Send one queued mail (deferred with the mail by `mail.queue_mail`). A refusal is kept on the
+    message (tries, error), then raised so the job is retried with backoff; a mail that was sent
+    already (by an earlier run or the send-mail sweep) is never sent again."""
+    from app.services import mail
+
+    try:
+        sent = mail.deliver_mail(session, message_id=message_id)
+    except mail.MailDeliveryError:
+        session.commit()  # the recorded attempt stays, whether or not the job is retried
+        raise
+    return f"Sent mail {message_id}." if sent else f"Mail {message_id} was sent already or is no longer queued."

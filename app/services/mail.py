@@ -3,9 +3,11 @@
 `queue_mail` writes a MailMessage (status queued) in the caller's transaction, so a change that
 rolls back never mails and a committed one always has its message. Its `dedupe_key` names the
 event (``receipt:order:42``); a second queue of the same key is a no-op, so a handler that runs
-twice (webhook and reconciliation) mails once. `deliver_mail` sends one queued message through
-the mail port and marks it sent; a sent message is never sent again. Delivery is started after
-the commit (see `app.mailing`), and `deliver_pending` sends whatever is still queued.
+twice (webhook and reconciliation) mails once. In the same transaction it defers the job
+`deliver-mail` (app/jobs/tasks.py), which sends the message through the mail port with
+`deliver_mail` and marks it sent; a sent message is never sent again, and a refused one is retried
+by the job engine with backoff. `deliver_pending` (the `send-mail` sweep) sends whatever is still
+queued and due.
 
 The mails the marketplace sends are at the end: receipts, trials, low balance, offering reviews.
 """
@@ -28,10 +30,10 @@ from app.models import (
     Instance, InstanceStatus, MailMessage, MailStatus, MemberRole, Membership, Notification, Offering, Order, User,
     utcnow,
 )
+from app.services import jobs
 from app.services.errors import ServiceError
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
-AFTER_COMMIT_KEY = "mail.deliver_after_commit"  # message ids to deliver once the transaction commits
 MAX_ATTEMPTS = 8  # then the message is marked failed and shown so on the Outbox page
 LOW_BALANCE_KIND = "low_balance"  # Notification.kind billing writes when a wallet crosses its threshold
 _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
@@ -92,8 +94,9 @@ def _insert(session: Session):
 def queue_mail(
     session: Session, *, to: str, template: str, context: dict, dedupe_key: str, user_id: int | None = None,
 ) -> MailMessage | None:
-    """Render the mail and record it, queued, in the caller's transaction (flushes; the caller
-    commits). Returns the new message, or None when a mail with this `dedupe_key` exists already."""
+    """Render the mail and record it, queued, with the job that delivers it, in the caller's
+    transaction (flushes; the caller commits). Returns the new message, or None when a mail with
+    this `dedupe_key` exists already."""
     to = (to or "").strip()
     if len(to) > 254 or not _ADDRESS.match(to):
         raise MailError("That is not an email address we can send to.", field="to")
@@ -113,13 +116,8 @@ def queue_mail(
     )
     if message_id is None:
         return None
-    deliver_after_commit(session, message_id)
+    jobs.defer(session, "deliver-mail", message_id=message_id)
     return session.get(MailMessage, message_id)
-
-
-def deliver_after_commit(session: Session, message_id: int) -> None:
-    """Ask for the message to be delivered once this transaction commits (`app.mailing` does it)."""
-    session.info.setdefault(AFTER_COMMIT_KEY, []).append(message_id)
 
 
 def _message_id_header(message: MailMessage) -> str:

@@ -41,6 +41,8 @@ def test_the_periodic_tasks_are_registered_with_their_settings():
     assert periodic == {
         "expire-holds": (60, "JOB_EVERY_EXPIRE_HOLDS"), "expire-grants": (300, "JOB_EVERY_EXPIRE_GRANTS"),
         "expire-trials": (300, "JOB_EVERY_EXPIRE_TRIALS"), "fail-stale-runs": (300, "JOB_EVERY_FAIL_STALE_RUNS"),
+        "send-mail": (60, "JOB_EVERY_SEND_MAIL"), "trial-reminders": (3600, "JOB_EVERY_TRIAL_REMINDERS"),
+        "low-balance-mails": (300, "JOB_EVERY_LOW_BALANCE_MAILS"),
         "reconcile-orders": (300, "JOB_EVERY_RECONCILE_ORDERS"), "sync-saleor": (300, "JOB_EVERY_SYNC_SALEOR"),
         "purge-finished-jobs": (3600, "JOB_EVERY_PURGE_FINISHED_JOBS"),
         "retry-stalled-jobs": (60, "JOB_EVERY_RETRY_STALLED_JOBS"),

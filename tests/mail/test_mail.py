@@ -8,11 +8,12 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import (
-    Instance, MailMessage, Notification, Order, OrderLine, OrderStatus, OutboxDelivery, utcnow,
+    Instance, JobFailure, MailMessage, Notification, Order, OrderLine, OrderStatus, OutboxDelivery, utcnow,
 )
 from app.services import instances, mail, orders, provisioning, trials
-from tests.conftest import login
+from tests.conftest import ON_POSTGRES, login
 from tests.factories import make_offering, make_org, make_user
+from tests.mail.delivery import pending_in_process, queued_jobs, run_jobs, stop_before_delivering
 
 
 def _mails(session, **where):
@@ -38,12 +39,13 @@ def test_rendering_makes_both_parts_on_one_layout_and_escapes_input_in_html(app)
     assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; needs changes" in rendered.html
 
 
-def test_queue_is_a_no_op_for_a_second_mail_with_the_same_key_and_delivery_sends_once(session):
+def test_queue_is_a_no_op_for_a_second_mail_with_the_same_key_and_delivery_sends_once(session, app):
     context = {"name": "Ada", "message": "Low.", "billing_url": "https://m.example/account/billing"}
     first = mail.queue_mail(session, to="ada@example.test", template="low_balance", context=context, dedupe_key="k:1")
     second = mail.queue_mail(session, to="ada@example.test", template="low_balance", context=context, dedupe_key="k:1")
     assert first is not None and second is None
-    session.commit()  # delivered after the commit, on the embedded outbox
+    session.commit()  # its job delivers it after the commit, on the embedded outbox
+    run_jobs(app)
     assert [m.status for m in _mails(session)] == ["sent"]
     assert mail.deliver_mail(session, message_id=first.id) is False
     session.commit()
@@ -60,6 +62,43 @@ def test_a_rolled_back_cause_never_mails(session):
     assert _mails(session) == [] and session.scalars(select(OutboxDelivery)).all() == []
 
 
+def test_a_mail_gets_its_delivery_job_with_its_cause_and_never_when_the_cause_rolls_back(session, app, db_url):
+    context = {"name": "Ada", "message": "Low.", "billing_url": "https://m.example/b"}
+    # given: a mail queued in a transaction that rolls back
+    mail.queue_mail(session, to="ada@example.test", template="low_balance", dedupe_key="k:gone", context=context)
+    if not ON_POSTGRES:
+        assert [name for name, _ in pending_in_process(session)] == ["deliver-mail"]
+    session.rollback()
+
+    # then: no job is left, none runs, nothing is mailed
+    if ON_POSTGRES:
+        assert queued_jobs(db_url) == []
+    else:
+        assert pending_in_process(session) == []
+    session.commit()
+    run_jobs(app)
+    assert _mails(session) == [] and session.scalars(select(OutboxDelivery)).all() == []
+    assert session.scalar(select(func.count()).select_from(JobFailure)) == 0
+
+    # when: the same mail is queued again and the cause commits
+    kept = mail.queue_mail(session, to="ada@example.test", template="low_balance", dedupe_key="k:gone",
+                           context=context)
+    message_id = kept.id
+    if not ON_POSTGRES:
+        assert pending_in_process(session) == [("deliver-mail", {"message_id": message_id})]
+    session.commit()
+
+    # then: it has exactly one job, which delivers it
+    if ON_POSTGRES:
+        assert [(job.task_name, job.status, job.args) for job in queued_jobs(db_url)] == [
+            ("deliver-mail", "todo", {"message_id": message_id})]
+    run_jobs(app)
+    if ON_POSTGRES:
+        assert [(job.task_name, job.status) for job in queued_jobs(db_url)] == [("deliver-mail", "succeeded")]
+    assert [(m.id, m.status) for m in _mails(session)] == [(message_id, "sent")]
+    assert session.scalar(select(func.count()).select_from(OutboxDelivery)) == 1
+
+
 def test_a_bad_address_is_refused_and_nothing_is_queued(session):
     import pytest
 
@@ -72,7 +111,7 @@ def test_a_bad_address_is_refused_and_nothing_is_queued(session):
 def test_deliver_pending_sends_queued_mail(session):
     mail.queue_mail(session, to="ada@example.test", template="low_balance", dedupe_key="k:4",
                     context={"name": "A", "message": "m", "billing_url": "https://m.example/b"})
-    session.info.pop(mail.AFTER_COMMIT_KEY)  # as if the process stopped before delivering
+    stop_before_delivering(session)
     session.commit()
     assert [m.status for m in _mails(session)] == ["queued"]
     report = mail.deliver_pending(session, limit=10)
@@ -99,12 +138,13 @@ def _paid_order(session):
     return session.get(Order, order.id)
 
 
-def test_the_receipt_is_sent_once_when_the_paid_handler_runs_twice(session):
+def test_the_receipt_is_sent_once_when_the_paid_handler_runs_twice(session, app):
     order = _paid_order(session)
     provisioning.handle_order_paid(session, order=order, actor_label="webhook")
     session.commit()
     provisioning.handle_order_paid(session, order=order, actor_label="reconcile-orders")
     session.commit()
+    run_jobs(app)
     receipts = _mails(session, template="order_receipt")
     assert [(m.to_address, m.status, m.dedupe_key) for m in receipts] == [
         ("receipts@example.test", "sent", f"receipt:order:{order.id}")]
@@ -164,6 +204,7 @@ def test_low_balance_notices_are_mailed_once_to_owners_and_admins(session, app):
     runner = app.test_cli_runner()
     assert "Queued 1 low-balance mail(s)." in runner.invoke(args=["low-balance-mails"]).output
     assert "Queued 0 low-balance mail(s)." in runner.invoke(args=["low-balance-mails"]).output
+    run_jobs(app)
     sent = _mails(session, template="low_balance")
     assert [(m.to_address, m.status) for m in sent] == [(owner.email, "sent")]
     assert "40 credits left" in sent[0].text_body
@@ -181,10 +222,11 @@ def test_offering_reviewed_mails_the_sellers_members_with_the_note_once(session)
     assert "Add a <b>logo</b>." in sent.text_body and "Add a &lt;b&gt;logo&lt;/b&gt;." in sent.html_body
 
 
-def test_the_outbox_page_lists_mail_and_shows_one_in_a_sandbox(client, session, operator):
+def test_the_outbox_page_lists_mail_and_shows_one_in_a_sandbox(client, session, operator, app):
     mail.queue_mail(session, to="ada@example.test", template="low_balance", dedupe_key="k:page",
                     context={"name": "A", "message": "<script>x</script>", "billing_url": "https://m.example/b"})
     session.commit()
+    run_jobs(app)
     (message,) = _mails(session)
     login(client, operator)
     page = client.get("/operator/outbox").get_data(as_text=True)
@@ -247,6 +289,7 @@ def test_two_concurrent_paid_handlers_queue_one_receipt(app, session):
     for thread in threads:
         thread.join(timeout=30)
     assert errors == []
+    run_jobs(app)
     assert [m.dedupe_key for m in _mails(session, template="order_receipt")] == [f"receipt:order:{order_id}"]
     assert session.scalar(select(func.count()).select_from(OutboxDelivery)) == 1
 
@@ -259,7 +302,7 @@ def test_send_mail_command_sends_what_is_queued_and_reports_failures(make_app):
     with outbox.app_context():
         mail.queue_mail(db.session, to="ada@example.test", template="low_balance", dedupe_key="k:cli",
                         context={"name": "A", "message": "m", "billing_url": "https://m.example/b"})
-        db.session.info.pop(mail.AFTER_COMMIT_KEY)  # as if the process stopped before delivering
+        stop_before_delivering(db.session)
         db.session.commit()
     outcome = refused.test_cli_runner().invoke(args=["send-mail"])
     assert outcome.exit_code == 1 and "Sent 0 mail(s); 1 not sent" in outcome.output
@@ -294,3 +337,23 @@ def test_an_operators_decision_mails_the_seller_with_it(session, seller, operato
         ("offering_approved", seller.email), ("offering_sent_back", seller.email)]
     (note,) = _mails(session, template="offering_sent_back")
     assert "Add a screenshot." in note.text_body
+
+
+def test_the_send_mail_sweep_sends_mail_whose_job_was_lost_once_and_records_its_run(app, session):
+    from app.jobs import load_tasks
+    from app.jobs.runtime import run_task
+    from app.models import PeriodicRun
+
+    mail.queue_mail(session, to="ada@example.test", template="low_balance", dedupe_key="k:sweep",
+                    context={"name": "A", "message": "m", "billing_url": "https://m.example/b"})
+    stop_before_delivering(session)
+    session.commit()
+
+    outcome = run_task(app, load_tasks()["send-mail"], {})  # as the worker runs the periodic task
+
+    assert str(outcome) == "Sent 1 mail(s); 0 not sent."
+    run_jobs(app)  # PostgreSQL: the job was only waiting; it finds the mail sent and sends nothing
+    assert [m.status for m in _mails(session)] == ["sent"]
+    assert session.scalar(select(func.count()).select_from(OutboxDelivery)) == 1
+    run = session.get(PeriodicRun, "send-mail")
+    assert (run.succeeded, run.summary) == (True, "Sent 1 mail(s); 0 not sent.")

@@ -8,8 +8,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from app.models import MailMessage
+from app.jobs import load_tasks
+from app.jobs.runtime import run_task
+from app.models import JobFailure, MailMessage
 from app.services import mail
+from tests.mail.delivery import make_jobs_due, queued_jobs, run_jobs, stop_before_delivering
 
 
 class Recorder:
@@ -50,13 +53,20 @@ def smtp_server():
         controller.stop()
 
 
-def _queue(session) -> int:
+def _queue(session, app, *, deliver: bool = True) -> int:
+    """Queue a mail and commit; with `deliver`, its job then runs once (after the commit on SQLite,
+    by a worker on PostgreSQL)."""
     message = mail.queue_mail(session, to="ada@example.test", template="trial_ended", dedupe_key="test:smtp:1",
                               context={"name": "Ada", "offering": "Notes <b>Pro</b>", "trial_ends_at": None,
                                        "credits": 0, "instance_url": "https://m.example/i/1",
                                        "product_url": "https://m.example/p/x"})
+    if not deliver:
+        stop_before_delivering(session)
     session.commit()
-    return message.id
+    message_id = message.id
+    if deliver:
+        run_jobs(app)
+    return message_id
 
 
 def test_a_queued_mail_goes_out_once_as_multipart_text_and_html(make_app, smtp_server):
@@ -65,7 +75,7 @@ def test_a_queued_mail_goes_out_once_as_multipart_text_and_html(make_app, smtp_s
                    MAIL_FROM="Market <mail@market.example>")
     from app.extensions import db
     with app.app_context():
-        message_id = _queue(db.session)  # delivered after the commit
+        message_id = _queue(db.session, app)  # delivered by its job
         assert mail.deliver_mail(db.session, message_id=message_id) is False  # a repeat sends nothing
         db.session.commit()
         message = db.session.get(MailMessage, message_id)
@@ -86,7 +96,7 @@ def test_a_refused_first_attempt_is_recorded_then_the_retry_sends_it_once(make_a
     app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}?starttls=false")
     from app.extensions import db
     with app.app_context():
-        message_id = _queue(db.session)  # the after-commit try is refused and recorded
+        message_id = _queue(db.session, app)  # its job's try is refused and recorded
         message = db.session.get(MailMessage, message_id)
         db.session.refresh(message)
         assert (message.status, message.attempts) == ("queued", 1)
@@ -103,7 +113,7 @@ def test_an_unreachable_server_raises_for_the_job_and_keeps_the_mail_queued(make
     app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://127.0.0.1:{_port()}?starttls=false", SMTP_TIMEOUT=2)
     from app.extensions import db
     with app.app_context():
-        message_id = _queue(db.session)
+        message_id = _queue(db.session, app)
         with pytest.raises(mail.MailDeliveryError):
             mail.deliver_mail(db.session, message_id=message_id)
         db.session.commit()
@@ -117,29 +127,80 @@ def test_starttls_is_required_when_the_server_does_not_offer_it(make_app, smtp_s
     app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://user:pw@127.0.0.1:{port}")
     from app.extensions import db
     with app.app_context():
-        message_id = _queue(db.session)
+        message_id = _queue(db.session, app)
         message = db.session.get(MailMessage, message_id)
         db.session.refresh(message)
         assert message.status == "queued" and "does not offer STARTTLS" in message.last_error
     assert handler.accepted == []
 
 
-def test_a_job_sees_the_failure_and_its_retry_sends_once(make_app, smtp_server):
-    from app import mailing
-
-    handler, port = smtp_server(refuse=2)
+def test_the_delivery_job_records_a_refusal_raises_for_a_retry_and_sends_once(make_app, smtp_server):
+    handler, port = smtp_server(refuse=1)
     app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}?starttls=false")
     from app.extensions import db
+    deliver = load_tasks()["deliver-mail"]
     with app.app_context():
-        message_id = _queue(db.session)  # first try, after the commit: refused
-        with pytest.raises(mail.MailDeliveryError):
-            mailing.deliver_for_job(db.engine, message_id)  # second try, by the job: refused, raised
-        assert mailing.deliver_for_job(db.engine, message_id) is True  # the job's retry
-        assert mailing.deliver_for_job(db.engine, message_id) is False  # a repeated job sends nothing
+        message_id = _queue(db.session, app, deliver=False)
+    with pytest.raises(mail.MailDeliveryError):
+        run_task(app, deliver, {"message_id": message_id})  # refused: raised for the engine to retry
+    with app.app_context():
         message = db.session.get(MailMessage, message_id)
-        db.session.refresh(message)
-        assert (message.status, message.attempts) == ("sent", 3)
-    assert handler.tries == 3 and len(handler.accepted) == 1
+        assert (message.status, message.attempts) == ("queued", 1)  # the attempt was committed
+        assert "451" in message.last_error
+    assert str(run_task(app, deliver, {"message_id": message_id})) == f"Sent mail {message_id}."
+    assert str(run_task(app, deliver, {"message_id": message_id})) == (
+        f"Mail {message_id} was sent already or is no longer queued.")
+    with app.app_context():
+        message = db.session.get(MailMessage, message_id)
+        assert (message.status, message.attempts) == ("sent", 2)
+    assert handler.tries == 2 and len(handler.accepted) == 1
+
+
+@pytest.mark.postgres_only
+def test_a_refused_mail_is_retried_by_the_job_engine_with_backoff_and_sent_exactly_once(
+        make_app, smtp_server, db_url):
+    from datetime import datetime, timezone
+
+    handler, port = smtp_server(refuse=1)
+    app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}?starttls=false")
+    from app.extensions import db
+
+    # given: a queued mail whose job is waiting for a worker
+    with app.app_context():
+        message_id = _queue(db.session, app, deliver=False)
+    (job,) = queued_jobs(db_url)
+    assert (job.task_name, job.status, job.args) == ("deliver-mail", "todo", {"message_id": message_id})
+
+    # when: a worker runs it and the server refuses
+    before = datetime.now(timezone.utc)
+    run_jobs(app)
+
+    # then: the refusal is kept on the message and the job waits for its retry
+    (job,) = queued_jobs(db_url)
+    assert (job.status, job.attempts) == ("todo", 1)
+    assert 4 <= (job.scheduled_at - before).total_seconds() < 14  # the first backoff: 4 s
+    with app.app_context():
+        message = db.session.get(MailMessage, message_id)
+        assert (message.status, message.attempts) == ("queued", 1) and "451" in message.last_error
+        (failure,) = db.session.scalars(select(JobFailure)).all()
+        assert (failure.job_id, failure.task_name, failure.attempt) == (job.id, "deliver-mail", 1)
+    run_jobs(app)  # not due yet: nothing runs
+    assert handler.tries == 1
+
+    # when: its retry is due and a worker runs it
+    make_jobs_due(db_url)
+    run_jobs(app)
+
+    # then: it was sent, once; nothing is left to run or to send
+    (job,) = queued_jobs(db_url)
+    assert (job.status, job.attempts) == ("succeeded", 2)
+    make_jobs_due(db_url)
+    run_jobs(app)
+    assert app.test_cli_runner().invoke(args=["send-mail"]).output.startswith("Sent 0 mail(s); 0 not sent")
+    with app.app_context():
+        message = db.session.get(MailMessage, message_id)
+        assert (message.status, message.attempts, message.last_error) == ("sent", 2, None)
+    assert handler.tries == 2 and len(handler.accepted) == 1
 
 
 @pytest.fixture
@@ -192,7 +253,7 @@ def test_smtp_url_speaks_starttls_then_logs_in(make_app, tls_files):
         app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://mailer:p%40ss%20word@127.0.0.1:{controller.port}")
         from app.extensions import db
         with app.app_context():
-            message_id = _queue(db.session)
+            message_id = _queue(db.session, app)
             assert db.session.get(MailMessage, message_id).status == "sent"
     finally:
         controller.stop()
@@ -207,7 +268,7 @@ def test_smtps_url_speaks_tls_from_the_first_byte(make_app, tls_files):
         app = make_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtps://127.0.0.1:{controller.port}")
         from app.extensions import db
         with app.app_context():
-            message_id = _queue(db.session)
+            message_id = _queue(db.session, app)
             assert db.session.get(MailMessage, message_id).status == "sent"
     finally:
         controller.stop()
