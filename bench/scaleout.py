@@ -201,8 +201,17 @@ def check_rate_limit_across_nodes(node_a: str, node_b: str) -> str:
     return f"{'ok  ' if ok else 'FAIL'} {allowed} sign-in pages answered across both nodes before 429 (limit {AUTH_LIMIT})"
 
 
+RESULTS = re.compile(r'id="results-count"[^>]*><strong>([\d,]+)</strong>')
+
+
+def _search_hits(node: str, q: str) -> tuple[int, str]:
+    page = requests.get(f"{node}/search", params={"q": q}, timeout=10).text
+    total = RESULTS.search(page)
+    return (int(total.group(1).replace(",", "")) if total else -1), page
+
+
 def check_catalog_change_across_nodes(node_a: str, node_b: str, operator_token: str) -> str:
-    found_before = requests.get(f"{node_b}/search", params={"q": "zanzibar"}, timeout=10).text
+    hits_before, _ = _search_hits(node_b, "zanzibar")
     offering = requests.get(f"{node_a}/api/offerings/", params={"q": "customer support"}, timeout=10,
                             headers={"Authorization": f"Bearer {operator_token}"}).json()
     items = offering.get("items") or offering.get("data") or offering
@@ -210,20 +219,23 @@ def check_catalog_change_across_nodes(node_a: str, node_b: str, operator_token: 
     changed = requests.patch(f"{node_a}/api/offerings/{target['id']}", timeout=10,
                              json={"summary": "Answers tickets in Zanzibar time, day and night."},
                              headers={"Authorization": f"Bearer {operator_token}"})
-    found_after = requests.get(f"{node_b}/search", params={"q": "zanzibar"}, timeout=10).text
-    ok = "customer-support-agent" not in found_before and changed.status_code == 200 \
-        and "/p/customer-support-agent" in found_after
-    return f"{'ok  ' if ok else 'FAIL'} summary changed through A ({changed.status_code}); B's next search finds it: {ok}"
+    hits_after, page = _search_hits(node_b, "zanzibar")
+    ok = hits_before == 0 and changed.status_code == 200 and hits_after == 1 and "/p/customer-support-agent" in page
+    return (f"{'ok  ' if ok else 'FAIL'} results for a new word on B: {hits_before} before, {hits_after} after the "
+            f"summary was changed through A ({changed.status_code})")
 
 
 # --- load --------------------------------------------------------------------------------------------
 
 def run_locust(base_url: str, clients: int, seconds: int, fixtures: Path, out_prefix: Path) -> dict[str, float]:
     env = {**os.environ, "SCALEOUT_FIXTURES": str(fixtures)}
-    subprocess.run([str(BIN / "locust"), "-f", str(ROOT / "bench" / "scaleout_locust.py"), "--headless",
-                    "-u", str(clients), "-r", str(max(1, clients // 4)), "-t", f"{seconds}s", "--host", base_url,
-                    "--csv", str(out_prefix), "--only-summary", "--loglevel", "WARNING"],
-                   env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(f"{out_prefix}.log", "w") as log:
+        subprocess.run([str(BIN / "locust"), "-f", str(ROOT / "bench" / "scaleout_locust.py"), "--headless",
+                        "-u", str(clients), "-r", str(max(1, clients // 4)), "-t", f"{seconds}s", "--host", base_url,
+                        "--csv", str(out_prefix), "--only-summary", "--loglevel", "WARNING"],
+                       env=env, check=False, stdout=log, stderr=subprocess.STDOUT)
+    if not Path(f"{out_prefix}_stats.csv").exists():
+        raise RuntimeError(f"Locust wrote no figures; see {out_prefix}.log")
     with open(f"{out_prefix}_stats.csv") as f:
         total = next(row for row in csv.DictReader(f) if row["Name"] == "Aggregated")
     return {"rps": float(total["Requests/s"]), "p50": float(total["50%"]), "p95": float(total["95%"]),

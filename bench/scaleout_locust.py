@@ -54,7 +54,7 @@ class Buyer(HttpUser):
                 answer.failure(f"account page answered {answer.status_code} (signed out?)")
 
     @task(2)
-    def run(self) -> None:
+    def run_agent(self) -> None:
         with self.client.post(f"/api/instances/{self.me['instance_id']}/runs", catch_response=True, name="run",
                               json={"input": "How do I reset my password?"},
                               headers={"X-API-Key": self.me["api_key"]}) as answer:
