@@ -184,3 +184,14 @@ def _idempotency_key(value) -> str:
         raise BillingError(f"Keys that start with “{RUN_KEY_PREFIX}” are kept for the platform's own runs; "
                            "choose another key.", field="idempotency_key", status=422)
     return str(value)
+
+
+def _take_from_grant(session: Session, *, wallet_id: int, grant_id: int, credits: int) -> None:
+    """Take `credits` from one grant, refusing to take more than it has left: a grant that cannot give
+    them means the grants no longer add up to the wallet (LedgerOutOfStep), never a negative grant."""
+    taken = session.execute(
+        update(CreditGrant).where(CreditGrant.id == grant_id, CreditGrant.remaining >= credits)
+        .values(remaining=CreditGrant.remaining - credits), execution_options=_NO_SYNC,
+    ).rowcount
+    if taken != 1:
+        raise LedgerOutOfStep(wallet_id)

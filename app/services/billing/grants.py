@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.models import CreditGrant, GrantOrigin, LedgerEntry, LedgerKind, Wallet, utcnow
 from app.services.billing.common import (
     EXPIRING_ORIGINS, LEDGER_KEY_PREFIXES, MAX_INT, NON_EXPIRING_ORIGINS, RUN_KEY_PREFIX, _NO_SYNC, BillingError,
-    LedgerOutOfStep, _aware, _expire_loaded_grants, _positive_int, _sync_wallet,
+    LedgerOutOfStep, _aware, _expire_loaded_grants, _positive_int, _sync_wallet, _take_from_grant,
 )
 
 _DRAW_FIRST_GRANT = text("""
@@ -132,12 +132,7 @@ def _draw_from_grants(session: Session, *, wallet_id: int, credits: int, hold_ma
         if left == 0:
             break
         take = min(remaining, left)
-        taken = session.execute(
-            update(CreditGrant).where(CreditGrant.id == grant_id, CreditGrant.remaining >= take)
-            .values(remaining=CreditGrant.remaining - take), execution_options=_NO_SYNC,
-        ).rowcount
-        if taken != 1:
-            raise LedgerOutOfStep(wallet_id)
+        _take_from_grant(session, wallet_id=wallet_id, grant_id=grant_id, credits=take)
         left -= take
     if left:
         raise LedgerOutOfStep(wallet_id)

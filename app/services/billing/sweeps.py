@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.models import CreditGrant, Hold, HoldStatus, LedgerEntry, LedgerKind, Wallet, utcnow
 from app.services.billing.common import (
-    _ACTIVE, _NO_SYNC, LedgerOutOfStep, _aware, _expire_loaded_grants, _expire_loaded_holds, _lock_wallet,
+    _take_from_grant, _ACTIVE, _NO_SYNC, _aware, _expire_loaded_grants, _expire_loaded_holds, _lock_wallet,
     _notify_if_crossed, _sync_wallet,
 )
 
@@ -124,12 +124,7 @@ def _expire_wallet_grants(session: Session, *, wallet_id: int, now: datetime) ->
     ).one()
     running = new_balance + total
     for grant_id, take, origin, instance_id in plan:
-        taken = session.execute(
-            update(CreditGrant).where(CreditGrant.id == grant_id, CreditGrant.remaining >= take)
-            .values(remaining=CreditGrant.remaining - take), execution_options=_NO_SYNC,
-        ).rowcount
-        if taken != 1:
-            raise LedgerOutOfStep(wallet_id)
+        _take_from_grant(session, wallet_id=wallet_id, grant_id=grant_id, credits=take)
         running -= take
         session.add(LedgerEntry(
             wallet_id=wallet_id, kind=LedgerKind.EXPIRY.value, amount=-take, held_delta=0, balance_after=running,

@@ -28,7 +28,7 @@ from typing import Any
 from app.adapters.commerce.product_sync import FacetData, PlanData, ProductData, ProductSyncError
 from app.adapters.commerce.saleor import client
 from app.adapters.commerce.saleor.client import SaleorError
-from app.formatting import CURRENCY_EXPONENT
+from app.formatting import decimal_amount  # the decimal string Saleor's PositiveDecimal takes
 from app.models import CATEGORIES, FACET_GROUPS
 
 PRODUCT_TYPE_SLUG = "digitlify-offering"
@@ -282,15 +282,6 @@ def _facet_label(facet: FacetData) -> str:
     if facet.group == "category":
         label = label or CATEGORY_NAMES.get(facet.value)
     return label or facet.value
-
-
-def decimal_amount(minor: int, currency: str) -> str:
-    """Minor units as the decimal string Saleor's PositiveDecimal takes: 2900 USD -> "29.00"."""
-    exponent = CURRENCY_EXPONENT.get(currency, 2)
-    if exponent == 0:
-        return str(minor)
-    major, rest = divmod(minor, 10**exponent)
-    return f"{major}.{rest:0{exponent}d}"
 
 
 # --- Markdown to Editor.js ---------------------------------------------------------------------
