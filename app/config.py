@@ -71,6 +71,7 @@ _ENV_KEYS: dict[str, type] = {
     "DATABASE_POOL_TIMEOUT": float,
     "DATABASE_POOL_RECYCLE": int,
     "DATABASE_POOL_PRE_PING": bool,
+    "DATABASE_CONNECT_TIMEOUT": int,
     "OTEL_SERVICE_NAME": str,
 }
 
@@ -148,6 +149,7 @@ class Defaults:
     DATABASE_POOL_TIMEOUT = 10.0  # seconds a request waits for a free connection before it fails
     DATABASE_POOL_RECYCLE = 1800  # seconds: replace connections before proxies and servers drop idle ones
     DATABASE_POOL_PRE_PING = False
+    DATABASE_CONNECT_TIMEOUT = 5  # seconds to open a connection: a host that drops packets fails fast (503)
     SESSION_COOKIE_NAME = "dm_session"  # never "_session": an OIDC provider on the same host uses it
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -198,4 +200,5 @@ def engine_options(config: dict, url: str) -> dict:
         "pool_timeout": float(config["DATABASE_POOL_TIMEOUT"]),
         "pool_recycle": int(config["DATABASE_POOL_RECYCLE"]),
         "pool_pre_ping": bool(config["DATABASE_POOL_PRE_PING"]),
+        "connect_args": {"connect_timeout": int(config["DATABASE_CONNECT_TIMEOUT"])},
     }

@@ -53,7 +53,8 @@ def test_pool_settings_come_from_configuration_and_do_not_ping():
     config = {k: getattr(Defaults, k) for k in dir(Defaults) if k.isupper()}
     config.update(DATABASE_POOL_SIZE=8, DATABASE_MAX_OVERFLOW=2)
     assert engine_options(config, "postgresql+psycopg://u@h/db") == {
-        "pool_size": 8, "max_overflow": 2, "pool_timeout": 10.0, "pool_recycle": 1800, "pool_pre_ping": False}
+        "pool_size": 8, "max_overflow": 2, "pool_timeout": 10.0, "pool_recycle": 1800, "pool_pre_ping": False,
+        "connect_args": {"connect_timeout": 5}}
     assert engine_options(config, "sqlite:///x.db") == {}
 
 
