@@ -145,4 +145,5 @@ def test_seller_lists_an_offering_that_is_approved_bought_and_counted(page: Page
         expect(totals).to_contain_text(re.compile(r"New paid instances\s*1\D"))
         expect(totals).to_contain_text(re.compile(rf"Runs · credits\s*1 · {used}(\D|$)"))
         per_offering = seller.get_by_role("row").filter(has_text=name)
-        expect(per_offering.get_by_role("cell")).to_have_text([name, "1", str(used), "0", "0"])
+        # runs, credits, runs that reached their limit, trials started, trials converted
+        expect(per_offering.get_by_role("cell")).to_have_text([name, "1", str(used), "0", "0", "0"])
