@@ -156,7 +156,9 @@ def test_forty_parallel_wrong_passwords_check_at_most_the_limit_and_the_owner_st
     stranger = _post_login(app.test_client(), "192.0.2.78", PASSWORD)
     assert stranger.status_code == 429 and int(stranger.headers["Retry-After"]) <= 60
     with app.app_context():
-        assert db.session.get(LoginThrottle, "acct:u@example.com").failures == 40
+        # every attempt that reached the counter counted; one that arrived once the account was already
+        # slowed down is refused before counting, so how many did depends on the threads' timing
+        assert _account_limit(app) <= db.session.get(LoginThrottle, "acct:u@example.com").failures <= 40
 
 
 def test_forty_wrong_passwords_from_forty_addresses_check_at_most_the_limit(make_app):
