@@ -7,7 +7,7 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from jinja2_fragments.flask import render_block
 
 from app.account.forms import ActionForm, ApiKeyCreateForm, ConnectorForm, DocumentForm, RunForm
-from app.account.views import bp, has_endpoint, refusal_text
+from app.account.views import bp, has_endpoint, refusal_text, wants_fragment
 from app.auth.session_user import current_org, login_required
 from app.extensions import db
 from app.services import account, connectors, instances, keys, knowledge, organizations, runs
@@ -31,12 +31,6 @@ INPUT_EXAMPLES = {
                   "manager: Priya\nbuddy: Tom",
     "csv-clean": "name,email,phone\n JOHN SMITH ,John@Example.com,(555) 123-4567\njohn smith,john@example.com,555.123.4567",
 }
-
-
-def wants_fragment() -> bool:
-    """An htmx request that wants a block, not a boosted navigation or a history restore."""
-    return (request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
-            and request.headers.get("HX-History-Restore-Request") != "true")
 
 
 @bp.get("/agents")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from flask import abort, g, render_template, request, url_for
+from jinja2_fragments.flask import render_block
 
-from app.account.views import bp
+from app.account.views import bp, wants_fragment
 from app.auth.session_user import login_required
 from app.extensions import db
 from app.services import orders
@@ -28,6 +29,8 @@ def order_detail(order_id: int):
         order = orders.get_order_for_user(db.session, user=g.user, order_id=order_id)
     except orders.OrderNotFound:
         abort(404)
-    provisioned = orders.provisioned_items(db.session, order=order)
-    return render_template("account/order_detail.html", order=order, provisioned=provisioned,
-                           unknown_kind=orders.UNKNOWN_KIND)
+    context = {"order": order, "provisioned": orders.provisioned_items(db.session, order=order),
+               "unknown_kind": orders.UNKNOWN_KIND}
+    if wants_fragment():  # the page polling while it waits for the payment or the delivery
+        return render_block("account/order_detail.html", "order", **context), {"Vary": "HX-Request"}
+    return render_template("account/order_detail.html", **context), {"Vary": "HX-Request"}

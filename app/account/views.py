@@ -8,7 +8,7 @@ of another organization gets 404 for an instance, never a hint that it exists.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 
 from app.services import organizations
 
@@ -24,3 +24,9 @@ def refusal_text(exc: Exception, action: str) -> str:
     if isinstance(exc, organizations.NotAllowed):
         return f"Only an owner or admin of the organization can {action}."
     return str(exc)
+
+
+def wants_fragment() -> bool:
+    """An htmx request that wants a block, not a boosted navigation or a history restore."""
+    return (request.headers.get("HX-Request") == "true" and request.headers.get("HX-Boosted") != "true"
+            and request.headers.get("HX-History-Restore-Request") != "true")

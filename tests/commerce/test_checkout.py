@@ -274,3 +274,27 @@ def test_a_second_order_for_a_plan_bought_meanwhile_is_not_charged(buyer_client,
     assert "already has an active Customer Support Agent · Pro plan" in response.get_data(as_text=True)
     assert [o.status for o in session.scalars(select(Order).order_by(Order.id))] == ["paid", "pending"]
     assert _count(session, Instance) == 1 and _count(session, Payment) == 1
+
+
+def test_an_order_waiting_for_the_store_refreshes_itself_until_it_is_delivered(buyer_client, session, buyer):
+    from app.services import provisioning
+
+    buyer_client.post("/cart/add", data={"sku": PACK, "quantity": "1"})
+    _place(buyer_client, session, buyer)
+    order = session.scalar(select(Order))
+    local_page = buyer_client.get(f"/account/orders/{order.id}").get_data(as_text=True)
+    order.backend = "saleor"  # as an order paid through the store: its payment is confirmed by a webhook
+    session.commit()
+    htmx = {"HX-Request": "true"}
+
+    waiting = buyer_client.get(f"/account/orders/{order.id}", headers=htmx)
+    order.status = "paid"
+    provisioning.handle_order_paid(session, order=order, actor_label="test")
+    session.commit()
+    delivered = buyer_client.get(f"/account/orders/{order.id}", headers=htmx).get_data(as_text=True)
+
+    assert 'hx-trigger="every 5s"' not in local_page  # a local order waits for the buyer's own payment
+    assert "HX-Request" in waiting.headers["Vary"]
+    assert f'<div id="order-live" hx-get="/account/orders/{order.id}" hx-trigger="every 5s"' in waiting.get_data(as_text=True)
+    assert "<html" not in waiting.get_data(as_text=True) and "confirming the payment" in waiting.get_data(as_text=True)
+    assert 'hx-trigger' not in delivered and "+500 credits" in delivered and "<html" not in delivered
