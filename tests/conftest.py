@@ -189,4 +189,23 @@ def saleor_fake():
         yield fake
 
 
+@pytest.fixture
+def store(saleor_fake):
+    """An in-memory Saleor catalog answering the product sync behind the fake Saleor."""
+    from tests.seller.saleor_store import SaleorStore
+
+    store = SaleorStore()
+    store.install(saleor_fake)
+    return store
+
+
+@pytest.fixture
+def saleor_app(make_app, saleor_fake, store, demo):
+    """The app on the Saleor commerce backend, pointed at the fake Saleor, with the demo catalog."""
+    from tests.seller.saleor_store import APP_TOKEN
+
+    return make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_APP_TOKEN=APP_TOKEN,
+                    SALEOR_CHANNEL="default-channel")
+
+
 ROOT = Path(__file__).resolve().parent.parent

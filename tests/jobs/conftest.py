@@ -36,22 +36,8 @@ def expired_hold(app) -> ExpiredHold:
         return ExpiredHold(hold_id=hold.id, wallet_id=wallet.id)
 
 
-APP_TOKEN = "saleor-app-token-for-tests"
 
 
-@pytest.fixture
-def store(saleor_fake):
-    from tests.seller.saleor_store import SaleorStore
-
-    store = SaleorStore()
-    store.install(saleor_fake)
-    return store
-
-
-@pytest.fixture
-def saleor_app(make_app, saleor_fake, store, demo):
-    return make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_APP_TOKEN=APP_TOKEN,
-                    SALEOR_CHANNEL="default-channel")
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+APP_TOKEN = "saleor-app-token-for-tests"  # the token the Saleor-backed test app sends (the saleor_app fixture)
+
 
 def _slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

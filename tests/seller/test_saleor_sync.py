@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from sqlalchemy import select
 
 from app.adapters.commerce.product_sync import ProductData, get_product_sync
@@ -14,24 +13,12 @@ from app.extensions import db
 from app.models import AuditEvent, Offering, Organization
 from app.services import offerings as svc
 from tests.conftest import ON_POSTGRES, login
-from tests.seller.saleor_store import SaleorStore
+from tests.seller.saleor_store import APP_TOKEN
 
-APP_TOKEN = "saleor-app-token-for-tests"
 CREATES = {"SyncAttributeCreate", "SyncAttributeValueCreate", "SyncProductTypeCreate", "SyncProductTypeAssign",
            "SyncCategoryCreate", "SyncProductCreate", "SyncVariantCreate"}
 
 
-@pytest.fixture
-def store(saleor_fake):
-    store = SaleorStore()
-    store.install(saleor_fake)
-    return store
-
-
-@pytest.fixture
-def saleor_app(make_app, saleor_fake, store, demo):
-    return make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_APP_TOKEN=APP_TOKEN,
-                    SALEOR_CHANNEL="default-channel")
 
 
 def _run_jobs(app) -> None:
