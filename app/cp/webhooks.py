@@ -28,7 +28,8 @@ class WebhookReceipt(BaseModel):
 @csrf.exempt  # Saleor signs the body; there is no browser session to protect
 @spec.validate(resp=responses(200, WebhookReceipt, 400, 401, 413, 503), tags=["integrations"])
 def saleor_order_paid():
-    """Saleor's ORDER_FULLY_PAID / ORDER_PAID webhook: verify, store once, provision once.
+    """Saleor's ORDER_FULLY_PAID / ORDER_PAID webhook: verify, store once, provision once. ORDER_REFUNDED and
+    ORDER_FULLY_REFUNDED come here too (same signature check) and record each refund event once.
 
     Answers 200 for a handled or repeated delivery, 401 for a missing or wrong signature,
     400 for an unreadable body (also: an amount that is not a finite number an order can cost,
