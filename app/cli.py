@@ -118,6 +118,18 @@ def verify_payouts_command() -> None:
     click.echo(f"Payouts OK: {entries} earning entries and {paid} payout(s) agree with the orders and refunds.")
 
 
+@click.command("record-earnings")
+@with_appcontext
+def record_earnings_command() -> None:
+    """Record the publishers' sale earnings of paid orders that have none (orders paid before earnings were
+    kept), at today's fee; safe to run again."""
+    from app.services import payouts
+
+    count = payouts.record_missing_sale_earnings(db.session)
+    db.session.commit()
+    click.echo(f"Recorded the earnings of {count} paid order line(s).")
+
+
 @click.command("fail-stale-runs")
 @with_appcontext
 def fail_stale_runs_command() -> None:
@@ -207,6 +219,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(expire_trials_command)
     app.cli.add_command(verify_ledger_command)
     app.cli.add_command(verify_payouts_command)
+    app.cli.add_command(record_earnings_command)
     app.cli.add_command(fail_stale_runs_command)
     app.cli.add_command(reconcile_orders_command)
     app.cli.add_command(sync_saleor_command)

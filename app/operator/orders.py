@@ -89,7 +89,7 @@ def order_refund(order_id: int, line_id: int):
             reason=form.reason.data, actor=g.user, gateway=get_checkout(order.backend),
         )
 
-    done = submit(form, refund)
+    done = submit(form, refund, field_map={"line_id": "-"})  # a wrong line: above the form
     if not done.ok:
         form.line_id.data = line_id
         return _order_page(order_id, form, done.status)

@@ -389,7 +389,9 @@ def receive_refund_event(session: Session, *, event: RefundEvent, body: bytes) -
                            payload=body.decode("utf-8"), status="received")
         if not insert_once(session, row):
             row = stored()
-    if row is not None and row.status not in ("received", "failed"):
+            if row is None:  # the concurrent delivery that held the key rolled back: let Saleor retry
+                raise RefundError("The event could not be stored; try again.", status=503)
+    if row.status not in ("received", "failed"):
         return RefundReceipt(event=row, duplicate=True)
     order_id = session.scalar(select(Order.id).where(Order.backend == "saleor",
                                                      Order.external_id == event.order_external_id))

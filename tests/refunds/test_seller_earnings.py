@@ -138,3 +138,19 @@ def test_verify_payouts_fails_when_a_fee_was_rewritten(app, session, month_of_ac
     result = app.test_cli_runner().invoke(args=["verify-payouts"])
 
     assert result.exit_code == 1 and "fee 0" in result.output and "fee 1290" in result.output
+
+
+def test_record_earnings_fills_in_sales_paid_before_earnings_were_kept(app, session, buyer):
+    order = paid_order(session, buyer, (PLAN, 1))
+    session.execute(text("DELETE FROM earning_entry"))
+    session.commit()
+    assert app.test_cli_runner().invoke(args=["verify-payouts"]).exit_code == 1
+
+    first = app.test_cli_runner().invoke(args=["record-earnings"])
+    again = app.test_cli_runner().invoke(args=["record-earnings"])
+
+    assert "Recorded the earnings of 1 paid order line(s)." in first.output
+    assert "Recorded the earnings of 0 paid order line(s)." in again.output
+    assert app.test_cli_runner().invoke(args=["verify-payouts"]).exit_code == 0
+    session.expire_all()
+    assert session.scalar(select(EarningEntry.gross_minor).where(EarningEntry.sale_line_id == order.lines[0].id)) == 8600
