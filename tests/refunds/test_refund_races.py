@@ -45,3 +45,41 @@ def test_five_operators_refunding_the_same_line_at_once_never_exceed_its_total(a
     assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "refund")) == 1
     assert billing.verify_ledger(session) == []
     assert payouts.verify_payouts(session) == []
+
+
+@pytest.mark.postgres_only
+def test_two_operators_paying_out_the_same_balance_at_once_record_one_payout(app, session, buyer):
+    from datetime import date
+
+    from app.models import Organization, Payout
+
+    # given: Northwind AI is owed $73.10; two operators record a $50.00 payout at the same moment
+    paid_order(session, buyer, (PLAN, 1))
+    publisher_id = session.scalar(select(Organization.id).where(Organization.slug == "northwind-ai"))
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def pay():
+        with app.app_context():
+            actor = identity.get_user_by_email(db.session, "operator@example.com")
+            publisher = db.session.get(Organization, publisher_id)
+            barrier.wait()
+            try:
+                payouts.record_payout(db.session, publisher=publisher, amount_minor=5000, currency="USD",
+                                      paid_on=date(2026, 12, 1), reference="TR-7", actor=actor,
+                                      today=date(2026, 12, 6))
+                db.session.commit()
+                outcomes.append("recorded")
+            except payouts.PayoutError as exc:
+                db.session.rollback()
+                outcomes.append(exc.message)
+
+    threads = [threading.Thread(target=pay) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(outcomes) == ["Northwind AI is owed $23.10; a payout cannot be more than that.", "recorded"]
+    session.expire_all()
+    assert session.scalar(select(func.sum(Payout.amount_minor))) == 5000
