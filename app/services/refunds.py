@@ -18,6 +18,7 @@ is recorded here too, spread over the order's lines in their order, each up to w
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from app.adapters.commerce.checkout import CheckoutError, CheckoutPort, RemoteRefund
-from app.formatting import money
+from app.formatting import minor_units, money
 from app.models import (
     CreditGrant, Instance, InstanceStatus, LedgerEntry, LedgerKind, LineKind, Order, OrderLine, OrderStatus,
     Organization, Refund, RefundSource, User, Wallet, WebhookEvent, utcnow,
@@ -330,8 +331,6 @@ def is_refund_event(body: bytes, *, event_header: str | None) -> bool:
 
 def parse_refund_event(body: bytes) -> RefundEvent:
     """The subscription payload: the order and its transactions' REFUND_SUCCESS events."""
-    from app.formatting import minor_units
-
     try:
         data = json.loads(body.decode("utf-8"), parse_float=Decimal)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -357,8 +356,6 @@ def parse_refund_event(body: bytes) -> RefundEvent:
             if minor > 0:
                 found.append(RemoteRefund(external_id=str(event["id"])[:128], amount_minor=minor, currency=currency))
     typename = str(data.get("__typename") or "OrderRefunded")[:32]
-    import hashlib
-
     digest = hashlib.sha256(body).hexdigest()[:32]
     return RefundEvent(event_type=typename, order_external_id=str(order["id"])[:64], refunds=tuple(found),
                        external_id=f"{typename}:{str(order['id'])[:64]}:{digest}")

@@ -194,3 +194,47 @@ def test_a_refund_webhook_delivered_twice_while_the_operator_refund_is_in_flight
     assert [(r.amount_minor, r.source, r.external_id) for r in rows] == [(8600, "operator", payments.events[-1]["id"])]
     assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "refund")) == 1
     assert session.scalar(select(func.count()).select_from(LedgerEntry)) > before
+
+
+def test_saleor_refusing_or_still_processing_the_refund_is_told_to_the_operator_and_nothing_is_recorded(
+        saleor_app, saleor_fake, demo, session, saleor_key, operator):
+    order = _paid_saleor_order(saleor_app, session, saleor_key)
+    payments = SaleorPayments(8600)
+    payments.install(saleor_fake)
+    gateway = SaleorCheckout.from_config(saleor_app.config)
+
+    def refuse(info, actionType, id=None, amount=None, refundReason=None):
+        return {"transaction": None, "errors": [{"field": "id", "code": "MISSING_TRANSACTION_ACTION_REQUEST_WEBHOOK",
+                                                 "message": "No app handles refunds."}]}
+
+    def pending(info, actionType, id=None, amount=None, refundReason=None):
+        payments.events.append({"id": "VHJhbnNhY3Rpb25FdmVudDo5", "type": "REFUND_REQUEST", "amount": _money(100),
+                                "createdAt": "2026-12-06T10:00:00+00:00", "pspReference": "", "message": ""})
+        return {"transaction": payments.transaction(), "errors": []}
+
+    messages = []
+    for resolver in (refuse, pending):
+        saleor_fake.resolvers["transactionRequestAction"] = resolver
+        with pytest.raises(refunds.RefundError) as refused:
+            refunds.refund_order_line(session, order_id=order.id, line_id=order.lines[0].id, amount_minor=100,
+                                      reason="x", actor=operator, gateway=gateway)
+        session.rollback()
+        messages.append(refused.value.message)
+
+    assert messages == ["The store refused the refund: No app handles refunds.",
+                        "The payment provider is still processing the refund; it appears on this order when the "
+                        "store reports it."]
+    assert session.scalar(select(func.count()).select_from(Refund)) == 0
+
+
+def test_more_than_the_transaction_has_left_is_refused_by_the_adapter(saleor_app, saleor_fake):
+    from app.adapters.commerce.checkout import CheckoutError
+
+    payments = SaleorPayments(8600)
+    payments.refunded = 8000
+    payments.install(saleor_fake)
+
+    with saleor_app.app_context(), pytest.raises(CheckoutError, match=r"can give back at most 6\.00 USD"):
+        SaleorCheckout.from_config(saleor_app.config).refund_payment(
+            order_external_id=ORDER_ID, amount_minor=700, currency="USD", reason="x", known_refund_ids=frozenset())
+    assert saleor_fake.received("TransactionRequestAction") == []
