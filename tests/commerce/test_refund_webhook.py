@@ -238,3 +238,19 @@ def test_more_than_the_transaction_has_left_is_refused_by_the_adapter(saleor_app
         SaleorCheckout.from_config(saleor_app.config).refund_payment(
             order_external_id=ORDER_ID, amount_minor=700, currency="USD", reason="x", known_refund_ids=frozenset())
     assert saleor_fake.received("TransactionRequestAction") == []
+
+
+def test_a_refund_event_without_an_order_is_400_and_one_for_an_unknown_order_is_ignored(
+        saleor_app, demo, session, saleor_key):
+    broken = encode({"__typename": "OrderRefunded", "order": None})
+    unknown = encode({"__typename": "OrderRefunded", "order": {"id": "T3JkZXI6dW5rbm93bg==", "transactions": [
+        {"id": TRANSACTION_ID, "events": [{"id": "ev-1", "type": "REFUND_SUCCESS", "amount": money("5.00")}]}]}})
+
+    refused = _deliver_refund(saleor_app, broken, saleor_key)
+    ignored = _deliver_refund(saleor_app, unknown, saleor_key)
+
+    assert refused.status_code == 400
+    assert (ignored.status_code, ignored.get_json()["status"]) == (200, "ignored")
+    assert ignored.get_json()["problem"] == "No order here has this Saleor order id."
+    assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 1
+    assert session.scalar(select(func.count()).select_from(Refund)) == 0
