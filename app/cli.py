@@ -97,6 +97,39 @@ def verify_ledger_command() -> None:
     click.echo(f"Ledger OK: {wallets} wallet(s) agree with their {entries} ledger entries.")
 
 
+@click.command("verify-payouts")
+@with_appcontext
+def verify_payouts_command() -> None:
+    """Check every publisher's earnings against its paid order lines, refunds and payouts: for every month,
+    gross = refunds + platform fees + net, and net = payouts + balance owed; exit status 1 with the differences."""
+    from sqlalchemy import func, select
+
+    from app.models import EarningEntry, Payout
+    from app.services import payouts
+
+    problems = payouts.verify_payouts(db.session)
+    entries = db.session.scalar(select(func.count()).select_from(EarningEntry))
+    paid = db.session.scalar(select(func.count()).select_from(Payout))
+    db.session.rollback()
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise click.exceptions.Exit(1)
+    click.echo(f"Payouts OK: {entries} earning entries and {paid} payout(s) agree with the orders and refunds.")
+
+
+@click.command("record-earnings")
+@with_appcontext
+def record_earnings_command() -> None:
+    """Record the publishers' sale earnings of paid orders that have none (orders paid before earnings were
+    kept), at today's fee; safe to run again."""
+    from app.services import payouts
+
+    count = payouts.record_missing_sale_earnings(db.session)
+    db.session.commit()
+    click.echo(f"Recorded the earnings of {count} paid order line(s).")
+
+
 @click.command("fail-stale-runs")
 @with_appcontext
 def fail_stale_runs_command() -> None:
@@ -185,6 +218,8 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(expire_holds_command)
     app.cli.add_command(expire_trials_command)
     app.cli.add_command(verify_ledger_command)
+    app.cli.add_command(verify_payouts_command)
+    app.cli.add_command(record_earnings_command)
     app.cli.add_command(fail_stale_runs_command)
     app.cli.add_command(reconcile_orders_command)
     app.cli.add_command(sync_saleor_command)

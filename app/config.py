@@ -54,6 +54,7 @@ _ENV_KEYS: dict[str, type] = {
     "RATE_LIMIT_AUTH": str,
     "RATE_LIMIT_API": str,
     "WEBHOOK_MAX_BYTES": int,
+    "PLATFORM_FEE_PERCENT": str,
     "PORT": int,
     "JOB_KEEP_HOURS": int,
     "MAIL_BACKEND": str,
@@ -127,6 +128,7 @@ class Defaults:
     RATE_LIMIT_AUTH = "60 per minute"  # per address, on /auth/*
     RATE_LIMIT_API = "600 per minute"  # per credential (or address), on /api; not the gateway's service token
     WEBHOOK_MAX_BYTES = 256 * 1024
+    PLATFORM_FEE_PERCENT = "15"  # the platform's share of each sale, e.g. "15" or "12.5"; operators may set one per publisher
     PORT = 5000
     JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long
     MAIL_BACKEND = ""  # outbox (stored in the database, shown at Operator > Outbox) or smtp; empty: smtp when SMTP_URL is set

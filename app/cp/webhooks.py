@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import csrf, db
-from app.services import webhooks
+from app.services import refunds, webhooks
 from app.web import problem
 
 
@@ -28,7 +28,8 @@ class WebhookReceipt(BaseModel):
 @csrf.exempt  # Saleor signs the body; there is no browser session to protect
 @spec.validate(resp=responses(200, WebhookReceipt, 400, 401, 413, 503), tags=["integrations"])
 def saleor_order_paid():
-    """Saleor's ORDER_FULLY_PAID / ORDER_PAID webhook: verify, store once, provision once.
+    """Saleor's ORDER_FULLY_PAID / ORDER_PAID webhook: verify, store once, provision once. ORDER_REFUNDED and
+    ORDER_FULLY_REFUNDED come here too (same signature check) and record each refund event once.
 
     Answers 200 for a handled or repeated delivery, 401 for a missing or wrong signature,
     400 for an unreadable body (also: an amount that is not a finite number an order can cost,
@@ -50,6 +51,8 @@ def saleor_order_paid():
             body, request.headers.get("Saleor-Signature"),
             key_set=lambda: webhooks.key_set_for(config), secret=config.get("SALEOR_WEBHOOK_SECRET") or None,
         )
+        if refunds.is_refund_event(body, event_header=request.headers.get("Saleor-Event")):
+            return _order_refunded(body, method)
         event = webhooks.parse_order_paid(body, event_header=request.headers.get("Saleor-Event"))
     except webhooks.WebhookError as exc:
         if exc.status in (400, 401):
@@ -70,4 +73,23 @@ def saleor_order_paid():
         order_id=receipt.order_id,
         unknown_skus=sorted(set(receipt.unknown_skus)),
         problem=receipt.problem,
+    ), 200
+
+
+def _order_refunded(body: bytes, method: str):
+    """Saleor's ORDER_REFUNDED / ORDER_FULLY_REFUNDED on the same endpoint (same signature check): each
+    refund event of the order is recorded once, however often or concurrently it is delivered."""
+    try:
+        event = refunds.parse_refund_event(body)
+        receipt = refunds.receive_refund_event(db.session, event=event, body=body)
+    except refunds.RefundError as exc:
+        db.session.rollback()
+        if exc.status >= 500:
+            return problem(503, "Service Unavailable", exc.message)
+        current_app.logger.warning("Saleor refund webhook refused (%s): %s", exc.status, exc.message)
+        return problem(400, "Bad Request", exc.message)
+    db.session.commit()
+    return jsonify(
+        status="duplicate" if receipt.duplicate else receipt.event.status, event_id=receipt.event.id,
+        signature=method, order_id=receipt.order_id, unknown_skus=[], problem=receipt.problem,
     ), 200

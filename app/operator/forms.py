@@ -56,3 +56,36 @@ class AuditFilterForm(_GetForm):
     def validate_end(self, field):
         if field.data and self.start.data and field.data < self.start.data:
             raise ValidationError("The end date is before the start date.")
+
+
+class OrderSearchForm(_GetForm):
+    q = StringField("Search orders", validators=[Optional(), Length(max=120)],
+                    description="Order number, buyer's email or organization name.")
+
+
+class RefundForm(FlaskForm):
+    """Refund one order line: an amount in the order's currency and a reason the buyer reads."""
+
+    line_id = IntegerField("Line", validators=[DataRequired(), NumberRange(min=1)])
+    amount = StringField("Amount to refund", validators=[DataRequired(message="Enter the amount to refund."),
+                                                        Length(max=20)],
+                         description="In the order's currency, e.g. 12.50.")
+    reason = TextAreaField("Reason", validators=[DataRequired(message="Say why the order is refunded."),
+                                                 Length(max=1000)],
+                           description="The buyer reads this in the refund mail.")
+
+
+class PublisherFeeForm(FlaskForm):
+    publisher_id = IntegerField("Publisher", validators=[DataRequired(), NumberRange(min=1)])
+    percent = StringField("Platform fee (%)", validators=[Optional(), Length(max=8)],
+                          description="Leave empty for the default fee. Only sales from now on pay it.")
+
+
+class PayoutForm(FlaskForm):
+    publisher_id = IntegerField("Publisher", validators=[DataRequired(), NumberRange(min=1)])
+    currency = SelectField("Currency", validators=[DataRequired()])
+    amount = StringField("Amount paid", validators=[DataRequired(message="Enter the amount paid."), Length(max=20)],
+                         description="e.g. 1250.00")
+    paid_on = DateField("Paid on", validators=[DataRequired(message="Enter the date the money was sent.")])
+    reference = StringField("Transfer reference", validators=[DataRequired(message="Enter the transfer's reference."),
+                                                              Length(max=120)])

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import GrantOrigin, Instance, LedgerEntry, LineKind, Order, OrderLine, OrderStatus, utcnow
-from app.services import audit, billing, instances, mail, plan_credits
+from app.services import audit, billing, instances, mail, payouts, plan_credits
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def handle_order_paid(session: Session, *, order: Order, actor_label: str) -> Pr
             continue
         (result.provisioned_line_ids if created else result.already_line_ids).append(line.id)
     _mark_lines_done(session, order=order)
+    payouts.record_sale_earnings(session, order=order)  # the publishers' earnings, at today's fee
     mail.order_receipt(session, order=order)  # once per order: a repeat of this handler queues nothing
     if result.provisioned_line_ids:
         audit.record(

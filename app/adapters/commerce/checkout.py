@@ -85,6 +85,25 @@ class ChargeOutcome:
     message: str
 
 
+@dataclass(frozen=True)
+class RefundOutcome:
+    """What the backend did with a refund request. `external_id` names the backend's record of the
+    refund (Saleor: the REFUND_SUCCESS transaction event), None where our tables are the record."""
+
+    succeeded: bool
+    message: str
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoteRefund:
+    """A refund the backend reports on an order (webhook): its own id, amount and currency."""
+
+    external_id: str
+    amount_minor: int
+    currency: str
+
+
 class CheckoutPort(Protocol):
     backend: str  # "local" | "saleor": stored on each order
 
@@ -99,6 +118,14 @@ class CheckoutPort(Protocol):
 
     def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
         """Orders the backend holds as fully paid since `since` (empty when our tables are the truth)."""
+
+    def refund_payment(
+        self, *, order_external_id: str | None, amount_minor: int, currency: str, reason: str,
+        known_refund_ids: frozenset[str],
+    ) -> RefundOutcome:
+        """Give `amount_minor` of an order's payment back; `known_refund_ids` are the backend refunds
+        already recorded here, so the one this call made can be told apart. Raises CheckoutError when
+        the backend cannot be asked (its message is safe to show)."""
 
 
 def get_checkout(backend: str | None = None) -> CheckoutPort:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Sequence
 
 from app.adapters.commerce.checkout import (
-    BillingDetails, ChargeOutcome, CheckoutLine, RemoteOrder, Submission,
+    BillingDetails, ChargeOutcome, CheckoutLine, RefundOutcome, RemoteOrder, Submission,
 )
 
 TEST_CARD_SUCCEEDS = "4242424242424242"
@@ -36,3 +36,10 @@ class LocalCheckout:
 
     def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
         return []  # our own tables are the record of payment
+
+    def refund_payment(
+        self, *, order_external_id: str | None, amount_minor: int, currency: str, reason: str,
+        known_refund_ids: frozenset[str],
+    ) -> RefundOutcome:
+        # test mode: the card was never charged, so the refund is recorded here and nothing moves
+        return RefundOutcome(True, "Refund recorded (test mode).")

@@ -18,8 +18,8 @@ from decimal import Decimal
 from typing import Any, Callable, Sequence
 
 from app.adapters.commerce.checkout import (
-    ORDER_REFERENCE_KEY, BillingDetails, ChargeOutcome, CheckoutError, CheckoutLine, RemoteOrder, RemoteOrderLine,
-    Submission,
+    ORDER_REFERENCE_KEY, BillingDetails, ChargeOutcome, CheckoutError, CheckoutLine, RefundOutcome, RemoteOrder,
+    RemoteOrderLine, Submission,
 )
 from app.adapters.commerce.saleor import client
 from app.formatting import CURRENCY_EXPONENT, minor_units
@@ -129,6 +129,56 @@ class SaleorCheckout:
                 break
             after = page.get("endCursor")
         return found
+
+    def refund_payment(
+        self, *, order_external_id: str | None, amount_minor: int, currency: str, reason: str,
+        known_refund_ids: frozenset[str],
+    ) -> RefundOutcome:
+        """Refund through the transaction that charged the order (`transactionRequestAction` REFUND).
+
+        The refund this call made is the new REFUND_SUCCESS event of that amount on the transaction;
+        a payment app that answers later (REFUND_REQUEST) is reported as not done yet: its webhook
+        records the refund when it succeeds."""
+        if not order_external_id:
+            raise CheckoutError("This order is not known to the store, so it cannot be refunded there.")
+        try:
+            order = self._execute("OrderTransactions", {"id": order_external_id}).get("order")
+            if not order:
+                raise CheckoutError("The store has no such order.")
+            transaction = self._refundable_transaction(order, amount_minor, currency)
+            before = {event["id"] for event in transaction.get("events") or []}
+            payload = self._execute("TransactionRequestAction", {
+                "id": transaction["id"], "amount": to_major(amount_minor, currency), "reason": reason[:1000],
+            }).get("transactionRequestAction") or {}
+        except client.SaleorError as exc:
+            raise CheckoutError("The store did not answer in time, so nothing was recorded here. Check the order in "
+                                "the store before trying again.", retryable=True) from exc
+        if _errors(payload):
+            raise CheckoutError("The store refused the refund: " + "; ".join(_errors(payload)))
+        events = (payload.get("transaction") or {}).get("events") or []
+        new = [e for e in events if e.get("id") not in before and e.get("id") not in known_refund_ids]
+        for event in new:
+            amount = event.get("amount") or {}
+            if (event.get("type") == "REFUND_SUCCESS" and amount.get("currency") == currency
+                    and to_minor(amount.get("amount"), currency) == amount_minor):
+                return RefundOutcome(True, "Refunded by the store's payment provider.", external_id=event["id"])
+        if any(e.get("type") == "REFUND_FAILURE" for e in new):
+            return RefundOutcome(False, "The payment provider declined the refund; nothing was refunded.")
+        return RefundOutcome(False, "The payment provider is still processing the refund; it appears on this order "
+                                    "when the store reports it.")
+
+    def _refundable_transaction(self, order: Mapping[str, Any], amount_minor: int, currency: str) -> dict[str, Any]:
+        best = 0
+        for transaction in order.get("transactions") or []:
+            charged = transaction.get("chargedAmount") or {}
+            refunded = transaction.get("refundedAmount") or {}
+            if charged.get("currency") != currency:
+                continue
+            left = to_minor(charged.get("amount") or 0, currency) - to_minor(refunded.get("amount") or 0, currency)
+            if left >= amount_minor:
+                return transaction
+            best = max(best, left)
+        raise CheckoutError(f"The store's payment can give back at most {to_major(best, currency)} {currency}.")
 
     # --- steps ---------------------------------------------------------------------------
     def _variants(self, skus: list[str]) -> dict[str, str]:

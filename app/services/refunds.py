@@ -1,0 +1,440 @@
+"""Refunds: an operator gives back all or part of an order line, or the payment provider reports one.
+
+Both paths end in `_record_refund`, under the order's row lock (so they run one after the other):
+- the refund is never more than what is left refundable on the line (its total minus its refunds);
+- the credits the line gave (a plan's included credits of the refunded period, or a credit pack) are
+  taken back in proportion to the money refunded, as far as they are unspent and not held by a run in
+  progress, never below zero, in a ledger entry of kind `refund` that names the order;
+- a subscription line refunded in full cancels its instance (its remaining included credits end);
+- the publisher's earnings lose the refund and regain the share of the platform fee (payouts);
+- the buyer is mailed, and an audit event is written.
+
+The operator's refund is made through the commerce port (local test mode records it; Saleor refunds
+the transaction that charged the order) while the order row is locked: a webhook for the same refund,
+or a second operator, waits and then sees it. Saleor's ORDER_REFUNDED / ORDER_FULLY_REFUNDED webhooks
+name each refund by its transaction event id: a refund already recorded (by the operator's request, or
+an earlier delivery) is skipped, so a repeat changes nothing. A refund made in Saleor's own dashboard
+is recorded here too, spread over the order's lines in their order, each up to what it has left.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from app.adapters.commerce.checkout import CheckoutError, CheckoutPort, RemoteRefund
+from app.formatting import minor_units, money
+from app.models import (
+    CreditGrant, Instance, InstanceStatus, LedgerEntry, LedgerKind, LineKind, Order, OrderLine, OrderStatus,
+    Organization, Refund, RefundSource, User, Wallet, WebhookEvent, utcnow,
+)
+from app.services import audit, billing, mail, payouts, plan_credits
+from app.services.errors import ServiceError
+from app.services.provisioning import credit_key, plan_credit_key
+
+log = logging.getLogger(__name__)
+
+AUDIT_REFUNDED = "order.refunded"
+AUDIT_INSTANCE_CANCELLED = "instance.cancelled"
+MAX_REASON = 1000
+REFUND_EVENT_TYPES = {"OrderRefunded", "OrderFullyRefunded"}
+REFUND_EVENT_HEADERS = {"order_refunded", "order_fully_refunded"}
+WEBHOOK_SOURCE = "saleor"
+PER_PAGE = 25
+
+
+class RefundError(ServiceError):
+    """A refund cannot be made; the message is safe to show."""
+
+
+class OrderNotFound(RefundError):
+    def __init__(self) -> None:
+        super().__init__("Order not found.", status=404)
+
+
+# --- reading orders (operator console) ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrderSearch:
+    items: list[Order]
+    total: int
+    page: int
+    pages: int
+
+
+def search_orders(session: Session, *, q: str | None = None, page: int = 1, per_page: int = PER_PAGE) -> OrderSearch:
+    """Every order, newest first; `q` matches the order number, the receipt email or the organization's
+    name (case-insensitive, part of it is enough)."""
+    query = select(Order).join(Organization, Organization.id == Order.organization_id)
+    q = (q or "").strip()[:120]
+    if q:
+        pattern = f"%{q.lower()}%"
+        query = query.where(or_(func.lower(Order.number).like(pattern), func.lower(Order.email).like(pattern),
+                                func.lower(Organization.name).like(pattern)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    items = list(session.scalars(
+        query.options(selectinload(Order.organization), selectinload(Order.lines))
+        .order_by(Order.created_at.desc(), Order.id.desc()).offset((page - 1) * per_page).limit(per_page)
+    ))
+    return OrderSearch(items=items, total=total, page=page, pages=pages)
+
+
+def get_order(session: Session, *, order_id: int) -> Order:
+    order = session.scalar(select(Order).where(Order.id == order_id).options(
+        selectinload(Order.lines), selectinload(Order.payments), selectinload(Order.organization)))
+    if order is None:
+        raise OrderNotFound()
+    return order
+
+
+def refunds_of_order(session: Session, *, order_id: int) -> list[Refund]:
+    return list(session.scalars(select(Refund).where(Refund.order_id == order_id)
+                                .options(selectinload(Refund.actor)).order_by(Refund.id)))
+
+
+def refunded_by_line(session: Session, *, order_id: int) -> dict[int, int]:
+    """Money refunded so far per line of the order."""
+    return {line_id: int(total) for line_id, total in session.execute(
+        select(Refund.order_line_id, func.sum(Refund.amount_minor)).where(Refund.order_id == order_id)
+        .group_by(Refund.order_line_id))}
+
+
+def refundable_minor(session: Session, *, line: OrderLine) -> int:
+    """What is left to refund on a line: its total minus its refunds."""
+    refunded = session.scalar(select(func.coalesce(func.sum(Refund.amount_minor), 0))
+                              .where(Refund.order_line_id == line.id)) or 0
+    return max(line.total_minor - int(refunded), 0)
+
+
+# --- the operator's refund ----------------------------------------------------------------------
+
+def _lock_order(session: Session, order_id: int) -> Order | None:
+    """Hold the order row until the transaction ends (PostgreSQL: FOR UPDATE; SQLite: the write lock a
+    no-op UPDATE takes), then read it as it is now."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Order).where(Order.id == order_id).values(id=Order.id)
+                        .execution_options(synchronize_session=False))
+        return session.scalar(select(Order).where(Order.id == order_id).execution_options(populate_existing=True))
+    return session.scalar(select(Order).where(Order.id == order_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
+def _clean_reason(reason: str | None) -> str:
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise RefundError("Say why the order is refunded; the buyer reads it.", field="reason")
+    if len(reason) > MAX_REASON:
+        raise RefundError(f"Use at most {MAX_REASON} characters.", field="reason")
+    return reason
+
+
+def refund_order_line(
+    session: Session, *, order_id: int, line_id: int, amount_minor: int | None, reason: str, actor: User,
+    gateway: CheckoutPort, now: datetime | None = None,
+) -> Refund:
+    """Refund `amount_minor` of one paid order line through the commerce backend and record it, with
+    everything a refund takes back (see the module). Flushes; the caller commits, or rolls back on a
+    RefundError (nothing is changed then)."""
+    reason = _clean_reason(reason)
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+        raise RefundError("Enter an amount above zero.", field="amount")
+    order = _lock_order(session, order_id)
+    if order is None:
+        raise OrderNotFound()
+    line = session.scalar(select(OrderLine).where(OrderLine.id == line_id, OrderLine.order_id == order.id)
+                          .execution_options(populate_existing=True))
+    if line is None:
+        raise RefundError("That line is not on this order.", field="line_id", status=404)
+    if order.status != OrderStatus.PAID.value:
+        raise RefundError("Only a paid order can be refunded.", status=409)
+    left = refundable_minor(session, line=line)
+    if left == 0:
+        raise RefundError("This line is refunded in full already.", field="amount", status=409)
+    if amount_minor > left:
+        raise RefundError(f"At most {money(left, order.currency)} is left to refund on this line.", field="amount")
+    known = frozenset(session.scalars(select(Refund.external_id).where(
+        Refund.order_id == order.id, Refund.external_id.is_not(None))))
+    try:
+        outcome = gateway.refund_payment(
+            order_external_id=order.external_id, amount_minor=amount_minor, currency=order.currency, reason=reason,
+            known_refund_ids=known,
+        )
+    except CheckoutError as exc:
+        raise RefundError(str(exc), status=502) from exc
+    if not outcome.succeeded:
+        raise RefundError(outcome.message, status=502)
+    return _record_refund(
+        session, order=order, line=line, amount_minor=amount_minor, reason=reason, source=RefundSource.OPERATOR,
+        external_id=outcome.external_id, actor=actor, now=now,
+    )
+
+
+# --- recording a refund --------------------------------------------------------------------------
+
+def _record_refund(
+    session: Session, *, order: Order, line: OrderLine, amount_minor: int, reason: str, source: RefundSource,
+    external_id: str | None, actor: User | None, now: datetime | None = None,
+) -> Refund:
+    """Write the refund and its consequences; the caller holds the order row and has checked the amount."""
+    now = now or utcnow()
+    refund = Refund(
+        order_id=order.id, order_line_id=line.id, amount_minor=amount_minor, currency=order.currency,
+        reason=reason, source=source.value, backend=order.backend, external_id=external_id,
+        actor_user_id=actor.id if actor else None, created_at=now,
+    )
+    session.add(refund)
+    session.flush()
+    refunded = line.total_minor - refundable_minor(session, line=line)
+    refund.credits_taken_back = _take_back_credits(session, order=order, line=line, refund=refund,
+                                                   refunded_total=refunded, now=now)
+    if line.kind == LineKind.PLAN.value and refunded >= line.total_minor:
+        refund.instance_cancelled = _cancel_refunded_instance(session, order=order, line=line, actor=actor, now=now)
+    session.flush()
+    payouts.record_refund_earning(session, refund=refund)
+    actor_label = actor.email if actor else WEBHOOK_SOURCE
+    audit.record(
+        session, action=AUDIT_REFUNDED, target_type="order", target_id=order.id,
+        organization_id=order.organization_id, actor=actor, actor_label=actor_label,
+        data={"number": order.number, "refund": refund.id, "line": line.id, "amount_minor": amount_minor,
+              "currency": order.currency, "reason": reason, "source": source.value, "external_id": external_id,
+              "credits_taken_back": refund.credits_taken_back, "instance_cancelled": refund.instance_cancelled},
+    )
+    _mail_buyer(session, order=order, line=line, refund=refund, fully=refunded >= line.total_minor)
+    _after_refund(session, refund)
+    return refund
+
+
+def _after_refund(session: Session, refund: Refund) -> None:
+    """The one place a recorded refund is announced to the rest of the app, in the refund's transaction
+    (e.g. the credit note of the order's invoice)."""
+
+
+def _grant_of_line(session: Session, line: OrderLine) -> CreditGrant | None:
+    """The credit grant the line gave: a plan's included credits of the period it paid, or a credit pack."""
+    key = plan_credit_key(line.id) if line.kind == LineKind.PLAN.value else credit_key(line.id)
+    grant_id = session.scalar(select(LedgerEntry.grant_id).where(LedgerEntry.idempotency_key == key,
+                                                                 LedgerEntry.kind == LedgerKind.GRANT.value))
+    return session.get(CreditGrant, grant_id, populate_existing=True) if grant_id else None
+
+
+def _take_back_credits(session: Session, *, order: Order, line: OrderLine, refund: Refund, refunded_total: int,
+                       now: datetime) -> int:
+    """Take back the credits the refunded share of the line paid for, as far as they are unspent: never
+    more than the grant has left, never credits that back an active hold, never below zero."""
+    grant = _grant_of_line(session, line)
+    if grant is None or line.total_minor <= 0:
+        return 0
+    target = grant.amount * min(refunded_total, line.total_minor) // line.total_minor
+    already = session.scalar(select(func.coalesce(func.sum(Refund.credits_taken_back), 0))
+                             .where(Refund.order_line_id == line.id, Refund.id != refund.id)) or 0
+    wanted = target - int(already)
+    if wanted <= 0 or grant.remaining <= 0:
+        return 0
+    # the wallet row first, as every billing change of the wallet does; then the grant
+    balance, held = session.execute(
+        update(Wallet).where(Wallet.id == grant.wallet_id).values(balance=Wallet.balance)
+        .returning(Wallet.balance, Wallet.held).execution_options(synchronize_session=False)
+    ).one()
+    remaining = session.scalar(select(CreditGrant.remaining).where(CreditGrant.id == grant.id))
+    take = min(wanted, remaining, balance - held)
+    if take <= 0:
+        return 0
+    moved = session.execute(
+        update(Wallet).where(Wallet.id == grant.wallet_id, Wallet.balance - Wallet.held >= take)
+        .values(balance=Wallet.balance - take).returning(Wallet.balance)
+        .execution_options(synchronize_session=False)
+    ).first()
+    drawn = session.execute(
+        update(CreditGrant).where(CreditGrant.id == grant.id, CreditGrant.remaining >= take)
+        .values(remaining=CreditGrant.remaining - take).execution_options(synchronize_session=False)
+    ).rowcount
+    if moved is None or drawn != 1:
+        raise billing.LedgerOutOfStep(grant.wallet_id)
+    session.execute(insert(LedgerEntry.__table__).values(
+        wallet_id=grant.wallet_id, kind=LedgerKind.REFUND.value, amount=-take, held_delta=0, balance_after=moved[0],
+        grant_id=grant.id, instance_id=grant.instance_id,
+        reference=f"Refund of order {order.number}: {take:,} credit{'' if take == 1 else 's'} of {line.name} "
+                  "taken back"[:200],
+        idempotency_key=f"refund:{refund.id}:credits",
+    ))
+    wallet = session.get(Wallet, grant.wallet_id)
+    session.refresh(wallet, ["balance", "held"])
+    session.expire(grant, ["remaining"])
+    return take
+
+
+def _cancel_refunded_instance(session: Session, *, order: Order, line: OrderLine, actor: User | None,
+                              now: datetime) -> bool:
+    """The subscription a fully refunded line bought ends now: cancelled, its included credits ended.
+
+    The operator is not a member of the buyer's organization, so this is the refund's own cancellation
+    (the same conditional change of status as `instances.cancel_instance`, and the same end of credits)."""
+    instance = session.scalar(select(Instance).where(Instance.source_order_line_id == line.id))
+    if instance is None:
+        return False
+    changed = session.execute(
+        update(Instance).where(Instance.id == instance.id,
+                               Instance.status.in_((InstanceStatus.ACTIVE.value, InstanceStatus.SUSPENDED.value)))
+        .values(status=InstanceStatus.CANCELLED.value, cancelled_at=now).execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(instance)
+    if not changed:
+        return False
+    audit.record(session, action=AUDIT_INSTANCE_CANCELLED, target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor=actor,
+                 actor_label=actor.email if actor else WEBHOOK_SOURCE,
+                 data={"status": InstanceStatus.CANCELLED.value, "reason": f"order {order.number} refunded"})
+    plan_credits.end_included_credits(session, instance=instance, reason="the plan was refunded", actor=actor,
+                                      actor_label=None if actor else WEBHOOK_SOURCE, now=now)
+    return True
+
+
+def _mail_buyer(session: Session, *, order: Order, line: OrderLine, refund: Refund, fully: bool) -> None:
+    mail.queue_mail(
+        session, to=order.email, template="refund_issued", dedupe_key=f"refund:{refund.id}", user_id=order.user_id,
+        context={"number": order.number, "item": line.name, "amount": refund.amount_minor,
+                 "currency": refund.currency, "reason": refund.reason, "fully": fully,
+                 "credits": refund.credits_taken_back, "cancelled": refund.instance_cancelled,
+                 "organization": order.organization.name,
+                 "order_url": mail.link("account.order_detail", order_id=order.id)},
+    )
+
+
+# --- Saleor's refund webhooks --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RefundEvent:
+    event_type: str
+    order_external_id: str
+    refunds: tuple[RemoteRefund, ...]
+    external_id: str  # what makes a delivery unique
+
+
+def is_refund_event(body: bytes, *, event_header: str | None) -> bool:
+    """Whether a verified Saleor delivery is ORDER_REFUNDED / ORDER_FULLY_REFUNDED (header or payload)."""
+    if (event_header or "").strip().lower() in REFUND_EVENT_HEADERS:
+        return True
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("__typename") in REFUND_EVENT_TYPES
+
+
+def parse_refund_event(body: bytes) -> RefundEvent:
+    """The subscription payload: the order and its transactions' REFUND_SUCCESS events."""
+    try:
+        data = json.loads(body.decode("utf-8"), parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RefundError("The body is not valid JSON.", status=400) from exc
+    order = data.get("order") if isinstance(data, dict) else None
+    if not isinstance(order, dict) or not order.get("id"):
+        raise RefundError("The event has no order.", status=400)
+    found = []
+    for transaction in order.get("transactions") or []:
+        if not isinstance(transaction, dict):
+            raise RefundError("A transaction is not an object.", status=400)
+        for event in transaction.get("events") or []:
+            if not isinstance(event, dict) or event.get("type") != "REFUND_SUCCESS":
+                continue
+            amount = event.get("amount") or {}
+            if not event.get("id") or not isinstance(amount, dict) or not amount.get("currency"):
+                raise RefundError("A refund event has no id or amount.", status=400)
+            currency = str(amount["currency"]).upper()[:3]
+            try:
+                minor = minor_units(amount.get("amount"), currency)
+            except ValueError as exc:
+                raise RefundError(str(exc), status=400) from exc
+            if minor > 0:
+                found.append(RemoteRefund(external_id=str(event["id"])[:128], amount_minor=minor, currency=currency))
+    typename = str(data.get("__typename") or "OrderRefunded")[:32]
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    return RefundEvent(event_type=typename, order_external_id=str(order["id"])[:64], refunds=tuple(found),
+                       external_id=f"{typename}:{str(order['id'])[:64]}:{digest}")
+
+
+@dataclass
+class RefundReceipt:
+    event: WebhookEvent
+    duplicate: bool = False
+    order_id: int | None = None
+    recorded: list[int] = field(default_factory=list)
+    problem: str | None = None
+
+
+def receive_refund_event(session: Session, *, event: RefundEvent, body: bytes) -> RefundReceipt:
+    """Store the delivery once and record each refund of it not recorded yet (flushes; caller commits).
+
+    Under the order's lock: a concurrent operator refund or delivery waits, then finds the refund."""
+    from app.services.orders import insert_once
+
+    def stored() -> WebhookEvent | None:
+        return session.scalar(select(WebhookEvent).where(WebhookEvent.source == WEBHOOK_SOURCE,
+                                                         WebhookEvent.external_id == event.external_id))
+
+    row = stored()
+    if row is None:
+        row = WebhookEvent(source=WEBHOOK_SOURCE, external_id=event.external_id, event_type=event.event_type,
+                           payload=body.decode("utf-8"), status="received")
+        if not insert_once(session, row):
+            row = stored()
+            if row is None:  # the concurrent delivery that held the key rolled back: let Saleor retry
+                raise RefundError("The event could not be stored; try again.", status=503)
+    if row.status not in ("received", "failed"):
+        return RefundReceipt(event=row, duplicate=True)
+    order_id = session.scalar(select(Order.id).where(Order.backend == "saleor",
+                                                     Order.external_id == event.order_external_id))
+    receipt = RefundReceipt(event=row, order_id=order_id)
+    if order_id is None:
+        receipt.problem = "No order here has this Saleor order id."
+        row.status, row.error = "ignored", receipt.problem
+    else:
+        order = _lock_order(session, order_id)
+        notes = []
+        for remote in event.refunds:
+            recorded, note = _record_remote_refund(session, order=order, remote=remote)
+            receipt.recorded += recorded
+            if note:
+                notes.append(note)
+        receipt.problem = " ".join(notes) or None
+        row.status, row.error = "processed", receipt.problem
+    row.processed_at = utcnow()
+    session.flush()
+    return receipt
+
+
+def _record_remote_refund(session: Session, *, order: Order, remote: RemoteRefund) -> tuple[list[int], str | None]:
+    already = session.scalar(select(Refund.id).where(Refund.backend == order.backend,
+                                                     Refund.external_id == remote.external_id).limit(1))
+    if already is not None:
+        return [], None
+    if remote.currency != order.currency:
+        return [], f"Refund {remote.external_id} is in {remote.currency}, the order in {order.currency}."
+    left = remote.amount_minor
+    recorded = []
+    for line in sorted(order.lines, key=lambda l: l.id):
+        if left == 0:
+            break
+        room = refundable_minor(session, line=line)
+        part = min(room, left)
+        if part <= 0:
+            continue
+        refund = _record_refund(session, order=order, line=line, amount_minor=part,
+                                reason="Refunded in the store's dashboard.", source=RefundSource.BACKEND,
+                                external_id=remote.external_id, actor=None)
+        recorded.append(refund.id)
+        left -= part
+    note = None
+    if left:
+        log.warning("Saleor refund %s of order %s is %s more than the order has left", remote.external_id,
+                    order.number, left)
+        note = f"Refund {remote.external_id}: {money(left, order.currency)} more than the order had left to refund."
+    return recorded, note
