@@ -16,12 +16,13 @@ from app.models.instances import (
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
+from app.models.reviews import Review, ReviewerKind, ReviewVote
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack",
     "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus", "JobFailure",
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
-    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
+    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Review", "ReviewerKind", "ReviewVote", "Role",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.adapters.commerce import (
-    FACET_GROUPS, SORTS, CatalogPort, Category, FacetChip, OfferingCard, OfferingDetail, SearchQuery, SearchResult,
+    FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, SORTS, supports_ratings, CatalogPort, Category, FacetChip, OfferingCard, OfferingDetail, SearchQuery, SearchResult,
 )
 from app.models import Offering
 from app.services.errors import ServiceError
@@ -26,7 +26,7 @@ MAX_VALUES_PER_GROUP = 20
 BROWSE_GROUPS = ("outcome", "role", "capability")
 SORT_LABELS = {
     "relevance": "Best match", "newest": "Newest", "price_asc": "Price: low to high",
-    "price_desc": "Price: high to low", "name": "Name (A–Z)",
+    "price_desc": "Price: high to low", "name": "Name (A–Z)", "rating": "Highest rated",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # what a facet value or an offering slug can look like; anything else is unknown without asking
@@ -75,13 +75,25 @@ def parse_search_args(
         (group, tuple(v for v in requested[group] if v in known.get(group, {})))
         for group in FACET_GROUPS if known.get(group)
     )
+    ratings = supports_ratings(catalog)
+    if ratings:  # "n stars and up": the lowest one asked for (values of a group OR)
+        thresholds = [int(v) for v in getlist(RATING_GROUP) if str(v) in {str(t) for t in RATING_THRESHOLDS}]
+        if thresholds:
+            filters += ((RATING_GROUP, (str(min(thresholds)),)),)
     sort = args.get("sort", "relevance")
-    if sort not in SORTS:
+    if sort not in SORTS or (sort == "rating" and not ratings):
         sort = "relevance"
     return SearchQuery(
         q=clean_text_query(args.get("q")), filters=filters, sort=sort,
         page=_page_number(args.get("page")), per_page=per_page,
     )
+
+
+def sort_labels(catalog: CatalogPort) -> dict[str, str]:
+    """The sorts this catalog offers: by rating only where the backend knows the ratings."""
+    if supports_ratings(catalog):
+        return dict(SORT_LABELS)
+    return {value: label for value, label in SORT_LABELS.items() if value != "rating"}
 
 
 def _page_number(raw: object) -> int:
