@@ -97,7 +97,7 @@ steps_strategy = st.lists(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=steps_strategy, category=st.sampled_from([None, "agents", "apps"]),
        threshold=st.sampled_from([None, *RATING_THRESHOLDS]))
 def test_averages_and_rating_counts_agree_with_a_brute_force_count(session, market, steps, category, threshold):

@@ -422,6 +422,34 @@ def test_search_sorts_by_rating_and_filters_four_stars_and_up(session, world):
             ("2", "2 stars and up", 2, False), ("1", "1 star and up", 2, False)]
 
 
+def test_hidden_reviews_drop_out_of_the_rating_filter(session, world):
+    # given: one five-star and one two-star review: 3.5 on average
+    high = _write(session, world, rating=5)
+    other = make_user(session)
+    other_org = make_org(session, owner=other)
+    give_instance(session, other_org, world["offering"])
+    low = reviews.write_review(session, user=other, organization_id=other_org.id, offering=world["offering"],
+                               rating=2, title="Meh", body="Not great.")
+    operator = make_user(session, roles=("buyer", "operator"))
+    session.commit()
+    three_up = SearchQuery(filters=(("rating", ("3",)),))
+    assert [LocalCatalog(session, in_memory_index=m).search(three_up).total for m in (True, False)] == [1, 1]
+
+    # when: the five-star review is hidden (2.0 left), then the two-star one (no rating left)
+    reviews.hide_review(session, operator=operator, review=high, reason="Written by the publisher's staff.")
+    session.commit()
+    after_first = [LocalCatalog(session, in_memory_index=m).search(three_up).total for m in (True, False)]
+    two_up = [LocalCatalog(session, in_memory_index=m).search(SearchQuery(filters=(("rating", ("2",)),))).total
+              for m in (True, False)]
+    reviews.hide_review(session, operator=operator, review=low, reason="Spam.")
+    session.commit()
+    one_up = [LocalCatalog(session, in_memory_index=m).search(SearchQuery(filters=(("rating", ("1",)),))).total
+              for m in (True, False)]
+
+    # then
+    assert (after_first, two_up, one_up) == ([0, 0], [1, 1], [0, 0])
+
+
 def test_the_search_page_offers_the_rating_sort_and_a_labelled_chip(client, session, world):
     _write(session, world, rating=5)
 
