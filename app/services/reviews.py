@@ -150,12 +150,14 @@ def get_review(session: Session, review_id: int, *, include_hidden: bool = False
     return review
 
 
-def reviews_for_publishers(session: Session, *, user: User, page: int = 1, per_page: int = 20,
-                           unanswered: bool = False) -> Page[Review]:
-    """Visible reviews of the offerings of every publisher the user is a member of, newest first."""
-    publishers = select(Membership.organization_id).where(Membership.user_id == user.id)
+def reviews_for_publisher(session: Session, *, user: User, publisher_id: int, page: int = 1, per_page: int = 20,
+                          unanswered: bool = False) -> Page[Review]:
+    """Visible reviews of a publisher's offerings, newest first (members of the publisher only)."""
+    if session.scalar(select(Membership.id).where(Membership.user_id == user.id,
+                                                  Membership.organization_id == publisher_id)) is None:
+        raise ReviewNotFound("There is no such publisher.")
     query = (select(Review).join(Offering, Offering.id == Review.offering_id)
-             .where(Offering.publisher_id.in_(publishers), visible()))
+             .where(Offering.publisher_id == publisher_id, visible()))
     if unanswered:
         query = query.where(Review.reply_body.is_(None))
     return paginate(session, query.order_by(Review.created_at.desc(), Review.id.desc()), page=page, per_page=per_page)

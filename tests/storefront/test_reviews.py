@@ -467,3 +467,59 @@ def test_saleor_mode_offers_no_rating_sort_or_facet(saleor_app):
 
     assert 'value="rating"' not in page
     assert "stars and up" not in page
+
+
+# --- seller and operator consoles ----------------------------------------------------------------
+
+def test_the_seller_sees_reviews_and_replies_from_the_console(client, session, buyer, seller, demo_world):
+    review = reviews.write_review(session, user=buyer, organization_id=identity.current_organization(session, buyer).id,
+                                  offering=demo_world, rating=2, title="Slow start", body="Took a week to set up.")
+    session.commit()
+    login(client, seller)
+    publisher_id = demo_world.publisher_id
+
+    listed = client.get(f"/seller/reviews?publisher={publisher_id}&show=unanswered")
+    replied = client.post(f"/reviews/{review.id}/reply", data={
+        "body": "We have a setup guide now.", "next": f"/seller/reviews?publisher={publisher_id}"})
+    after = client.get(f"/seller/reviews?publisher={publisher_id}&show=unanswered")
+
+    assert listed.status_code == 200 and "Slow start" in listed.text and "Publish reply" in listed.text
+    assert replied.headers["Location"] == f"/seller/reviews?publisher={publisher_id}"
+    assert "Slow start" not in after.text and "Every review has your reply." in after.text
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "review.replied"))
+    assert (event.actor_user_id, event.organization_id) == (seller.id, publisher_id)
+
+
+def test_an_operator_hides_a_review_from_the_console(client, session, buyer, operator, demo_world):
+    review = reviews.write_review(session, user=buyer, organization_id=identity.current_organization(session, buyer).id,
+                                  offering=demo_world, rating=1, title="Rude words", body="Something unkind.")
+    session.commit()
+    login(client, operator)
+
+    empty_reason = client.post(f"/operator/reviews/{review.id}/hide", data={f"r{review.id}-reason": " "})
+    session.refresh(review)
+    assert empty_reason.status_code == 400 and "Say why the review is hidden." in empty_reason.text
+    assert review.hidden_at is None
+
+    hidden = client.post(f"/operator/reviews/{review.id}/hide", data={f"r{review.id}-reason": "Insults staff."})
+
+    assert hidden.status_code == 302
+    session.refresh(review)
+    assert review.hidden_reason == "Insults staff."
+    assert "Rude words" not in _reviews_section(client.get(f"/p/{SLUG}").text)
+    assert "Insults staff." in client.get("/operator/reviews?show=hidden").text
+    assert session.scalar(select(func.count()).select_from(MailMessage)
+                          .where(MailMessage.template == "review_hidden", MailMessage.to_address == buyer.email)) == 1
+
+
+def test_buyers_and_sellers_cannot_hide_reviews(client, session, buyer, seller, demo_world):
+    review = reviews.write_review(session, user=buyer, organization_id=identity.current_organization(session, buyer).id,
+                                  offering=demo_world, rating=1, title="Bad", body="Bad.")
+    session.commit()
+    login(client, seller)
+
+    response = client.post(f"/operator/reviews/{review.id}/hide", data={f"r{review.id}-reason": "Mine to hide?"})
+
+    assert response.status_code == 403
+    session.refresh(review)
+    assert review.hidden_at is None
