@@ -145,7 +145,8 @@ class PlanOut(Out):
     interval: str
     included_credits: int
     credits_per_run: int
-    credits_per_1k_units: int
+    credits_per_1k_units: int = Field(description="Extra credits per 1,000 characters (built-in runtime) or "
+                                                  "tokens (Langflow) a run uses; 0: a flat price per run.")
     max_runs_per_period: int | None
     features: list[str]
 
@@ -372,7 +373,8 @@ class EntitlementsOut(Out):
     plan_tier: str
     included_credits: int
     credits_per_run: int
-    credits_per_1k_units: int
+    credits_per_1k_units: int = Field(description="Extra credits per 1,000 characters (built-in runtime) or "
+                                                  "tokens (Langflow) a run uses; 0: a flat price per run.")
     max_credits_per_run: int
     max_runs_per_period: int | None
     credits_available: int
@@ -547,6 +549,7 @@ class AuditEventOut(Out):
     target_id: str | None
     organization_id: int | None
     data: dict[str, Any]
+    description: str = Field(description="What happened, as a sentence (amounts in money, credits as numbers).")
     created_at: datetime
 
 
