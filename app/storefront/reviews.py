@@ -76,6 +76,12 @@ class Viewer:
                 if o.review is None or (o.review.author_id == self.user.id and not o.review.is_hidden)]
 
     @property
+    def hidden_own(self) -> list[svc.ReviewerOrganization]:
+        """Reviews this person wrote that moderators hid (they cannot be changed)."""
+        return [o for o in self.organizations
+                if o.review is not None and o.review.author_id == self.user.id and o.review.is_hidden]
+
+    @property
     def colleague_reviews(self) -> list[svc.ReviewerOrganization]:
         return [o for o in self.organizations if o.review is not None and o.review.author_id != self.user.id]
 

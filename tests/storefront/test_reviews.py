@@ -508,6 +508,10 @@ def test_an_operator_hides_a_review_from_the_console(client, session, buyer, ope
     assert review.hidden_reason == "Insults staff."
     assert "Rude words" not in _reviews_section(client.get(f"/p/{SLUG}").text)
     assert "Insults staff." in client.get("/operator/reviews?show=hidden").text
+    login(client, buyer)
+    controls = client.get(f"/p/{SLUG}/reviews/controls").text
+    assert "Our moderators hid your review for" in controls and "Insults staff." in controls
+    assert client.post(f"/p/{SLUG}/review", data={"rating": "5", "title": "Again", "body": "Again"}).status_code == 403
     assert session.scalar(select(func.count()).select_from(MailMessage)
                           .where(MailMessage.template == "review_hidden", MailMessage.to_address == buyer.email)) == 1
 
