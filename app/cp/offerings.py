@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from flask import g
 
-from app.adapters.commerce import CommerceUnavailable, SearchQuery, get_catalog
+from app.adapters.commerce import RATING_GROUP, CommerceUnavailable, SearchQuery, get_catalog, supports_ratings
 from app.cp import schemas, serializers
 from app.cp.auth import USER_KINDS, api_auth, is_operator
 from app.cp.openapi import responses, spec
@@ -23,7 +23,7 @@ FILTER_GROUPS = ("category", "outcome", "role", "capability", "pricing", "publis
 
 @bp.get("/offerings/")
 @api_auth(*USER_KINDS, optional=True)
-@spec.validate(query=schemas.OfferingQuery, resp=responses(200, schemas.OfferingList, 403, 503), tags=TAGS)
+@spec.validate(query=schemas.OfferingQuery, resp=responses(200, schemas.OfferingList, 400, 403, 503), tags=TAGS)
 def list_offerings(query: schemas.OfferingQuery):
     """Published offerings, public, filtered like the storefront (text, category and facet values);
     operators may also list another status (e.g. the review queue, `status=in_review`)."""
@@ -39,10 +39,17 @@ def list_offerings(query: schemas.OfferingQuery):
     filters = tuple(
         (group, (getattr(query, group),)) for group in FILTER_GROUPS if getattr(query, group) is not None
     )
+    catalog_port = get_catalog()
+    if (query.sort == "rating" or query.min_rating is not None) and not supports_ratings(catalog_port):
+        field = "sort" if query.sort == "rating" else "min_rating"
+        return problem(400, "Bad Request", "This marketplace's catalog cannot sort or filter by rating.",
+                       errors=[{"field": field, "message": "Ratings are not available from the commerce backend."}])
+    if query.min_rating is not None:
+        filters += ((RATING_GROUP, (str(query.min_rating),)),)
     search = SearchQuery(q=catalog.clean_text_query(query.q), filters=filters, sort=query.sort,
                          page=query.page, per_page=query.per_page)
     try:
-        result = get_catalog().search(search)
+        result = catalog_port.search(search)
     except CommerceUnavailable:
         return problem(503, "Service Unavailable", "The catalog could not be read; try again shortly.")
     rows = listings.offerings_by_slugs(db.session, [card.slug for card in result.items])

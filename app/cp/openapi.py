@@ -152,6 +152,7 @@ ORG_HEADER_PARAMETER = {
 TAGS = [
     ("organizations", "Organizations and their members."),
     ("offerings", "The catalog, and publishing for sellers and operators."),
+    ("reviews", "Reviews and ratings of offerings: by verified buyers and trial users, replied to by publishers."),
     ("instances", "Subscriptions and trials, their lifecycle, entitlements and API keys."),
     ("tokens", "Personal access tokens."),
     ("wallets", "Credits: balances and the ledger."),

@@ -48,7 +48,8 @@ class RunOut(schemas.Out):
     output: str | None
     error: str | None
     credits: int = Field(description="Credits this run was charged (0 when it failed).")
-    usage_units: int
+    usage_units: int = Field(description="What the run used: characters of input and output for the built-in "
+                                         "runtime, tokens for a Langflow flow.")
     cap_outcome: Literal["cut", "overrun"] | None = Field(
         description="What happened when the run's usage reached the most it may cost (the spending cap, or the "
                     "plan's maximum per run): null when it stayed within it; \"cut\" when the output was cut "
@@ -88,7 +89,7 @@ def run_create(instance_id: int, json: RunCreate):
 
     Checks entitlements (active, trial not ended, run limit), holds the most the run may cost,
     runs the agent, and settles `credits_per_run + ceil(usage_units / 1000) * credits_per_1k_units`
-    (never more than the hold). A spending cap (or plan maximum) that cannot cover what the input
+    (never more than the hold), where `usage_units` counts characters (built-in runtime) or tokens (Langflow). A spending cap (or plan maximum) that cannot cover what the input
     alone costs is refused with 422 before anything is held. An output that would go past the limit
     is cut there, or, where the runtime cannot stop, delivered and charged the limit with the
     overrun recorded: `cap_outcome` says which. 201 with the run; 200 when replaying an idempotency key. A runtime

@@ -145,7 +145,8 @@ class PlanOut(Out):
     interval: str
     included_credits: int
     credits_per_run: int
-    credits_per_1k_units: int
+    credits_per_1k_units: int = Field(description="Extra credits per 1,000 characters (built-in runtime) or "
+                                                  "tokens (Langflow) a run uses; 0: a flat price per run.")
     max_runs_per_period: int | None
     features: list[str]
 
@@ -196,7 +197,10 @@ class OfferingQuery(BaseModel):
     capability: FacetSlug | None = None
     pricing: FacetSlug | None = None
     publisher: FacetSlug | None = Field(None, description="Publisher organization slug.")
-    sort: Literal["relevance", "newest", "price_asc", "price_desc", "name"] = "relevance"
+    sort: Literal["relevance", "newest", "price_asc", "price_desc", "name", "rating"] = Field(
+        "relevance", description="`rating`: the best average of reviews first (not with the Saleor commerce backend).")
+    min_rating: int | None = Field(None, ge=1, le=4, description="Only offerings rated this many stars and up "
+                                                                  "on average (not with the Saleor commerce backend).")
     status: Literal["draft", "in_review", "published", "archived"] = Field(
         "published", description="Anything but published is for operators only.")
     page: int = Field(1, ge=1, le=10_000)
@@ -247,6 +251,80 @@ class RejectBody(In):
     reason: text(2_000, 1)
 
 
+# --- reviews ---------------------------------------------------------------------------------------
+
+Stars = Annotated[int, Field(ge=1, le=5, strict=True, description="1 to 5 stars.")]
+
+
+class ReviewReplyOut(Out):
+    body: str
+    replied_at: datetime | None
+
+
+class ReviewOut(Out):
+    id: int
+    offering_id: int
+    organization_id: int
+    author_name: str
+    reviewer: Literal["buyer", "trial"] = Field(
+        description="`buyer`: the organization subscribed (shown as “Verified buyer”); `trial`: it only tried "
+                    "the offering (“Trial user”).")
+    rating: int
+    title: str
+    body: str
+    created_at: datetime
+    updated_at: datetime | None
+    helpful_count: int
+    reply: ReviewReplyOut | None
+    hidden_at: datetime | None = Field(None, description="Operators only: when the review was hidden.")
+    hidden_reason: str | None = Field(None, description="Operators only: why.")
+
+
+class RatingSummaryOut(Out):
+    average: float | None = Field(description="Of the visible reviews, to one decimal; null without reviews.")
+    count: int
+    distribution: dict[str, int] = Field(description="How many reviews gave each number of stars, \"1\" to \"5\".")
+
+
+class ReviewList(Out):
+    summary: RatingSummaryOut
+    items: list[ReviewOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class ReviewQuery(BaseModel):
+    sort: Literal["newest", "helpful"] = "newest"
+    page: int = Field(1, ge=1, le=10_000)
+    per_page: int = Field(20, ge=1, le=100)
+
+
+class ReviewCreate(In):
+    rating: Stars
+    title: display_text(120, 1)
+    body: text(5_000, 1)
+
+
+class ReviewUpdate(In):
+    rating: Stars | None = None
+    title: display_text(120, 1) | None = None
+    body: text(5_000, 1) | None = None
+
+
+class ReviewReplyBody(In):
+    body: text(3_000, 1)
+
+
+class ReviewHideBody(In):
+    reason: text(1_000, 1) = Field(description="Mailed to the review's author.")
+
+
+class HelpfulOut(Out):
+    counted: bool = Field(description="False when this person had marked the review helpful already.")
+    helpful_count: int
+
+
 # --- instances and keys -----------------------------------------------------------------------------
 
 class OfferingRef(Out):
@@ -295,7 +373,8 @@ class EntitlementsOut(Out):
     plan_tier: str
     included_credits: int
     credits_per_run: int
-    credits_per_1k_units: int
+    credits_per_1k_units: int = Field(description="Extra credits per 1,000 characters (built-in runtime) or "
+                                                  "tokens (Langflow) a run uses; 0: a flat price per run.")
     max_credits_per_run: int
     max_runs_per_period: int | None
     credits_available: int
@@ -470,6 +549,7 @@ class AuditEventOut(Out):
     target_id: str | None
     organization_id: int | None
     data: dict[str, Any]
+    description: str = Field(description="What happened, as a sentence (amounts in money, credits as numbers).")
     created_at: datetime
 
 

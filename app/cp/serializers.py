@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from app.cp import schemas
+from app.services import audit_text
 from app.models import (
     ApiKey, AuditEvent, ConnectorBinding, Hold, Instance, LedgerEntry, Membership, Offering, Organization,
     PersonalAccessToken, Plan,
@@ -93,5 +94,5 @@ def audit_event_out(event: AuditEvent) -> schemas.AuditEventOut:
     return schemas.AuditEventOut(
         id=event.id, action=event.action, actor_label=event.actor_label, actor_user_id=event.actor_user_id,
         target_type=event.target_type, target_id=event.target_id, organization_id=event.organization_id,
-        data=json.loads(event.data_json or "{}"), created_at=event.created_at,
+        data=json.loads(event.data_json or "{}"), description=audit_text.describe(event), created_at=event.created_at,
     )

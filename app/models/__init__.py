@@ -17,12 +17,13 @@ from app.models.instances import (
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
+from app.models.reviews import Review, ReviewerKind, ReviewVote
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack", "EarningEntry", "EarningKind",
     "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus", "JobFailure",
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
-    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "Payout", "PublisherFee", "Refund", "RefundSource", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
+    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "Payout", "PublisherFee", "Refund", "RefundSource", "PeriodicRun", "PersonalAccessToken", "Plan", "Role", "Review", "ReviewerKind", "ReviewVote",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

@@ -10,6 +10,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.models.base import Model, StrEnum
+from app.models.reviews import Review, ReviewVote
 
 CATEGORIES = ("agents", "apps", "assistants", "automations")
 FACET_GROUPS = ("category", "outcome", "role", "capability", "pricing", "publisher")
@@ -167,7 +168,8 @@ class CreditPack(Model):
 
 class CatalogRevision(Model):
     """One row whose token changes in the same transaction as any change to the published catalog's
-    search data (offerings, their facets and plans, the facet vocabulary): in-process search indexes
+    search data (offerings, their facets and plans, the facet vocabulary, reviews and their helpful votes and
+    replies, which the cards, the rating sort and facet and the product page show): in-process search indexes
     are valid for exactly one token (see app/adapters/commerce/catalog_index.py). A random token, not
     a counter, so a rolled-back change can never make two different catalogs look alike."""
 
@@ -178,7 +180,7 @@ class CatalogRevision(Model):
     changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-CATALOG_SEARCH_MODELS = (Offering, OfferingFacet, Plan, FacetValue)
+CATALOG_SEARCH_MODELS = (Offering, OfferingFacet, Plan, FacetValue, Review, ReviewVote)
 
 
 def bump_catalog_revision(connection: Connection) -> None:

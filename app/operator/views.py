@@ -1,8 +1,6 @@
 """The operator console: review queue, all offerings, organizations, the audit log."""
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from sqlalchemy.orm import selectinload
 
@@ -15,7 +13,7 @@ from app.operator.forms import (
     ActionForm, AuditFilterForm, as_choices, OfferingFilterForm, OrganizationFilterForm, RejectForm,
 )
 from app.services import offerings as svc
-from app.services import oversight
+from app.services import audit_text, oversight
 
 bp = Blueprint("operator", __name__)
 
@@ -80,7 +78,7 @@ def _review_page(offering: Offering, reject_form: RejectForm | None = None, stat
         reject_form=reject_form or RejectForm(), description_html=svc.render_description(offering.description_md),
         latest=svc.latest_version(offering), sync_enabled=current_app.config.get("COMMERCE_BACKEND") == "saleor",
         history=oversight.search_audit(db.session, target_type="offering", target_id=str(offering.id),
-                                       per_page=20).items,
+                                       per_page=20).items, describe=audit_text.describe,
     ), status
 
 
@@ -162,5 +160,5 @@ def audit_log():
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template(
         "operator/audit.html", form=form, result=result, args=args, org_names=org_names,
-        data_of=lambda e: json.loads(e.data_json or "{}"),
+        describe=audit_text.describe,
     ), (200 if valid else 400)

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.adapters.commerce import (
-    FACET_GROUPS, SORTS, CatalogPort, Category, FacetChip, OfferingCard, OfferingDetail, SearchQuery, SearchResult,
+    FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, SORTS, supports_ratings, CatalogPort, Category, FacetChip, OfferingCard, OfferingDetail, SearchQuery, SearchResult,
 )
 from app.models import Offering
 from app.services.errors import ServiceError
@@ -26,8 +26,10 @@ MAX_VALUES_PER_GROUP = 20
 BROWSE_GROUPS = ("outcome", "role", "capability")
 SORT_LABELS = {
     "relevance": "Best match", "newest": "Newest", "price_asc": "Price: low to high",
-    "price_desc": "Price: high to low", "name": "Name (A–Z)",
+    "price_desc": "Price: high to low", "name": "Name (A–Z)", "rating": "Highest rated",
 }
+GROUP_WORDS = {"category": "Category", "outcome": "Outcome", "role": "Role", "capability": "Capability",
+               "pricing": "Pricing", "publisher": "Publisher", "rating": "Rating"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # what a facet value or an offering slug can look like; anything else is unknown without asking
 # the database (PostgreSQL refuses NUL characters in a query, for one)
@@ -75,13 +77,25 @@ def parse_search_args(
         (group, tuple(v for v in requested[group] if v in known.get(group, {})))
         for group in FACET_GROUPS if known.get(group)
     )
+    ratings = supports_ratings(catalog)
+    if ratings:  # "n stars and up": the lowest one asked for (values of a group OR)
+        thresholds = [int(v) for v in getlist(RATING_GROUP) if str(v) in {str(t) for t in RATING_THRESHOLDS}]
+        if thresholds:
+            filters += ((RATING_GROUP, (str(min(thresholds)),)),)
     sort = args.get("sort", "relevance")
-    if sort not in SORTS:
+    if sort not in SORTS or (sort == "rating" and not ratings):
         sort = "relevance"
     return SearchQuery(
         q=clean_text_query(args.get("q")), filters=filters, sort=sort,
         page=_page_number(args.get("page")), per_page=per_page,
     )
+
+
+def sort_labels(catalog: CatalogPort) -> dict[str, str]:
+    """The sorts this catalog offers: by rating only where the backend knows the ratings."""
+    if supports_ratings(catalog):
+        return dict(SORT_LABELS)
+    return {value: label for value, label in SORT_LABELS.items() if value != "rating"}
 
 
 def _page_number(raw: object) -> int:
@@ -164,9 +178,18 @@ def search_page(catalog: CatalogPort, query: SearchQuery) -> SearchPage:
     """One page of results with facets; when nothing matches, categories and popular offerings to try."""
     result = catalog.search(query)
     labels = {g.name: (g.label, {o.value: o.label for o in g.options}) for g in result.facets}
+    # a chip names its value by label, never by slug: values the result's facets do not list (a
+    # backend that lists only some) are looked up, and anything still unknown is spelled out
+    missing: dict[str, list[str]] = {}
+    for group, values in query.filters:
+        for value in values:
+            if value not in labels.get(group, ("", {}))[1]:
+                missing.setdefault(group, []).append(value)
+    looked_up = catalog.facet_labels(missing) if missing else {}
     active = [
-        ActiveFilter(group, labels.get(group, (group.title(), {}))[0], value,
-                     labels.get(group, ("", {}))[1].get(value, value))
+        ActiveFilter(group, labels.get(group, (GROUP_WORDS.get(group, group.title()), {}))[0], value,
+                     labels.get(group, ("", {}))[1].get(value) or looked_up.get(group, {}).get(value)
+                     or humanize_slug(value))
         for group, values in query.filters for value in values
     ]
     categories, popular = [], []
@@ -195,6 +218,11 @@ def facet_label(catalog: CatalogPort, group: str, value: str) -> str | None:
     if not _FACET_VALUE.fullmatch(value):
         return None
     return catalog.facet_labels({group: [value]}).get(group, {}).get(value)
+
+
+def humanize_slug(value: str) -> str:
+    """A slug as words, for a value no vocabulary names: "usage-based" -> "Usage based"."""
+    return value.replace("-", " ").replace("_", " ").strip().capitalize()
 
 
 def facet_search_args(chip: FacetChip) -> dict[str, str]:

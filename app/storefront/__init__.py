@@ -1,4 +1,5 @@
 from app.storefront.views import bp
 from app.storefront import cart  # noqa: F401  (cart and checkout routes on the same blueprint)
+from app.storefront import reviews  # noqa: F401  (review pages and forms on the same blueprint)
 
 __all__ = ["bp"]

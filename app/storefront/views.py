@@ -12,7 +12,9 @@ from wtforms import HiddenField
 from wtforms.validators import InputRequired
 
 from app.adapters.commerce import FACET_GROUPS, CommerceUnavailable, SearchQuery, get_catalog
+from app.extensions import db
 from app.services import catalog as catalog_service
+from app.services import reviews as reviews_service
 
 bp = Blueprint("storefront", __name__)
 
@@ -94,8 +96,12 @@ def product(slug: str):
         cart_forms = {plan.sku: AddToCartForm(formdata=None, sku=plan.sku, quantity="1") for plan in page.detail.plans}
     trial_form = TrialStartForm(formdata=None) if page.detail.card.has_trial and "account.trial_start" in endpoints \
         else None
+    offering = reviews_service.published_offering(db.session, slug)
+    reviews = reviews_service.offering_reviews(db.session, offering_id=offering.id, sort=request.args.get("reviews")) \
+        if offering is not None else None
     return render_template("storefront/product.html", page=page, detail=page.detail, cart_forms=cart_forms,
-                           trial_form=trial_form)
+                           trial_form=trial_form, reviews=reviews, review_kinds=reviews_service.KIND_LABELS,
+                           review_sorts=reviews_service.SORT_LABELS)
 
 
 CATEGORY_INTROS = {
@@ -112,7 +118,7 @@ def _search_response(*, heading: str, intro: str, catalog=None, preset: dict[str
     page = catalog_service.search_page(catalog, query)
     context = {
         "page": page, "result": page.result, "query": query, "heading": heading, "intro": intro,
-        "sort_labels": catalog_service.SORT_LABELS, "search_url": _search_url, "facet_groups": FACET_GROUPS,
+        "sort_labels": catalog_service.sort_labels(catalog), "search_url": _search_url, "facet_groups": FACET_GROUPS,
         "remove_url": lambda f: _search_url(query, filters=catalog_service.without_value(query, f.group, f.value)),
     }
     if request.headers.get("HX-Request") and not request.headers.get("HX-Boosted"):

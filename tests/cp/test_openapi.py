@@ -34,6 +34,9 @@ EXPECTED_OPERATIONS = {
     ("post", "/api/billing/authorize"), ("post", "/api/billing/settle"), ("post", "/api/billing/release"),
     ("get", "/api/connectors/bindings/"), ("post", "/api/connectors/bindings/"),
     ("post", "/api/connectors/bindings/{binding_id}/revoke/"), ("get", "/api/audit/"),
+    ("get", "/api/offerings/{offering_id}/reviews"), ("post", "/api/offerings/{offering_id}/reviews"),
+    ("patch", "/api/reviews/{review_id}"), ("post", "/api/reviews/{review_id}/reply"),
+    ("post", "/api/reviews/{review_id}/helpful"), ("post", "/api/reviews/{review_id}/hide"),
 }
 
 

@@ -13,7 +13,15 @@ from datetime import datetime
 from typing import Protocol
 
 FACET_GROUPS = ("category", "outcome", "role", "capability", "pricing", "publisher")
-SORTS = ("relevance", "newest", "price_asc", "price_desc", "name")
+SORTS = ("relevance", "newest", "price_asc", "price_desc", "name", "rating")
+# The rating facet: "n stars and up" (the average of an offering's visible reviews, compared exactly
+# as stars >= n * reviews). Only adapters with `supports_ratings` filter, count and sort by rating.
+RATING_GROUP = "rating"
+RATING_THRESHOLDS = (4, 3, 2, 1)
+
+
+def rating_label(threshold: int) -> str:
+    return f"{threshold} star{'' if threshold == 1 else 's'} and up"
 BACKENDS = ("local", "saleor")
 
 
@@ -68,6 +76,8 @@ class OfferingCard:
     has_trial: bool
     featured: bool = False
     published_at: datetime | None = None
+    rating_average: float | None = None  # of the visible reviews, to one decimal; None: no reviews (or not known)
+    rating_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,8 @@ class SearchQuery:
     """A validated search: unknown groups, values and sorts have already been dropped."""
 
     q: str = ""
-    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (group, values), groups in FACET_GROUPS order
+    # (group, values), groups in FACET_GROUPS order, then ("rating", (threshold,)) where the adapter supports it
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
     sort: str = "relevance"
     page: int = 1
     per_page: int = 24
@@ -122,6 +133,12 @@ class SearchQuery:
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.per_page
+
+    @property
+    def min_rating(self) -> int | None:
+        """The lowest "n stars and up" asked for (values of one group OR), or None."""
+        thresholds = [int(v) for v in self.values(RATING_GROUP) if v.isdigit() and int(v) in RATING_THRESHOLDS]
+        return min(thresholds) if thresholds else None
 
 
 @dataclass(frozen=True)
@@ -140,7 +157,11 @@ class SearchResult:
 
 
 class CatalogPort(Protocol):
-    """Read side of the commerce port."""
+    """Read side of the commerce port.
+
+    An adapter whose class sets `supports_ratings = True` fills the cards' ratings, sorts by
+    "rating" and answers the rating facet; for any other (Saleor, whose catalog holds no reviews)
+    the storefront offers neither the sort nor the facet (`supports_ratings(catalog)`)."""
 
     def categories(self) -> list[Category]:
         """The four categories, with offering counts where the backend can count."""
@@ -173,6 +194,10 @@ class CatalogPort(Protocol):
 
     def related(self, detail: OfferingDetail, limit: int) -> list[OfferingCard]:
         ...
+
+
+def supports_ratings(catalog: object) -> bool:
+    return bool(getattr(catalog, "supports_ratings", False))
 
 
 def get_catalog() -> CatalogPort:

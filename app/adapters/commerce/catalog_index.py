@@ -25,9 +25,9 @@ import numpy as np
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from app.adapters.commerce import FACET_GROUPS, SearchQuery
+from app.adapters.commerce import FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, SearchQuery
 from app.adapters.commerce.local_search import SearchStatements
-from app.models import CatalogRevision, FacetValue, Offering, OfferingFacet, OfferingStatus, Plan
+from app.models import CatalogRevision, FacetValue, Offering, OfferingFacet, OfferingStatus, Plan, Review
 
 PUBLISHED = OfferingStatus.PUBLISHED.value
 
@@ -39,7 +39,8 @@ class CatalogChanged(Exception):
 @dataclass(frozen=True)
 class IndexedSearch:
     """What the index answers: the total, the page of ids, and each group's (value, label, count,
-    position) rows with a count above zero (values without a vocabulary label are left out)."""
+    position) rows with a count above zero (values without a vocabulary label are left out); the
+    rating group's rows are (threshold, "", count, position), labelled by the adapter."""
 
     total: int
     ids: list[int]
@@ -82,6 +83,23 @@ class CatalogIndex:
         self.orders["price_desc"] = np.lexsort((name_rank, -price, no_price))
         self.default_rank = np.empty(n, dtype=np.int64)
         self.default_rank[self.orders["relevance"]] = np.arange(n)
+
+        # ratings: each offering's count and sum of stars of its visible reviews
+        rated = np.array([tuple(row) for row in conn.execute(
+            select(Review.offering_id, func.count(), func.sum(Review.rating))
+            .where(Review.hidden_at.is_(None)).group_by(Review.offering_id))], dtype=np.int64).reshape(-1, 3)
+        self.review_count = np.zeros(n, dtype=np.int64)
+        self.review_stars = np.zeros(n, dtype=np.int64)
+        at = np.searchsorted(self.ids, rated[:, 0])
+        found = at < n
+        found[found] = self.ids[at[found]] == rated[found, 0]
+        self.review_count[at[found]] = rated[found, 1]
+        self.review_stars[at[found]] = rated[found, 2]
+        # by rating: the best average first, then the most reviews, unrated last; ties in the default order
+        with np.errstate(divide="ignore", invalid="ignore"):
+            average = np.where(self.review_count > 0, self.review_stars / np.maximum(self.review_count, 1), 0.0)
+        self.orders["rating"] = np.lexsort(
+            (self.default_rank, -self.review_count, -average, (self.review_count == 0).astype(np.int8)))
 
         # each (group, value) with its offerings' ids (published or not: the others are dropped
         # below), aggregated in the database: a thousand rows rather than one per facet row
@@ -136,7 +154,7 @@ class CatalogIndex:
     @property
     def nbytes(self) -> int:
         arrays = [self.ids, self.default_rank, self.row_pos, self.row_val, self.value_start, self.offering_values,
-                  self.offering_start, *self.orders.values()]
+                  self.offering_start, self.review_count, self.review_stars, *self.orders.values()]
         return sum(a.nbytes for a in arrays)
 
     def _count_values(self, mask: np.ndarray, first: int = 0, last: int | None = None) -> np.ndarray:
@@ -156,7 +174,14 @@ class CatalogIndex:
             values = self.row_val[row_first:row_last][mask[self.row_pos[row_first:row_last]]]
         return np.bincount(values - first, minlength=last - first)
 
+    def rating_mask(self, threshold: int) -> np.ndarray:
+        """Offerings whose average of visible reviews is at least `threshold` (exactly: stars >= t * n)."""
+        return (self.review_count > 0) & (self.review_stars >= threshold * self.review_count)
+
     def _value_mask(self, group: str, values: tuple[str, ...]) -> np.ndarray:
+        if group == RATING_GROUP:
+            threshold = SearchQuery(filters=((group, values),)).min_rating
+            return self.rating_mask(threshold) if threshold is not None else np.ones(self.size, dtype=bool)
         mask = np.zeros(self.size, dtype=bool)
         for value in values:
             v = self.value_index.get((group, value))
@@ -187,7 +212,7 @@ class CatalogIndex:
         total = int(np.count_nonzero(everything))
 
         counts_array = np.zeros(len(self.values), dtype=np.int64)
-        filtered_groups = {group for group, _ in filters}
+        filtered_groups = {group for group, _ in filters if group != RATING_GROUP}
         if len(filtered_groups) < len(FACET_GROUPS):  # the unfiltered groups all count under `everything`
             counts_array += self._count_values(everything)
             for group in filtered_groups:  # these were counted under the wrong mask: recount below
@@ -203,7 +228,15 @@ class CatalogIndex:
                     mask &= other_mask
             counts_array[first:last] = self._count_values(mask, first, last)
 
-        counts: dict[str, list[tuple[str, str, int, int]]] = {g: [] for g in FACET_GROUPS}
+        counts: dict[str, list[tuple[str, str, int, int]]] = {g: [] for g in (*FACET_GROUPS, RATING_GROUP)}
+        rated = base.copy()  # the rating group: every filter but its own
+        for group, mask in filters:
+            if group != RATING_GROUP:
+                rated &= mask
+        for position, threshold in enumerate(RATING_THRESHOLDS):
+            n_rated = int(np.count_nonzero(rated & self.rating_mask(threshold)))
+            if n_rated:
+                counts[RATING_GROUP].append((str(threshold), "", n_rated, position))
         for v in np.flatnonzero(counts_array):
             group, value = self.values[v]
             label, position = self.labels[v]

@@ -24,12 +24,12 @@ from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from app.adapters.commerce import (
-    FACET_GROUPS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard, OfferingDetail, PlanOption,
-    SearchQuery, SearchResult, VersionNote,
+    FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard,
+    OfferingDetail, PlanOption, SearchQuery, SearchResult, VersionNote, rating_label,
 )
 from app.adapters.commerce.local_search import FTS_WEIGHTS, PUBLISHED, SEARCH_VECTOR_SQL, SearchStatements
 from app.adapters.commerce.local_text import Term, fts5_match, parse_terms, pg_tsquery
-from app.models import FacetValue, Instance, Offering, OfferingFacet, Organization, Plan
+from app.models import FacetValue, Instance, Offering, OfferingFacet, Organization, Plan, Review
 
 __all__ = [
     "FTS_WEIGHTS", "GROUP_LABELS", "PUBLISHED", "PUBLISHERS_SHOWN", "SEARCH_VECTOR_SQL", "LocalCatalog",
@@ -38,13 +38,15 @@ __all__ = [
 
 GROUP_LABELS = {
     "category": "Category", "outcome": "Outcome", "role": "Role", "capability": "Capability",
-    "pricing": "Pricing", "publisher": "Publisher",
+    "pricing": "Pricing", "publisher": "Publisher", "rating": "Rating",
 }
 PUBLISHERS_SHOWN = 12  # the publisher group lists the biggest few (plus any selected)
 
 
 class LocalCatalog:
     """The catalog from the app's own tables (only published offerings)."""
+
+    supports_ratings = True  # reviews live in the same database: sort, facet and card ratings
 
     def __init__(self, session: Session, *, in_memory_index: bool = True) -> None:
         self.session = session
@@ -69,6 +71,9 @@ class LocalCatalog:
         pairs = [(group, value) for group, values in requested.items() if group in FACET_GROUPS
                  for value in set(values) if value and len(value) <= 64]
         labels: dict[str, dict[str, str]] = {}
+        thresholds = {v for v in requested.get(RATING_GROUP, ()) if v in {str(t) for t in RATING_THRESHOLDS}}
+        if thresholds:
+            labels[RATING_GROUP] = {v: rating_label(int(v)) for v in thresholds}
         if not pairs:
             return labels
         rows = self.session.execute(
@@ -137,14 +142,26 @@ class LocalCatalog:
         ):
             cheapest[offering_id] = (price, currency)
         by_id = {row.id: row for row in rows}
-        return [self._card(by_id[i], *cheapest.get(i, (None, None))) for i in ids if i in by_id]
+        ratings = self._ratings(wanted)
+        return [self._card(by_id[i], *cheapest.get(i, (None, None)), *ratings.get(i, (None, 0)))
+                for i in ids if i in by_id]
 
-    def _card(self, row: Any, price: int | None, currency: str | None) -> OfferingCard:
+    def _ratings(self, ids: list[int]) -> dict[int, tuple[float, int]]:
+        """(average to one decimal, count) of the visible reviews of each offering that has any."""
+        rows = self.session.connection().execute(
+            select(Review.offering_id, func.count(), func.sum(Review.rating))
+            .where(Review.offering_id.in_(ids), Review.hidden_at.is_(None)).group_by(Review.offering_id)
+        )
+        return {offering_id: (round(stars / n + 1e-9, 1), n) for offering_id, n, stars in rows}
+
+    def _card(self, row: Any, price: int | None, currency: str | None, rating_average: float | None = None,
+              rating_count: int = 0) -> OfferingCard:
         return OfferingCard(
             key=str(row.id), slug=row.slug, name=row.name, summary=row.summary, category=row.category,
             category_label=self._label("category", row.category), publisher=row.publisher,
             price_from_minor=price, currency=currency or "USD", has_trial=row.trial_days > 0,
-            featured=bool(row.featured), published_at=row.published_at,
+            featured=bool(row.featured), published_at=row.published_at, rating_average=rating_average,
+            rating_count=rating_count,
         )
 
     # search
@@ -159,6 +176,11 @@ class LocalCatalog:
                 total = count
             elif group in counts and label is not None:  # values outside the vocabulary are not shown
                 counts[group].append((value, label, count, position))
+        counts[RATING_GROUP] = [
+            (str(t), "", int(n), position)
+            for position, (t, n) in enumerate(zip(RATING_THRESHOLDS, self.session.execute(statements.rating_counts()).one()))
+            if n
+        ]
         ids: list[int] = []
         if total > query.offset:
             ids = list(self.session.scalars(statements.page_ids()).all())
@@ -211,6 +233,15 @@ class LocalCatalog:
             options = [FacetOption(value=v, label=label, count=n, selected=v in selected) for v, label, n, _ in rows]
             options += [FacetOption(value=v, label=labels.get(v, v), count=0, selected=True) for v in sorted(missing)]
             groups.append(FacetGroup(group, GROUP_LABELS[group], tuple(options)))
+        # the rating: "n stars and up" for each threshold that anything reaches, and the one chosen
+        chosen = query.min_rating
+        rows = {int(t): n for t, _, n, _ in counts.get(RATING_GROUP, [])}
+        options = [
+            FacetOption(value=str(t), label=rating_label(t), count=rows.get(t, 0), selected=t == chosen)
+            for t in RATING_THRESHOLDS if rows.get(t) or t == chosen
+        ]
+        if options:  # no reviews among the results: no rating group
+            groups.append(FacetGroup(RATING_GROUP, GROUP_LABELS[RATING_GROUP], tuple(options)))
         return tuple(groups)
 
     # detail
@@ -229,6 +260,7 @@ class LocalCatalog:
             publisher=offering.publisher.name, price_from_minor=cheapest.price_minor if cheapest else None,
             currency=cheapest.currency if cheapest else "USD", has_trial=offering.has_trial,
             featured=offering.featured, published_at=offering.published_at,
+            **dict(zip(("rating_average", "rating_count"), self._ratings([offering.id]).get(offering.id, (None, 0)))),
         )
         facets = tuple(
             FacetChip(f.group, f.value, self._label(f.group, f.value))

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    CompoundSelect, Float, Integer, Select, String, and_, case, false, func, literal, literal_column, not_, or_, select,
+    CompoundSelect, Float, Integer, Select, String, and_, case, cast, false, func, literal, literal_column, not_, or_, select,
     text, true, union_all,
 )
 
-from app.adapters.commerce import SearchQuery
+from app.adapters.commerce import RATING_GROUP, RATING_THRESHOLDS, SearchQuery
 from app.adapters.commerce.local_text import fts5_match, parse_terms, pg_tsquery
-from app.models import FacetValue, Offering, OfferingFacet, OfferingStatus, Plan
+from app.models import FacetValue, Offering, OfferingFacet, OfferingStatus, Plan, Review
 
 PUBLISHED = OfferingStatus.PUBLISHED.value
 
@@ -42,7 +42,8 @@ class SearchStatements:
         self.dialect = dialect
         self.query = query
         self.groups = parse_terms(query.q) if query.q else []
-        self._filtered = [(group, values) for group, values in query.filters if values]
+        self._filtered = [(group, values) for group, values in query.filters if values and group != RATING_GROUP]
+        self.min_rating = query.min_rating
 
     # --- the text match -------------------------------------------------------------------------
     def _text_source(self, *, with_score: bool) -> Any:
@@ -115,6 +116,38 @@ class SearchStatements:
         return conditions
 
     @staticmethod
+    def ratings() -> Any:
+        """Per offering with visible reviews: (offering_id, n, stars)."""
+        return (
+            select(Review.offering_id.label("offering_id"), func.count().label("n"),
+                   func.sum(Review.rating).label("stars"))
+            .where(Review.hidden_at.is_(None)).group_by(Review.offering_id).subquery("ratings")
+        )
+
+    @staticmethod
+    def _rating_condition(threshold: int, id_column: Any = Offering.id) -> Any:
+        """The offering's average of visible reviews is at least `threshold`, compared exactly."""
+        return id_column.in_(
+            select(Review.offering_id).where(Review.hidden_at.is_(None)).group_by(Review.offering_id)
+            .having(func.sum(Review.rating) >= threshold * func.count())
+        )
+
+    def _rating_conditions(self, id_column: Any) -> list[Any]:
+        return [] if self.min_rating is None else [self._rating_condition(self.min_rating, id_column)]
+
+    def rating_counts(self) -> Select:
+        """One row: for each threshold (4, 3, 2, 1), how many offerings match the text and every
+        facet filter (not the rating's own) with an average of at least that."""
+        rows, conditions = self._universe(self._text_source(with_score=False))
+        conditions += [self._facet_condition(group, values, rows.id) for group, values in self._filtered]
+        matched = select(rows.id.label("id")).where(*conditions).subquery("matched")
+        ratings = self.ratings()
+        return select(*(
+            func.coalesce(func.sum(case((ratings.c.stars >= t * ratings.c.n, 1), else_=0)), 0).label(f"t{t}")
+            for t in RATING_THRESHOLDS
+        )).select_from(matched).join(ratings, ratings.c.offering_id == matched.c.id)
+
+    @staticmethod
     def _facet_condition(group: str, values: tuple[str, ...], id_column: Any = Offering.id) -> Any:
         return id_column.in_(
             select(OfferingFacet.offering_id).where(OfferingFacet.group == group, OfferingFacet.value.in_(values))
@@ -125,6 +158,7 @@ class SearchStatements:
         """Ids of published offerings matching the text and every filter."""
         rows, conditions = self._universe(self._text_source(with_score=False))
         conditions += [self._facet_condition(group, values, rows.id) for group, values in self._filtered]
+        conditions += self._rating_conditions(rows.id)
         return select(rows.id.label("id")).where(*conditions)
 
     def facet_counts(self) -> CompoundSelect:
@@ -136,6 +170,7 @@ class SearchStatements:
         facet rows of offerings that fail at most one filter are then counted once each."""
         source = self._text_source(with_score=False)
         rows, base = self._universe(source)
+        base = [*base, *self._rating_conditions(rows.id)]  # the rating filter applies to every facet group
         filtered = self._filtered
         if not filtered:
             # nothing to mark: count straight from the tables, which the planner knows best
@@ -220,8 +255,17 @@ class SearchStatements:
             rows, conditions = Offering, self._base_conditions(source)
             statement = select(Offering.id)
         conditions += [self._facet_condition(group, values, rows.id) for group, values in self._filtered]
+        conditions += self._rating_conditions(rows.id)
         statement = statement.where(*conditions)
-        if query.sort in ("price_asc", "price_desc"):
+        if query.sort == "rating":
+            # the best average first, then the most reviews, then offerings without reviews; ties as
+            # the default order (featured, newest)
+            ratings = self.ratings()
+            statement = statement.outerjoin(ratings, ratings.c.offering_id == rows.id)
+            average = cast(ratings.c.stars, Float) / ratings.c.n
+            order += [case((ratings.c.n.is_(None), 1), else_=0), average.desc(), ratings.c.n.desc(),
+                      rows.featured.desc(), rows.published_at.desc()]
+        elif query.sort in ("price_asc", "price_desc"):
             # the cheapest plan of each matching offering, looked up by index per row
             price = select(func.min(Plan.price_minor)).where(Plan.offering_id == rows.id).scalar_subquery()
             no_price_last = case((price.is_(None), 1), else_=0)
