@@ -8,7 +8,9 @@ from app.models.catalog import (
     CATEGORIES, FACET_GROUPS, PLAN_TIERS, CatalogRevision, CreditPack, FacetValue, Offering, OfferingFacet,
     OfferingStatus, OfferingVersion, Plan,
 )
-from app.models.commerce import Cart, CartLine, LineKind, Order, OrderLine, OrderStatus, Payment
+from app.models.commerce import (
+    Cart, CartLine, LineKind, Order, OrderLine, OrderPurpose, OrderStatus, Payment, PaymentMethod,
+)
 from app.models.identity import LoginThrottle, MemberRole, Membership, Organization, PersonalAccessToken, Role, User, UserSession
 from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
@@ -22,6 +24,6 @@ __all__ = [
     "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus", "JobFailure",
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
-    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
+    "OrderLine", "OrderPurpose", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PaymentMethod", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

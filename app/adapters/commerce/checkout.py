@@ -85,6 +85,14 @@ class ChargeOutcome:
     message: str
 
 
+@dataclass(frozen=True)
+class SavedCardToken:
+    """What the payment provider gives back for a card saved for later charges."""
+
+    token: str
+    brand: str
+
+
 class CheckoutPort(Protocol):
     backend: str  # "local" | "saleor": stored on each order
 
@@ -99,6 +107,13 @@ class CheckoutPort(Protocol):
 
     def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
         """Orders the backend holds as fully paid since `since` (empty when our tables are the truth)."""
+
+    def save_card(self, *, card_number: str) -> SavedCardToken:
+        """Keep a card at the provider for later charges (local test mode; others raise CheckoutError)."""
+
+    def charge_saved_card(self, *, token: str, amount_minor: int, currency: str, reference: str) -> ChargeOutcome:
+        """Charge a saved card, once per `reference` at a real provider (local test mode; others raise
+        CheckoutError)."""
 
 
 def get_checkout(backend: str | None = None) -> CheckoutPort:
