@@ -56,6 +56,8 @@ _ENV_KEYS: dict[str, type] = {
     "WEBHOOK_MAX_BYTES": int,
     "PORT": int,
     "JOB_KEEP_HOURS": int,
+    "RENEWAL_GRACE_DAYS": int,
+    "RENEWAL_RETRY_DAYS": str,
     "MAIL_BACKEND": str,
     "MAIL_FROM": str,
     "SMTP_URL": str,
@@ -129,6 +131,8 @@ class Defaults:
     WEBHOOK_MAX_BYTES = 256 * 1024
     PORT = 5000
     JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long
+    RENEWAL_GRACE_DAYS = 7  # a subscription whose renewal payment failed keeps running this long
+    RENEWAL_RETRY_DAYS = "1,3,5"  # days after the first failed renewal when the saved card is charged again
     MAIL_BACKEND = ""  # outbox (stored in the database, shown at Operator > Outbox) or smtp; empty: smtp when SMTP_URL is set
     MAIL_FROM = "Digitlify Marketplace <no-reply@localhost>"
     SMTP_URL = ""  # smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS)
