@@ -294,9 +294,10 @@ def _new_order(session: Session, *, instance: Instance, purpose: str, plan: Plan
     from app.services import orders  # orders imports nothing of ours; imported late to keep start-up light
 
     email, user_id = _order_email(session, instance)
+    backend = instance.payment_method.backend if instance.payment_method else "local"
     order = Order(number=orders.new_order_number(), user_id=user_id, organization_id=instance.organization_id,
                   email=email or "billing@invalid", status=OrderStatus.PENDING.value, total_minor=amount,
-                  currency=plan.currency, backend=instance.payment_method.backend if instance.payment_method else "local",
+                  currency=plan.currency, backend=backend,
                   purpose=purpose, renews_instance_id=instance.id, renewal_period_start=period_start)
     if not orders.insert_once(session, order):
         return None
@@ -351,11 +352,12 @@ def _renewal_failed(session: Session, *, instance: Instance, order: Order, now: 
     session.execute(update(Instance).where(Instance.id == instance.id).values(**values)
                     .execution_options(synchronize_session=False))
     session.refresh(instance)
-    audit.record(session, action="subscription.renewal_failed" if outcome == "failed" else "subscription.suspended_unpaid",
-                 target_type="instance", target_id=instance.id, organization_id=instance.organization_id,
-                 actor_label="system", data={"order": order.number, "failures": failures,
-                                             "next_attempt": instance.next_renewal_attempt_at.isoformat()
-                                             if instance.next_renewal_attempt_at else None})
+    action = "subscription.renewal_failed" if outcome == "failed" else "subscription.suspended_unpaid"
+    next_attempt = instance.next_renewal_attempt_at
+    audit.record(session, action=action, target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor_label="system",
+                 data={"order": order.number, "failures": failures,
+                       "next_attempt": next_attempt.isoformat() if next_attempt else None})
     mail.renewal_failed(session, instance=instance, order=order, failures=failures,
                         grace_ends_at=since + timedelta(days=grace_days(config)))
     return outcome
@@ -566,13 +568,14 @@ def change_plan(session: Session, *, instance: Instance, plan: Plan, actor: User
     if change.kind in ("unchanged", "downgrade"):
         instance.pending_plan_id = plan.id if change.kind == "downgrade" else None
         session.flush()
-        audit.record(session, action=f"subscription.{'downgrade_scheduled' if change.kind == 'downgrade' else 'plan_kept'}",
-                     target_type="instance", target_id=instance.id, organization_id=instance.organization_id,
-                     actor=actor, data={"plan": plan.sku})
+        action = "downgrade_scheduled" if change.kind == "downgrade" else "plan_kept"
+        audit.record(session, action=f"subscription.{action}", target_type="instance", target_id=instance.id,
+                     organization_id=instance.organization_id, actor=actor, data={"plan": plan.sku})
         return change
     if instance.period_end <= now:
         raise SubscriptionError("This period has ended; change the plan after the renewal.", status=409)
-    name = f"{plan.offering.name}: upgrade to {plan.name} for the rest of the period to {instance.period_end:%b} {instance.period_end.day}"
+    end = instance.period_end
+    name = f"{plan.offering.name}: upgrade to {plan.name} for the rest of the period to {end:%b} {end.day}"
     order = _new_order(session, instance=instance, purpose=OrderPurpose.UPGRADE.value, plan=plan,
                        amount=change.charge_minor, name=name, period_start=now)
     if order is None:

@@ -337,3 +337,22 @@ def test_proration_rounds_down_to_the_cent():
         2027, 2, 28, tzinfo=timezone.utc)
     assert subscriptions.add_interval(datetime(2028, 2, 29, tzinfo=timezone.utc), "year") == datetime(
         2029, 2, 28, tzinfo=timezone.utc)
+
+
+def test_a_yearly_plan_runs_a_year_and_renews_at_its_own_price(session, shop):
+    buyer, org, plans = shop
+    yearly = plans["enterprise"]
+    yearly.interval, yearly.price_minor = "year", 30_000
+    session.commit()
+    instance = _buy(session, buyer, org, yearly)
+
+    assert instance.period_end == datetime(2028, 1, 15, 10, 0, tzinfo=timezone.utc)
+    assert _renew(session, datetime(2027, 12, 31, tzinfo=timezone.utc)).count == 0
+    _expire(session, instance.period_end)
+    _renew(session, instance.period_end)
+
+    session.expire_all()
+    instance = session.get(Instance, instance.id)
+    assert instance.period_end == datetime(2029, 1, 15, 10, 0, tzinfo=timezone.utc)
+    assert _orders(session, instance) == [("renewal", "paid", 30_000)]
+    assert _ledger(session, org) == [("grant", 300), ("expiry", -300), ("grant", 300)]
