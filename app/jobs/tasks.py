@@ -193,21 +193,22 @@ def retry_stalled_jobs(session: Session) -> Swept:
     return Swept(count, f"Queued {count} job(s) of stopped workers again.")
 
 
-def _local_commerce(config: Mapping[str, Any]) -> bool:
-    return (config.get("COMMERCE_BACKEND") or "local") == "local"
-
-
 def renew_subscriptions(session: Session, *, as_of: datetime | None = None) -> Swept:
     """Renew the subscriptions whose period has ended (a saved card is charged) and retry failed renewals."""
     from flask import current_app
 
-    from app.adapters.commerce.checkout import get_checkout
     from app.models import utcnow
     from app.services import subscriptions
 
-    if not _local_commerce(current_app.config):
-        return Swept(0, "Renewals are charged through the local test-mode gateway only; nothing renewed.")
-    report = subscriptions.renew_due_subscriptions(session, now=as_of or utcnow(), gateway=get_checkout("local"),
+    if current_app.config.get("COMMERCE_BACKEND") == "saleor":
+        from app.adapters.commerce.saleor.renewals import SaleorRenewals
+
+        gateway = SaleorRenewals.from_config(current_app.config)
+    else:
+        from app.adapters.commerce.checkout import get_checkout
+
+        gateway = get_checkout("local")
+    report = subscriptions.renew_due_subscriptions(session, now=as_of or utcnow(), gateway=gateway,
                                                    commit=session.commit)
     return Swept(report.count, report.summary())
 
@@ -220,7 +221,7 @@ register_sweep("reconcile-orders", reconcile_orders, every=300, when=_saleor, co
 register_sweep("sync-saleor", queue_store_syncs, every=300, when=_saleor, command=False)
 register_sweep("purge-finished-jobs", purge_finished_jobs, every=3600, when=_postgres)
 register_sweep("retry-stalled-jobs", retry_stalled_jobs, every=60, when=_postgres)
-register_sweep("renew-subscriptions", renew_subscriptions, every=300, when=_local_commerce, command=False)
+register_sweep("renew-subscriptions", renew_subscriptions, every=300, command=False)
 register_sweep("send-mail", send_mail, every=60, command=False)  # its command takes --limit and exits 1 on failures
 register_sweep("trial-reminders", trial_reminders, every=3600, says="Queued {} trial reminder(s).")
 register_sweep("low-balance-mails", low_balance_mails, every=300, says="Queued {} low-balance mail(s).")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import calendar
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
@@ -180,13 +180,16 @@ class RenewalReport:
     suspended: list[int]
     ended: list[int]
     skipped: list[int]
+    submitted: list[int] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        return len(self.renewed) + len(self.failed) + len(self.ended)
+        return len(self.renewed) + len(self.submitted) + len(self.failed) + len(self.ended)
 
     def summary(self) -> str:
-        return (f"Renewed {len(self.renewed)} subscription(s); {len(self.failed)} payment(s) failed, "
+        submitted = (f" {len(self.submitted)} charged through the store, awaiting its confirmation;"
+                     if self.submitted else "")
+        return (f"Renewed {len(self.renewed)} subscription(s);{submitted} {len(self.failed)} payment(s) failed, "
                 f"{len(self.suspended)} suspended after the last retry; {len(self.ended)} ended at their "
                 "period's end.")
 
@@ -208,10 +211,12 @@ def _lock(session: Session, instance_id: int) -> Instance | None:
 
 
 def renew_subscription(session: Session, *, instance_id: int, now: datetime, gateway, config=None) -> str:
-    """Renew one instance if it is due at `now`: 'renewed', 'failed', 'suspended', 'ended' or 'skipped'.
+    """Renew one instance if it is due at `now`: 'renewed', 'submitted' (charged through Saleor, whose
+    order-paid webhook provisions the period), 'failed', 'suspended', 'ended' or 'skipped'.
 
     Locks the instance row first, so two workers renewing the same instance run one after the other;
-    the second finds the period renewed and does nothing. Flushes; the caller commits."""
+    the second finds the period renewed (or its order charged) and does nothing. Flushes; the caller
+    commits."""
     instance = _lock(session, instance_id)
     if (instance is None or instance.is_trial or instance.period_end is None or instance.period_end > now
             or instance.status not in RENEWABLE):
@@ -223,12 +228,16 @@ def renew_subscription(session: Session, *, instance_id: int, now: datetime, gat
         return _end_at_period_end(session, instance=instance, now=now)
     order = open_renewal_order(session, instance=instance)
     if order is None:
-        order = _create_renewal_order(session, instance=instance)
+        order = _create_renewal_order(session, instance=instance, backend=gateway.backend)
         if order is None:  # another worker created it meanwhile (SQLite has no row lock)
             return "skipped"
+    elif any(payment.status == "succeeded" for payment in order.payments):
+        return "skipped"  # charged already: the store has yet to confirm the order
     if gateway.backend != order.backend:
-        raise SubscriptionError("Renewals are charged through the store's payment provider; this one cannot "
-                                "charge a saved card yet.")
+        raise SubscriptionError(f"This renewal is charged through the {order.backend} backend, not {gateway.backend}.")
+    if gateway.backend == "saleor":
+        return _renew_through_saleor(session, instance=instance, order=order, now=now, gateway=gateway,
+                                     config=config)
     method = instance.payment_method
     if method is None:
         outcome_ok, message, last4 = False, "No card is saved for renewals.", None
@@ -236,13 +245,38 @@ def renew_subscription(session: Session, *, instance_id: int, now: datetime, gat
         outcome = gateway.charge_saved_card(token=method.token, amount_minor=order.total_minor,
                                             currency=order.currency, reference=order.number)
         outcome_ok, message, last4 = outcome.succeeded, outcome.message, method.last4
-    session.add(Payment(order_id=order.id, amount_minor=order.total_minor, currency=order.currency,
-                        status="succeeded" if outcome_ok else "declined", card_last4=last4, message=message,
-                        created_at=now))
-    session.flush()
+    _record_payment(session, order=order, succeeded=outcome_ok, last4=last4, message=message, now=now)
     if outcome_ok:
         _paid(session, order=order, now=now, actor_label="renewal")
         return "renewed"
+    return _renewal_failed(session, instance=instance, order=order, now=now, config=config)
+
+
+def _record_payment(session: Session, *, order: Order, succeeded: bool, last4: str | None, message: str,
+                    now: datetime) -> None:
+    session.add(Payment(order_id=order.id, amount_minor=order.total_minor, currency=order.currency,
+                        status="succeeded" if succeeded else "declined", card_last4=last4, message=message[:500],
+                        created_at=now))
+    session.flush()
+    session.refresh(order, ["payments"])
+
+
+def _renew_through_saleor(session: Session, *, instance: Instance, order: Order, now: datetime, gateway,
+                          config=None) -> str:
+    """Charge the customer's stored payment method through Saleor. A charged renewal waits for Saleor's
+    order-paid webhook (or reconciliation), which provisions the period through the order-paid handler;
+    a declined one goes through dunning like a local one."""
+    charge = gateway.charge_renewal(reference=order.number, email=order.email, sku=order.lines[0].sku,
+                                    total_minor=order.total_minor, currency=order.currency)
+    last4 = charge.card.last4 if charge.card else None
+    if charge.succeeded and charge.order is not None:
+        order.external_id = charge.order.external_id[:64]
+    _record_payment(session, order=order, succeeded=charge.succeeded, last4=last4, message=charge.message, now=now)
+    if charge.succeeded:
+        audit.record(session, action="subscription.renewal_submitted", target_type="order", target_id=order.id,
+                     organization_id=order.organization_id, actor_label="system",
+                     data={"number": order.number, "instance": instance.id, "external_id": order.external_id})
+        return "submitted"
     return _renewal_failed(session, instance=instance, order=order, now=now, config=config)
 
 
@@ -266,6 +300,8 @@ def renew_due_subscriptions(session: Session, *, now: datetime, gateway, config=
                 report.suspended.append(instance_id)
             elif outcome == "ended":
                 report.ended.append(instance_id)
+            elif outcome == "submitted":
+                report.submitted.append(instance_id)
             else:
                 report.skipped.append(instance_id)
             break
@@ -290,11 +326,10 @@ def _order_email(session: Session, instance: Instance) -> tuple[str, int | None]
 
 
 def _new_order(session: Session, *, instance: Instance, purpose: str, plan: Plan, amount: int, name: str,
-               period_start: datetime) -> Order | None:
+               period_start: datetime, backend: str = "local") -> Order | None:
     from app.services import orders  # orders imports nothing of ours; imported late to keep start-up light
 
     email, user_id = _order_email(session, instance)
-    backend = instance.payment_method.backend if instance.payment_method else "local"
     order = Order(number=orders.new_order_number(), user_id=user_id, organization_id=instance.organization_id,
                   email=email or "billing@invalid", status=OrderStatus.PENDING.value, total_minor=amount,
                   currency=plan.currency, backend=backend,
@@ -313,13 +348,13 @@ def _new_order(session: Session, *, instance: Instance, purpose: str, plan: Plan
     return order
 
 
-def _create_renewal_order(session: Session, *, instance: Instance) -> Order | None:
+def _create_renewal_order(session: Session, *, instance: Instance, backend: str = "local") -> Order | None:
     plan = instance.pending_plan or instance.plan
     start = instance.period_end
     end = add_interval(start, plan.interval)
     name = f"{plan.offering.name} {plan.name} plan, {period_label(start, end)}"
     return _new_order(session, instance=instance, purpose=OrderPurpose.RENEWAL.value, plan=plan,
-                      amount=plan.price_minor, name=name, period_start=start)
+                      amount=plan.price_minor, name=name, period_start=start, backend=backend)
 
 
 def period_label(start: datetime, end: datetime) -> str:
@@ -574,6 +609,9 @@ def change_plan(session: Session, *, instance: Instance, plan: Plan, actor: User
         return change
     if instance.period_end <= now:
         raise SubscriptionError("This period has ended; change the plan after the renewal.", status=409)
+    if gateway.backend != "local":
+        raise SubscriptionError("Upgrading during a period is not available with this store yet; a cheaper plan "
+                                "can still be chosen for the next period.", status=409)
     end = instance.period_end
     name = f"{plan.offering.name}: upgrade to {plan.name} for the rest of the period to {end:%b} {end.day}"
     order = _new_order(session, instance=instance, purpose=OrderPurpose.UPGRADE.value, plan=plan,

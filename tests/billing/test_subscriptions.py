@@ -356,3 +356,25 @@ def test_a_yearly_plan_runs_a_year_and_renews_at_its_own_price(session, shop):
     assert instance.period_end == datetime(2029, 1, 15, 10, 0, tzinfo=timezone.utc)
     assert _orders(session, instance) == [("renewal", "paid", 30_000)]
     assert _ledger(session, org) == [("grant", 300), ("expiry", -300), ("grant", 300)]
+
+
+def test_the_grace_period_and_the_retry_schedule_come_from_configuration(app, session, shop):
+    buyer, org, plans = shop
+    app.config.update(RENEWAL_GRACE_DAYS=2, RENEWAL_RETRY_DAYS="4")
+    instance = _buy(session, buyer, org, plans["starter"], card=DECLINES_LATER)
+    end = instance.period_end
+
+    subscriptions.renew_due_subscriptions(session, now=end, gateway=GATEWAY)
+    session.commit()
+
+    instance = session.get(Instance, instance.id)
+    assert (instance.status, instance.next_renewal_attempt_at) == ("past_due", end + timedelta(days=4))
+    assert instances.entitlements(session, instance=instance, now=end + timedelta(days=1)).may_run is True
+    late = instances.entitlements(session, instance=instance, now=end + timedelta(days=2))
+    assert (late.may_run, late.reason) == (False, "instance_past_due")
+    subscriptions.renew_due_subscriptions(session, now=end + timedelta(days=4), gateway=GATEWAY)
+    session.commit()
+    session.expire_all()
+    assert session.get(Instance, instance.id).status == "suspended"  # one retry, and it failed
+    with pytest.raises(subscriptions.SubscriptionError):
+        subscriptions.retry_days({"RENEWAL_RETRY_DAYS": "3,1"})

@@ -50,7 +50,7 @@ def test_the_periodic_tasks_are_registered_with_their_settings():
         "renew-subscriptions": (300, "JOB_EVERY_RENEW_SUBSCRIPTIONS"),
     }
     assert TASKS["renew-subscriptions"].enabled({"COMMERCE_BACKEND": "local"}) is True
-    assert TASKS["renew-subscriptions"].enabled({"COMMERCE_BACKEND": "saleor"}) is False
+    assert TASKS["renew-subscriptions"].enabled({"COMMERCE_BACKEND": "saleor"}) is True
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "local"}) is False
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "saleor"}) is True
     assert TASKS["expire-holds"].interval({"JOB_EVERY_EXPIRE_HOLDS": 30}) == 30
