@@ -199,6 +199,34 @@ def worker_command(concurrency: int, queues: tuple[str, ...]) -> None:
     run_worker(current_app._get_current_object(), concurrency=concurrency, queues=list(queues) or None)
 
 
+@click.command("renew-subscriptions")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Renew as if it were the end of this day (UTC), YYYY-MM-DD. Development and tests only.")
+@with_appcontext
+def renew_subscriptions_command(as_of) -> None:
+    """Renew the subscriptions whose period has ended and retry failed renewals (also a periodic task)."""
+    from datetime import timedelta, timezone
+
+    if as_of is None:
+        click.echo(str(_run_task("renew-subscriptions")))
+        return
+    if current_app.config.get("APP_ENV") != "development" and not current_app.testing:
+        click.echo("renew-subscriptions --as-of moves the clock for renewals, so it runs only with "
+                   "APP_ENV=development (or in tests). Run it without --as-of to renew what is due now.", err=True)
+        raise click.exceptions.Exit(2)
+    moment = as_of.replace(tzinfo=timezone.utc) + timedelta(days=1, microseconds=-1)
+    from app.jobs import load_tasks
+    from app.jobs.runtime import run_task
+
+    try:
+        swept = run_task(current_app._get_current_object(), load_tasks()["renew-subscriptions"],
+                         {"as_of": moment}, record_failures=False)
+    except Exception as exc:
+        click.echo(f"renew-subscriptions failed: {exc}", err=True)
+        raise click.exceptions.Exit(1) from exc
+    click.echo(f"As of {as_of:%Y-%m-%d}: {swept}")
+
+
 @click.command("send-mail")
 @with_appcontext
 @click.option("--limit", default=500, show_default=True, type=click.IntRange(1, 10_000), help="At most this many mails.")
@@ -224,6 +252,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(reconcile_orders_command)
     app.cli.add_command(sync_saleor_command)
     app.cli.add_command(worker_command)
+    app.cli.add_command(renew_subscriptions_command)
     from app.jobs import load_tasks
 
     for spec in load_tasks().values():

@@ -57,6 +57,8 @@ _ENV_KEYS: dict[str, type] = {
     "PLATFORM_FEE_PERCENT": str,
     "PORT": int,
     "JOB_KEEP_HOURS": int,
+    "RENEWAL_GRACE_DAYS": int,
+    "RENEWAL_RETRY_DAYS": str,
     "MAIL_BACKEND": str,
     "MAIL_FROM": str,
     "SMTP_URL": str,
@@ -131,6 +133,8 @@ class Defaults:
     PLATFORM_FEE_PERCENT = "15"  # the platform's share of each sale, e.g. "15" or "12.5"; operators may set one per publisher
     PORT = 5000
     JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long
+    RENEWAL_GRACE_DAYS = 7  # a subscription whose renewal payment failed keeps running this long
+    RENEWAL_RETRY_DAYS = "1,3,5"  # days after the first failed renewal when the saved card is charged again
     MAIL_BACKEND = ""  # outbox (stored in the database, shown at Operator > Outbox) or smtp; empty: smtp when SMTP_URL is set
     MAIL_FROM = "Digitlify Marketplace <no-reply@localhost>"
     SMTP_URL = ""  # smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS)

@@ -6,13 +6,27 @@ import uuid
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from jinja2_fragments.flask import render_block
 
-from app.account.forms import ActionForm, ApiKeyCreateForm, ConnectorForm, DocumentForm, RunForm
+from datetime import date
+
+from app.account.forms import (
+    ActionForm, ApiKeyCreateForm, ConnectorForm, DocumentForm, PlanChangeForm, RenewalPaymentForm, RunForm,
+)
 from app.account.views import bp, has_endpoint, refusal_text, wants_fragment
 from app.auth.session_user import current_org, login_required
+from app import formatting
 from app.extensions import db
-from app.services import account, connectors, instances, keys, knowledge, organizations, runs
+from app.formatting import money
+from app.adapters.commerce.checkout import get_checkout
+from app.models import OrderStatus
+from app.services import (
+    account, connectors, instances, keys, knowledge, organizations, payments, runs, subscriptions,
+)
 
 MANAGER_ROLES = organizations.MANAGER_ROLES
+
+
+def date_text(moment) -> str:
+    return formatting.date(moment)
 
 # what to type into each built-in agent, shown in the console
 INPUT_EXAMPLES = {
@@ -68,6 +82,9 @@ def _runtime_ref(instance) -> str:
 
 def _detail_context(instance, **overrides) -> dict:
     sub = account.subscription(db.session, user=g.user, instance=instance)
+    plan_form = PlanChangeForm(formdata=None)
+    plan_form.plan_id.choices = _plan_choices(instance)
+    plan_form.plan_id.data = instance.pending_plan_id or instance.plan_id
     run_form = overrides.pop("run_form", None) or RunForm(formdata=None)
     run_form.idempotency_key.data = uuid.uuid4().hex  # a new key per rendered form: a resubmit replays
     ref = _runtime_ref(instance)
@@ -86,6 +103,8 @@ def _detail_context(instance, **overrides) -> dict:
         "document_form": DocumentForm(formdata=None),
         "run_form": run_form,
         "action_form": ActionForm(formdata=None),
+        "plan_form": plan_form,
+        "open_renewal": subscriptions.open_renewal_order(db.session, instance=instance),
         "example": INPUT_EXAMPLES.get(ref, ""),
         "new_key": None,
         "result": None,
@@ -114,11 +133,13 @@ def instance_detail(instance_id: int):
 @bp.route("/instances/<int:instance_id>/cancel", methods=["GET", "POST"])
 @login_required
 def instance_cancel(instance_id: int):
+    """The choice between ending at the period's end (the default) and cancelling now with the refund it
+    gives; a POST here cancels now."""
     instance = _instance_or_404(instance_id)
     form = ActionForm()
     if request.method == "POST" and form.validate_on_submit():
         try:
-            instances.cancel_instance(db.session, instance=instance, actor=g.user)
+            quote = subscriptions.cancel_now(db.session, instance=instance, actor=g.user)
         except (instances.InstanceError, organizations.OrganizationError) as exc:
             db.session.rollback()
             message = ("Only an owner or admin of the organization can cancel it."
@@ -126,9 +147,129 @@ def instance_cancel(instance_id: int):
             flash(message, "error")
             return redirect(url_for("account.agents"), 303)
         db.session.commit()
-        flash(f"{instance.offering.name} is cancelled. Its API keys no longer run it.", "success")
+        refund = (f" The unused part of this period, {money(quote.refund_minor, quote.currency)}, is due back to "
+                  "you." if quote.refund_minor else "")
+        flash(f"{instance.offering.name} is cancelled. Its API keys no longer run it.{refund}", "success")
         return redirect(url_for("account.agents"), 303)
-    return render_template("account/instance_cancel.html", instance=instance, form=ActionForm(formdata=None))
+    quote = subscriptions.quote_cancel_now(db.session, instance=instance)
+    return render_template("account/instance_cancel.html", instance=instance, form=ActionForm(formdata=None),
+                           quote=quote, is_subscription=instance.period_end is not None and not instance.is_trial)
+
+
+@bp.post("/instances/<int:instance_id>/cancel-at-period-end")
+@login_required
+def instance_cancel_at_period_end(instance_id: int):
+    return _subscription_change(instance_id, subscriptions.cancel_at_period_end,
+                                lambda i: f"{i.offering.name} runs until {date_text(i.period_end)} and then ends. "
+                                          "You will not be charged again.")
+
+
+@bp.post("/instances/<int:instance_id>/resume-subscription")
+@login_required
+def instance_resume_subscription(instance_id: int):
+    return _subscription_change(instance_id, subscriptions.resume_subscription,
+                                lambda i: f"{i.offering.name} renews again on {date_text(i.period_end)}.")
+
+
+def _subscription_change(instance_id: int, change, done):
+    instance = _instance_or_404(instance_id)
+    if ActionForm().validate_on_submit():
+        try:
+            change(db.session, instance=instance, actor=g.user)
+        except (subscriptions.SubscriptionError, instances.InstanceError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            flash("Only an owner or admin of the organization can do that."
+                  if isinstance(exc, organizations.NotAllowed) else str(exc), "error")
+        else:
+            db.session.commit()
+            flash(done(instance), "success")
+    else:
+        flash("Your session expired. Reload the page and try again.", "error")
+    return redirect(url_for("account.instance_detail", instance_id=instance.id, _anchor="subscription"), 303)
+
+
+def _plan_choices(instance) -> list:
+    from app.account.forms import SelectChoice
+
+    return [SelectChoice(p.id, f"{p.name}: {money(p.price_minor, p.currency)} per {p.interval}")
+            for p in sorted(instance.offering.plans, key=lambda p: p.price_minor)
+            if p.interval == instance.plan.interval and p.currency == instance.plan.currency]
+
+
+@bp.post("/instances/<int:instance_id>/plan")
+@login_required
+def instance_plan_change(instance_id: int):
+    """Upgrade now (the prorated difference charged to the saved card, or paid on the card page) or
+    downgrade at the next period."""
+    instance = _instance_or_404(instance_id)
+    form = PlanChangeForm()
+    form.plan_id.choices = _plan_choices(instance)
+    target = url_for("account.instance_detail", instance_id=instance.id, _anchor="subscription")
+    if not form.validate_on_submit():
+        flash(form.plan_id.errors[0] if form.plan_id.errors else "Your session expired. Reload the page and try again.",
+              "error")
+        return redirect(target, 303)
+    plan = next(p for p in instance.offering.plans if p.id == form.plan_id.data)
+    try:
+        change = subscriptions.change_plan(db.session, instance=instance, plan=plan, actor=g.user,
+                                           gateway=get_checkout())
+    except (subscriptions.SubscriptionError, instances.InstanceError, organizations.OrganizationError) as exc:
+        db.session.rollback()
+        flash("Only an owner or admin of the organization can do that."
+              if isinstance(exc, organizations.NotAllowed) else str(exc), "error")
+        return redirect(target, 303)
+    db.session.commit()
+    if change.kind == "downgrade":
+        flash(f"From {date_text(instance.period_end)} {instance.offering.name} renews on the {plan.name} plan at "
+              f"{money(plan.price_minor, plan.currency)} per {plan.interval}.", "success")
+    elif change.kind == "unchanged":
+        flash(f"{instance.offering.name} stays on the {plan.name} plan.", "success")
+    elif change.order is not None and change.order.status == OrderStatus.PAID.value:
+        flash(f"{instance.offering.name} is on the {plan.name} plan now. We charged "
+              f"{money(change.charge_minor, plan.currency)} for the rest of this period.", "success")
+    else:
+        flash(f"Pay {money(change.charge_minor, plan.currency)} for the rest of this period to move to the "
+              f"{plan.name} plan now.", "info")
+        return redirect(url_for("storefront.checkout_pay", order_id=change.order.id), 303)
+    return redirect(target, 303)
+
+
+@bp.route("/instances/<int:instance_id>/renewal", methods=["GET", "POST"])
+@login_required
+def instance_renewal_pay(instance_id: int):
+    """Pay an open renewal with another card (the link in the failed-renewal mail)."""
+    instance = _instance_or_404(instance_id)
+    order = subscriptions.open_renewal_order(db.session, instance=instance)
+    if order is None:
+        flash("There is nothing to pay for this subscription.", "info")
+        return redirect(url_for("account.instance_detail", instance_id=instance.id), 303)
+    form = RenewalPaymentForm()
+    status, declined = 200, None
+    if form.validate_on_submit():
+        card = payments.CardDetails(number=form.card_number.data, expiry=form.expiry.data, cvc=form.cvc.data)
+        try:
+            payment = payments.pay_order(db.session, order=order, card=card, gateway=get_checkout("local"),
+                                         actor=g.user, today=date.today(), save_card=form.save_card.data)
+        except payments.OrderAlreadyPaid:
+            db.session.rollback()
+            flash("This renewal is already paid.", "info")
+            return redirect(url_for("account.instance_detail", instance_id=instance.id), 303)
+        except payments.PaymentError as exc:
+            db.session.rollback()
+            target = getattr(form, exc.field, None) if exc.field else None
+            (target.errors if target is not None else form.form_errors).append(str(exc))
+            status = exc.status
+        else:
+            db.session.commit()
+            if payment.status == "succeeded":
+                flash(f"Payment received: {instance.offering.name} is active again until "
+                      f"{date_text(instance.period_end)}.", "success")
+                return redirect(url_for("account.instance_detail", instance_id=instance.id), 303)
+            declined, status = payment.message, 402
+    elif request.method == "POST":
+        status = 400
+    return render_template("account/instance_renewal_pay.html", instance=instance, order=order, form=form,
+                           declined=declined), status
 
 
 @bp.post("/instances/<int:instance_id>/suspend")

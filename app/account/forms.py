@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional
 
 from app.services.runs import MAX_INPUT_CHARS
@@ -16,6 +16,23 @@ except ImportError:  # pragma: no cover - older wtforms
 
 class ActionForm(FlaskForm):
     """A button that POSTs (revoke, cancel, mark read): the CSRF token is its only field."""
+
+
+class RenewalPaymentForm(FlaskForm):
+    """Pay an open renewal with another card (test mode on the local backend)."""
+
+    card_number = StringField("Card number", validators=[DataRequired("Enter the card number."), Length(max=32)],
+                              render_kw={"inputmode": "numeric", "autocomplete": "cc-number",
+                                         "placeholder": "4242 4242 4242 4242"})
+    expiry = StringField("Expiry (MM/YY)", validators=[DataRequired("Enter the expiry date."), Length(max=7)],
+                         render_kw={"autocomplete": "cc-exp", "placeholder": "12/30", "inputmode": "numeric"})
+    cvc = StringField("Security code (CVC)", validators=[DataRequired("Enter the security code."), Length(max=4)],
+                      render_kw={"autocomplete": "cc-csc", "inputmode": "numeric", "placeholder": "123"})
+    save_card = BooleanField("Save this card for renewals", default=True)
+
+
+class PlanChangeForm(FlaskForm):
+    plan_id = SelectField("New plan", coerce=int, validators=[InputRequired("Choose a plan.")])
 
 
 class OrganizationSwitchForm(FlaskForm):

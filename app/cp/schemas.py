@@ -346,7 +346,7 @@ class InstanceOut(Out):
     offering: OfferingRef
     plan: PlanRef
     version: str | None
-    status: Literal["active", "suspended", "cancelled", "expired"]
+    status: Literal["active", "suspended", "cancelled", "expired", "past_due"]
     is_trial: bool
     trial_ends_at: datetime | None
     period_start: datetime
@@ -360,7 +360,7 @@ class InstanceList(Out):
 
 class InstanceQuery(BaseModel):
     organization_id: QueryId | None = None
-    status: Literal["active", "suspended", "cancelled", "expired"] | None = None
+    status: Literal["active", "suspended", "cancelled", "expired", "past_due"] | None = None
 
 
 class TrialStart(In):
@@ -384,8 +384,14 @@ class EntitlementsOut(Out):
     is_trial: bool
     trial_ends_at: datetime | None
     may_run: bool
-    reason: Literal["instance_suspended", "instance_cancelled", "instance_expired", "trial_ended",
-                    "run_limit_reached", "insufficient_credits"] | None
+    reason: Literal["instance_suspended", "instance_cancelled", "instance_expired", "instance_past_due",
+                    "trial_ended", "run_limit_reached", "insufficient_credits"] | None
+    cancel_at_period_end: bool = Field(description="The subscription ends at period_end instead of renewing.")
+    next_charge_at: datetime | None = Field(description="When the subscription is charged next; null when it "
+                                                        "will not renew.")
+    next_charge_minor: int | None = Field(description="What it is charged then, in minor units of currency.")
+    currency: str
+    next_plan_tier: str | None = Field(description="The plan it renews on (differs after a downgrade).")
 
 
 class ApiKeyOut(Out):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from procrastinate import RetryStrategy
@@ -193,6 +193,26 @@ def retry_stalled_jobs(session: Session) -> Swept:
     return Swept(count, f"Queued {count} job(s) of stopped workers again.")
 
 
+def renew_subscriptions(session: Session, *, as_of: datetime | None = None) -> Swept:
+    """Renew the subscriptions whose period has ended (a saved card is charged) and retry failed renewals."""
+    from flask import current_app
+
+    from app.models import utcnow
+    from app.services import subscriptions
+
+    if current_app.config.get("COMMERCE_BACKEND") == "saleor":
+        from app.adapters.commerce.saleor.renewals import SaleorRenewals
+
+        gateway = SaleorRenewals.from_config(current_app.config)
+    else:
+        from app.adapters.commerce.checkout import get_checkout
+
+        gateway = get_checkout("local")
+    report = subscriptions.renew_due_subscriptions(session, now=as_of or utcnow(), gateway=gateway,
+                                                   commit=session.commit)
+    return Swept(report.count, report.summary())
+
+
 register_sweep("expire-holds", expire_holds, every=60, command=False)  # the command also expires grants
 register_sweep("expire-grants", expire_grants, every=300)
 register_sweep("expire-trials", expire_trials, every=300, command=False)
@@ -201,6 +221,7 @@ register_sweep("reconcile-orders", reconcile_orders, every=300, when=_saleor, co
 register_sweep("sync-saleor", queue_store_syncs, every=300, when=_saleor, command=False)
 register_sweep("purge-finished-jobs", purge_finished_jobs, every=3600, when=_postgres)
 register_sweep("retry-stalled-jobs", retry_stalled_jobs, every=60, when=_postgres)
+register_sweep("renew-subscriptions", renew_subscriptions, every=300, command=False)
 register_sweep("send-mail", send_mail, every=60, command=False)  # its command takes --limit and exits 1 on failures
 register_sweep("trial-reminders", trial_reminders, every=3600, says="Queued {} trial reminder(s).")
 register_sweep("low-balance-mails", low_balance_mails, every=300, says="Queued {} low-balance mail(s).")

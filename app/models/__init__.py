@@ -10,6 +10,9 @@ from app.models.catalog import (
 )
 from app.models.commerce import Cart, CartLine, LineKind, Order, OrderLine, OrderStatus, Payment
 from app.models.earnings import EarningEntry, EarningKind, Payout, PublisherFee, Refund, RefundSource
+from app.models.commerce import (
+    Cart, CartLine, LineKind, Order, OrderLine, OrderPurpose, OrderStatus, Payment, PaymentMethod,
+)
 from app.models.identity import LoginThrottle, MemberRole, Membership, Organization, PersonalAccessToken, Role, User, UserSession
 from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
@@ -24,6 +27,6 @@ __all__ = [
     "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus", "JobFailure",
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
-    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "Payout", "PublisherFee", "Refund", "RefundSource", "PeriodicRun", "PersonalAccessToken", "Plan", "Role", "Review", "ReviewerKind", "ReviewVote",
+    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "Payout", "PublisherFee", "Refund", "RefundSource", "PeriodicRun", "PersonalAccessToken", "Plan", "Role", "Review", "ReviewerKind", "ReviewVote", "OrderPurpose", "PaymentMethod",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

@@ -5,7 +5,7 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import (
-    Boolean, CheckConstraint, Connection, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, func,
+    Boolean, CheckConstraint, Connection, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, func, false,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -134,7 +134,9 @@ class Plan(Model):
     sku: Mapped[str] = mapped_column(String(64), unique=True)
     price_minor: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
-    interval: Mapped[str] = mapped_column(String(8), default="month")
+    interval: Mapped[str] = mapped_column(String(8), default="month")  # month | year: the period it renews for
+    # unused included credits carry over into the next period instead of ending with it
+    rollover_credits: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     included_credits: Mapped[int] = mapped_column(Integer, default=0)
     credits_per_run: Mapped[int] = mapped_column(Integer, default=1)
     # extra credits per 1,000 usage units (tokens, characters) a run reports; 0 = flat per run

@@ -14,6 +14,12 @@ class LineKind(StrEnum):
     CREDIT_PACK = "credit_pack"
 
 
+class OrderPurpose(StrEnum):
+    PURCHASE = "purchase"  # from a cart
+    RENEWAL = "renewal"  # the next period of a subscription
+    UPGRADE = "upgrade"  # the prorated difference of a plan change for the rest of a period
+
+
 class OrderStatus(StrEnum):
     PENDING = "pending"  # placed, awaiting payment
     PAID = "paid"
@@ -58,6 +64,8 @@ class Order(Model):
     __table_args__ = (
         UniqueConstraint("backend", "external_id"),
         UniqueConstraint("cart_id", "cart_revision"),  # one order per state of a cart
+        # one renewal order per subscription and period, however many workers renew it
+        UniqueConstraint("renews_instance_id", "purpose", "renewal_period_start", name="uq_customer_order_renewal_once"),
         CheckConstraint("total_minor >= 0", name="total_nonnegative"),
     )
 
@@ -73,6 +81,13 @@ class Order(Model):
     external_id: Mapped[str | None] = mapped_column(String(64))
     cart_id: Mapped[int | None] = mapped_column(ForeignKey("cart.id", ondelete="SET NULL"))
     cart_revision: Mapped[int | None] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(16), default=OrderPurpose.PURCHASE.value,
+                                         server_default=OrderPurpose.PURCHASE.value)
+    # a renewal or upgrade: the subscription it pays for, and the start of the period it buys (a renewal)
+    # or the moment its price was prorated from (an upgrade)
+    renews_instance_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instance.id", ondelete="SET NULL", use_alter=True), index=True)
+    renewal_period_start: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     paid_at: Mapped[datetime | None]
     provisioned_at: Mapped[datetime | None]
@@ -126,3 +141,20 @@ class Payment(Model):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     order: Mapped[Order] = relationship(back_populates="payments")
+
+
+class PaymentMethod(Model):
+    """A card saved for renewals: only the payment provider's token and what a person recognises it by."""
+
+    __tablename__ = "payment_method"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organization.id", ondelete="CASCADE"), index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    backend: Mapped[str] = mapped_column(String(16), default="local")
+    token: Mapped[str] = mapped_column(String(128), unique=True)
+    brand: Mapped[str] = mapped_column(String(24))
+    last4: Mapped[str] = mapped_column(String(4))
+    exp_month: Mapped[int] = mapped_column(Integer)
+    exp_year: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import CheckConstraint, false as sa_false, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Model, StrEnum
@@ -14,6 +14,7 @@ class InstanceStatus(StrEnum):
     SUSPENDED = "suspended"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    PAST_DUE = "past_due"  # a renewal payment failed: runs on through the grace period while it is retried
 
 
 class RunStatus(StrEnum):
@@ -46,11 +47,25 @@ class Instance(Model):
     )
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     period_start: Mapped[datetime] = mapped_column(server_default=func.now())
+    # the end of the paid period (a paid subscription); None: a trial, whose period is counted in months
+    period_end: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     cancelled_at: Mapped[datetime | None]
+    # the subscription ends at period_end instead of renewing (undone by "Resume subscription")
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    # a downgrade: the plan the next period renews on
+    pending_plan_id: Mapped[int | None] = mapped_column(ForeignKey("plan.id"))
+    payment_method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_method.id", ondelete="SET NULL"))
+    # dunning: when the first renewal payment of the open period failed, how many attempts failed,
+    # and when the next one is due (None: no retry left)
+    past_due_since: Mapped[datetime | None]
+    renewal_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_renewal_attempt_at: Mapped[datetime | None]
 
     offering: Mapped["Offering"] = relationship()  # noqa: F821
-    plan: Mapped["Plan"] = relationship()  # noqa: F821
+    plan: Mapped["Plan"] = relationship(foreign_keys=[plan_id])  # noqa: F821
+    pending_plan: Mapped["Plan | None"] = relationship(foreign_keys=[pending_plan_id])  # noqa: F821
+    payment_method: Mapped["PaymentMethod | None"] = relationship()  # noqa: F821
     version: Mapped["OfferingVersion | None"] = relationship()  # noqa: F821
     organization: Mapped["Organization"] = relationship()  # noqa: F821
 

@@ -112,7 +112,11 @@ class TierForm(Form):
     price = StringField("Price", validators=[Length(max=20)],
                         description="In the currency's major unit, e.g. 29.00.")
     currency = StringField("Currency", default="USD", validators=[Length(max=3)])
-    included_credits = IntegerField("Included credits", default=0, validators=[Optional()])
+    interval = SelectField("Billed", choices=as_choices([("month", "Monthly"), ("year", "Yearly")]),
+                           default="month", description="The price pays for one period of this length; it renews each period.")
+    included_credits = IntegerField("Included credits", default=0, validators=[Optional()],
+                                    description="For each billing period.")
+    rollover_credits = BooleanField("Unused included credits carry over to the next period", default=False)
     credits_per_run = IntegerField("Credits per run", default=1, validators=[Optional()])
     max_runs_per_period = IntegerField("Runs per month", validators=[Optional()],
                                        description="Leave empty for unlimited.")

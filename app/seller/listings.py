@@ -190,6 +190,7 @@ def offering_plans(offering_id: int):
             sub.price.data = decimal_amount(plan.price_minor, plan.currency)
             sub.included_credits.data, sub.credits_per_run.data = plan.included_credits, plan.credits_per_run
             sub.max_runs_per_period.data, sub.features.data = plan.max_runs_per_period, plan.features
+            sub.interval.data, sub.rollover_credits.data = plan.interval, plan.rollover_credits
 
     def save_tiers() -> None:
         """Every tier is tried, so each one's errors show at once; any error and nothing is saved."""
@@ -205,6 +206,7 @@ def offering_plans(offering_id: int):
                     included_credits=sub.included_credits.data if sub.included_credits.data is not None else 0,
                     credits_per_run=sub.credits_per_run.data if sub.credits_per_run.data is not None else 0,
                     max_runs_per_period=sub.max_runs_per_period.data, features=sub.features.data or "",
+                    interval=sub.interval.data or "month", rollover_credits=bool(sub.rollover_credits.data),
                 )
             except ServiceError as exc:
                 failed = True

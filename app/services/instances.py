@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.models import (
     Hold, Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, Wallet, utcnow,
 )
-from app.services import audit, billing, mail, organizations, plan_credits
+from app.services import audit, billing, mail, organizations, plan_credits, subscriptions
 from app.services.errors import ServiceError
 
 
@@ -64,8 +64,8 @@ def create_instance(
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "suspend": (frozenset({InstanceStatus.ACTIVE.value}), InstanceStatus.SUSPENDED.value),
     "resume": (frozenset({InstanceStatus.SUSPENDED.value}), InstanceStatus.ACTIVE.value),
-    "cancel": (frozenset({InstanceStatus.ACTIVE.value, InstanceStatus.SUSPENDED.value}),
-               InstanceStatus.CANCELLED.value),
+    "cancel": (frozenset({InstanceStatus.ACTIVE.value, InstanceStatus.SUSPENDED.value,
+                          InstanceStatus.PAST_DUE.value}), InstanceStatus.CANCELLED.value),
 }
 # runs that count against a plan's limit: started or finished well (a failed run is not a use)
 COUNTED_RUN_STATUSES = (RunStatus.RUNNING.value, RunStatus.SUCCEEDED.value)
@@ -192,7 +192,9 @@ def suspend_instance(session: Session, *, instance: Instance, actor: User) -> In
 
 
 def resume_instance(session: Session, *, instance: Instance, actor: User) -> Instance:
-    """suspended -> active."""
+    """suspended -> active; an instance suspended for an unpaid renewal resumes when it is paid."""
+    if instance.status == InstanceStatus.SUSPENDED.value and instance.past_due_since is not None:
+        raise InstanceError("Pay the open renewal to resume it.", status=409)
     return _transition(session, instance=instance, actor=actor, action="resume")
 
 
@@ -211,7 +213,10 @@ def _add_months(moment: datetime, months: int) -> datetime:
 
 
 def current_period(instance: Instance, now: datetime) -> tuple[datetime, datetime]:
-    """The monthly billing period containing `now`, counted from the instance's period start."""
+    """The billing period: a paid subscription's recorded one (renewals move it); otherwise the monthly
+    period containing `now`, counted from the instance's period start."""
+    if instance.period_end is not None:
+        return instance.period_start, instance.period_end
     anchor = instance.period_start or instance.created_at or now
     if now <= anchor:
         return anchor, _add_months(anchor, 1)
@@ -243,14 +248,19 @@ class Entitlements:
     trial_ends_at: datetime | None
     may_run: bool
     reason: str | None  # why not, as a stable code; None when may_run
+    cancel_at_period_end: bool = False
+    next_charge_at: datetime | None = None  # None: it will not renew
+    next_charge_minor: int | None = None
+    currency: str = "USD"
+    next_plan_tier: str | None = None
 
 
 def entitlements(session: Session, *, instance: Instance, now: datetime | None = None) -> Entitlements:
     """Plan limits, credits available to the instance's organization, runs this period, trial end,
     and whether a run may start now (with the reason when not).
 
-    Reasons: instance_suspended, instance_cancelled, instance_expired, trial_ended,
-    run_limit_reached, insufficient_credits.
+    Reasons: instance_suspended, instance_cancelled, instance_expired, instance_past_due (a renewal is
+    unpaid and its grace period is over), trial_ended, run_limit_reached, insufficient_credits.
     """
     now = now or utcnow()
     plan = instance.plan
@@ -266,7 +276,9 @@ def entitlements(session: Session, *, instance: Instance, now: datetime | None =
     available = billing.wallet_balances(session, wallet=wallet).available
 
     reason = None
-    if instance.status != InstanceStatus.ACTIVE.value:
+    if instance.status == InstanceStatus.PAST_DUE.value and subscriptions.in_grace(instance, now=now):
+        pass  # a failed renewal is being retried: it keeps running through the grace period
+    elif instance.status != InstanceStatus.ACTIVE.value:
         reason = f"instance_{instance.status}"
     elif instance.is_trial and instance.trial_ends_at is not None and instance.trial_ends_at <= now:
         reason = "trial_ended"
@@ -274,6 +286,7 @@ def entitlements(session: Session, *, instance: Instance, now: datetime | None =
         reason = "run_limit_reached"
     elif available < plan.credits_per_run:
         reason = "insufficient_credits"
+    upcoming = subscriptions.next_charge(instance)
     return Entitlements(
         instance_id=instance.id, status=instance.status, plan_tier=plan.tier,
         included_credits=plan.included_credits, credits_per_run=plan.credits_per_run,
@@ -281,4 +294,7 @@ def entitlements(session: Session, *, instance: Instance, now: datetime | None =
         max_runs_per_period=plan.max_runs_per_period, credits_available=available, runs_this_period=runs,
         period_start=period_start, period_end=period_end, is_trial=instance.is_trial,
         trial_ends_at=instance.trial_ends_at, may_run=reason is None, reason=reason,
+        cancel_at_period_end=instance.cancel_at_period_end, next_charge_at=upcoming.at if upcoming else None,
+        next_charge_minor=upcoming.amount_minor if upcoming else None, currency=plan.currency,
+        next_plan_tier=upcoming.plan.tier if upcoming else None,
     )

@@ -307,3 +307,17 @@ def offering_reviewed(session: Session, offering: Offering, approved: bool, note
                      "product_url": link("storefront.product", slug=offering.slug)},
         ) is not None
     return queued
+
+
+def renewal_failed(session: Session, *, instance: Instance, order: Order, failures: int,
+                   grace_ends_at: datetime) -> MailMessage | None:
+    """Tell the buyer a renewal payment failed, with a link to pay it with another card; once per attempt."""
+    suspended = instance.status == "suspended"
+    return queue_mail(
+        session, to=order.email, template="renewal_failed", user_id=order.user_id,
+        dedupe_key=f"renewal-failed:order:{order.id}:{failures}",
+        context={"offering": instance.offering.name, "plan": instance.plan.name, "number": order.number,
+                 "total": order.total_minor, "currency": order.currency, "suspended": suspended,
+                 "next_attempt": instance.next_renewal_attempt_at, "grace_ends_at": grace_ends_at,
+                 "pay_url": link("account.instance_renewal_pay", instance_id=instance.id)},
+    )

@@ -259,6 +259,13 @@ def provisioned_items(session: Session, *, order: Order) -> ProvisionedItems:
         return items
     for instance in session.scalars(select(Instance).where(Instance.source_order_line_id.in_(line_ids))):
         items.instances_by_line[instance.source_order_line_id] = instance
+    if order.renews_instance_id is not None and order.status == OrderStatus.PAID.value:
+        # a paid renewal or upgrade: its line went to the subscription it names
+        renewed = session.get(Instance, order.renews_instance_id)
+        if renewed is not None:
+            for line in order.lines:
+                if line.kind == LineKind.PLAN.value:
+                    items.instances_by_line[line.id] = renewed
     keys = {}
     for line in order.lines:
         keys[credit_key(line.id)] = line.id

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
-from app.adapters.commerce.checkout import CheckoutPort
+from app.adapters.commerce.checkout import CheckoutError, CheckoutPort
 from app.models import Order, OrderStatus, Payment, User
-from app.services import orders, provisioning
+from app.services import orders, provisioning, subscriptions
 from app.services.errors import ServiceError
 
 
@@ -81,9 +81,12 @@ def validate_card(card: CardDetails, *, today: date) -> str:
 
 def pay_order(
     session: Session, *, order: Order, card: CardDetails, gateway: CheckoutPort, actor: User, today: date,
+    save_card: bool = False, now: datetime | None = None,
 ) -> Payment:
     """Charge the order's total to the card. A success marks the order paid and provisions it;
-    a decline is recorded and changes nothing else (flushes; caller commits).
+    a decline is recorded and changes nothing else (flushes; caller commits). With `save_card`, a
+    paid card is kept at the gateway for renewals (only its token, brand, last four digits and
+    expiry are stored here) and the subscriptions the order pays for renew with it.
 
     The order row is locked first, so parallel payments of one order run one after the other: the
     first charges the card, the others find the order paid (OrderAlreadyPaid) and charge nothing.
@@ -96,7 +99,8 @@ def pay_order(
     if order.backend != "local":
         raise PaymentError("This order is paid through the store's payment provider.")
     owned = orders.active_plan_ids(session, organization_id=order.organization_id)
-    taken = [line.name for line in order.lines if line.plan_id is not None and line.plan_id in owned]
+    taken = [line.name for line in order.lines if line.plan_id is not None and line.plan_id in owned
+             and order.renews_instance_id is None]  # a renewal or upgrade pays for a plan it has
     if taken:  # e.g. the same plan was bought in another tab meanwhile
         raise PaymentError(f"{order.organization.name} already has an active {taken[0]}, so this order is not "
                            "charged. Start a new order without it.")
@@ -111,8 +115,23 @@ def pay_order(
     if outcome.succeeded:
         if not orders.mark_order_paid(session, order=order, actor=actor):
             raise OrderAlreadyPaid()
-        provisioning.handle_order_paid(session, order=order, actor_label=actor.email)
+        provisioning.handle_order_paid(session, order=order, actor_label=actor.email, now=now)
+        if save_card:
+            _save_card(session, order=order, digits=digits, expiry=card.expiry, gateway=gateway, actor=actor)
     return payment
+
+
+def _save_card(session: Session, *, order: Order, digits: str, expiry: str, gateway: CheckoutPort,
+               actor: User) -> None:
+    try:
+        saved = gateway.save_card(card_number=digits)
+    except CheckoutError as exc:
+        raise PaymentError(str(exc), field="save_card") from None
+    month, year = parse_expiry(expiry)
+    method = subscriptions.save_payment_method(
+        session, organization_id=order.organization_id, user=actor, backend=gateway.backend, token=saved.token,
+        brand=saved.brand, last4=digits[-4:], exp_month=month, exp_year=year)
+    subscriptions.attach_payment_method(session, order=order, method=method)
 
 
 def settle_free_order(session: Session, *, order: Order, actor: User) -> None:

@@ -170,6 +170,12 @@ def _has_running_grants(session: Session, *, instance_id: int, now: datetime) ->
     ) is not None
 
 
+def lock_wallet_of(session: Session, *, organization_id: int) -> None:
+    """Hold the organization's wallet row until the transaction ends (the lock every grant change takes)."""
+    wallet = billing.wallet_for_organization(session, organization_id)
+    _lock_wallet(session, wallet.id)
+
+
 def _lock_wallet(session: Session, wallet_id: int) -> tuple[int, int, int | None]:
     """Hold the wallet row until the transaction ends: (balance, held, low-balance threshold) as of now.
 

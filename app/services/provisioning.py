@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import GrantOrigin, Instance, LedgerEntry, LineKind, Order, OrderLine, OrderStatus, utcnow
-from app.services import audit, billing, instances, mail, payouts, plan_credits
+from app.models import (
+    GrantOrigin, Instance, LedgerEntry, LineKind, Order, OrderLine, OrderPurpose, OrderStatus, utcnow,
+)
+from app.services import audit, billing, instances, mail, payouts, plan_credits, subscriptions
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -42,14 +45,24 @@ class ProvisionResult:
     skipped_line_ids: list[int] = field(default_factory=list)  # unknown SKUs: nothing to give
 
 
-def handle_order_paid(session: Session, *, order: Order, actor_label: str) -> ProvisionResult:
-    """Provision every line of a paid order that is not provisioned yet (flushes; caller commits)."""
+def handle_order_paid(session: Session, *, order: Order, actor_label: str,
+                      now: datetime | None = None) -> ProvisionResult:
+    """Provision every line of a paid order that is not provisioned yet (flushes; caller commits).
+
+    A renewal order starts the period it paid for and an upgrade order switches the plan of the
+    subscription it names (`subscriptions.apply_paid_renewal` / `apply_paid_upgrade`); every other
+    plan line creates an instance. `now` is the moment of payment (the clock, for time-travel tests)."""
     if order.status != OrderStatus.PAID.value:
         raise ProvisioningError(f"Order {order.number} is not paid.")
+    now = now or utcnow()
     result = ProvisionResult()
     for line in list(order.lines):
-        if line.kind == LineKind.PLAN.value and line.plan_id is not None:
-            created = _provision_plan_line(session, order=order, line=line, actor_label=actor_label)
+        if line.kind == LineKind.PLAN.value and line.plan_id is not None and order.renews_instance_id is not None:
+            apply = (subscriptions.apply_paid_renewal if order.purpose == OrderPurpose.RENEWAL.value
+                     else subscriptions.apply_paid_upgrade)
+            created = apply(session, order=order, line=line, now=now)
+        elif line.kind == LineKind.PLAN.value and line.plan_id is not None:
+            created = _provision_plan_line(session, order=order, line=line, actor_label=actor_label, now=now)
         elif line.kind == LineKind.CREDIT_PACK.value and line.credit_pack_id is not None:
             created = _provision_credit_line(session, order=order, line=line, actor_label=actor_label)
         else:
@@ -69,7 +82,8 @@ def handle_order_paid(session: Session, *, order: Order, actor_label: str) -> Pr
     return result
 
 
-def _provision_plan_line(session: Session, *, order: Order, line: OrderLine, actor_label: str) -> bool:
+def _provision_plan_line(session: Session, *, order: Order, line: OrderLine, actor_label: str,
+                         now: datetime) -> bool:
     if _instance_of(session, line.id) is not None:
         return False
     plan = line.plan
@@ -80,8 +94,8 @@ def _provision_plan_line(session: Session, *, order: Order, line: OrderLine, act
                 source_order_line_id=line.id, actor_label=actor_label,
             )
             # included credits belong to the instance's current billing period: they end with it
-            now = utcnow()
-            _, period_end = instances.current_period(instance, now)
+            _, period_end = subscriptions.start_first_period(instance, now=now)
+            session.flush()
             plan_credits.grant_included_credits(
                 session, instance=instance, period_end=period_end, now=now,
                 reference=f"{plan.offering.name} {plan.name} plan, order {order.number}",

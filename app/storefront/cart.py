@@ -13,7 +13,7 @@ from flask import (
 )
 from flask_wtf import FlaskForm
 from jinja2_fragments.flask import render_block
-from wtforms import EmailField, HiddenField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, EmailField, HiddenField, IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, InputRequired, Length
 
@@ -68,6 +68,9 @@ class PaymentForm(FlaskForm):
                          render_kw={"autocomplete": "cc-exp", "placeholder": "12/30", "inputmode": "numeric"})
     cvc = StringField("Security code (CVC)", validators=[DataRequired("Enter the security code."), Length(max=4)],
                       render_kw={"autocomplete": "cc-csc", "inputmode": "numeric", "placeholder": "123"})
+    save_card = BooleanField("Save this card for renewals", default=True,
+                             description="Your subscription renews with this card at the end of each period. We keep "
+                                         "only the card's brand, last four digits and expiry.")
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -300,6 +303,10 @@ def _place_order(cart_, form: CheckoutForm, backend: str):
     return redirect(url_for("account.order_detail", order_id=order.id), 303)
 
 
+def _has_plan(order) -> bool:
+    return any(line.plan_id is not None for line in order.lines)
+
+
 @bp.route("/checkout/orders/<int:order_id>/pay", methods=["GET", "POST"])
 @login_required
 def checkout_pay(order_id: int):
@@ -316,7 +323,8 @@ def checkout_pay(order_id: int):
         card = payments.CardDetails(number=form.card_number.data, expiry=form.expiry.data, cvc=form.cvc.data)
         try:
             payment = payments.pay_order(db.session, order=order, card=card, gateway=get_checkout("local"),
-                                         actor=g.user, today=date.today())
+                                         actor=g.user, today=date.today(),
+                                         save_card=bool(form.save_card.data) and _has_plan(order))
         except payments.OrderAlreadyPaid:  # another click or tab paid it first: show the paid order
             db.session.rollback()
             flash(f"Order {order.number} is already paid.", "info")

@@ -47,7 +47,10 @@ def test_the_periodic_tasks_are_registered_with_their_settings():
         "purge-finished-jobs": (3600, "JOB_EVERY_PURGE_FINISHED_JOBS"),
         "retry-stalled-jobs": (60, "JOB_EVERY_RETRY_STALLED_JOBS"),
         "purge-sessions": (3600, "JOB_EVERY_PURGE_SESSIONS"),
+        "renew-subscriptions": (300, "JOB_EVERY_RENEW_SUBSCRIPTIONS"),
     }
+    assert TASKS["renew-subscriptions"].enabled({"COMMERCE_BACKEND": "local"}) is True
+    assert TASKS["renew-subscriptions"].enabled({"COMMERCE_BACKEND": "saleor"}) is True
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "local"}) is False
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "saleor"}) is True
     assert TASKS["expire-holds"].interval({"JOB_EVERY_EXPIRE_HOLDS": 30}) == 30

@@ -291,6 +291,20 @@ def test_plans_form_creates_the_offered_tiers_with_generated_skus(client, sessio
     ]
 
 
+def test_plans_form_sells_a_plan_yearly_with_roll_over_and_refuses_an_unknown_interval(client, session, seller):
+    offering = _draft(session, seller)
+    login(client, seller)
+
+    refused = client.post(f"/seller/offerings/{offering.id}/plans", data={**PLANS_FORM, "pro-interval": "week"})
+    saved = client.post(f"/seller/offerings/{offering.id}/plans",
+                        data={**PLANS_FORM, "pro-interval": "year", "pro-rollover_credits": "y"})
+
+    assert refused.status_code == 400 and saved.status_code == 302
+    plans = session.scalars(select(Plan).where(Plan.offering_id == offering.id).order_by(Plan.price_minor)).all()
+    assert [(p.tier, p.interval, p.rollover_credits) for p in plans] == [
+        ("starter", "month", False), ("pro", "year", True)]
+
+
 def test_a_negative_price_shows_the_error_beside_the_price_and_saves_no_tier(client, session, seller):
     offering = _draft(session, seller)
     login(client, seller)

@@ -104,6 +104,14 @@ class RemoteRefund:
     currency: str
 
 
+@dataclass(frozen=True)
+class SavedCardToken:
+    """What the payment provider gives back for a card saved for later charges."""
+
+    token: str
+    brand: str
+
+
 class CheckoutPort(Protocol):
     backend: str  # "local" | "saleor": stored on each order
 
@@ -126,6 +134,13 @@ class CheckoutPort(Protocol):
         """Give `amount_minor` of an order's payment back; `known_refund_ids` are the backend refunds
         already recorded here, so the one this call made can be told apart. Raises CheckoutError when
         the backend cannot be asked (its message is safe to show)."""
+
+    def save_card(self, *, card_number: str) -> SavedCardToken:
+        """Keep a card at the provider for later charges (local test mode; others raise CheckoutError)."""
+
+    def charge_saved_card(self, *, token: str, amount_minor: int, currency: str, reference: str) -> ChargeOutcome:
+        """Charge a saved card, once per `reference` at a real provider (local test mode; others raise
+        CheckoutError)."""
 
 
 def get_checkout(backend: str | None = None) -> CheckoutPort:

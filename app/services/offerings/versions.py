@@ -71,8 +71,12 @@ def set_plan(
     credits_per_run: int,
     max_runs_per_period: int | None,
     features: str = "",
+    interval: str = "month",
+    rollover_credits: bool = False,
 ) -> Plan:
-    """Create or update the plan of one tier. The SKU is generated once and never changes."""
+    """Create or update the plan of one tier. The SKU is generated once and never changes. `interval`
+    (month or year) is the billing period its price pays for; `rollover_credits` carries unused
+    included credits into the next period."""
     _require_member(session, actor, offering.publisher_id)
     _require_status(offering, {OfferingStatus.DRAFT, OfferingStatus.IN_REVIEW, OfferingStatus.PUBLISHED},
                     "An archived offering's plans cannot change.")
@@ -101,9 +105,12 @@ def set_plan(
         line.strip() for line in _clean_multiline(features, FEATURES_MAX, "features").splitlines() if line.strip()
     )
 
+    if interval not in ("month", "year"):
+        raise OfferingError("Choose monthly or yearly billing.", field="interval")
     values = {
         "name": name, "price_minor": price_minor, "currency": currency, "included_credits": included_credits,
         "credits_per_run": credits_per_run, "max_runs_per_period": max_runs_per_period, "features": features,
+        "interval": interval, "rollover_credits": bool(rollover_credits),
     }
     plan = session.scalar(select(Plan).where(Plan.offering_id == offering.id, Plan.tier == tier))
     if plan is None:

@@ -1,0 +1,670 @@
+"""Subscriptions over time: billing periods, renewals with a saved card, dunning, cancelling at the
+period's end, and plan changes with proration.
+
+A paid instance has a period [period_start, period_end) of its plan's interval (a month or a year).
+At period_end the `renew-subscriptions` sweep renews it once: a renewal order (an ordinary Order,
+purpose `renewal`, naming the instance and the period it buys) for the plan's price, charged to the
+saved card, marked paid through `orders.mark_order_paid` and provisioned through
+`provisioning.handle_order_paid`, which calls `apply_paid_renewal` here. "Once" is kept twice: the
+instance row is locked while it is renewed (PostgreSQL), and the order is unique per (instance,
+period start).
+
+Dunning: a declined renewal makes the instance `past_due`; it keeps running for the grace period
+(RENEWAL_GRACE_DAYS) while the renewal is retried RENEWAL_RETRY_DAYS after the first failure (1, 3
+and 5 days); each failure mails the buyer a link to pay the open renewal order with another card;
+after the last failure the instance is suspended. Paying the open order starts a new period from
+the payment date and makes the instance active again.
+
+Proration (written in README): a change or a cancellation at moment t of a period [start, end)
+counts the unused part as (end - t) / (end - start), in seconds, and every amount is rounded down
+to a whole cent or credit:
+- upgrade now: charge floor((new price - old price) * unused / period) and grant
+  floor((new included credits - old included credits) * unused / period) credits ending with the period;
+- downgrade: nothing now; the next period renews on the cheaper plan;
+- cancel now: a refund of floor(plan price * unused / period) (nothing for a period not paid).
+"""
+from __future__ import annotations
+
+import calendar
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app, has_app_context
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import (
+    CreditGrant, GrantOrigin, Instance, InstanceStatus, LineKind, Order, OrderLine, OrderPurpose, OrderStatus,
+    Payment, PaymentMethod, Plan, User, utcnow,
+)
+from app.services import audit, mail, organizations, plan_credits
+from app.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+INTERVAL_MONTHS = {"month": 1, "year": 12}
+DEFAULT_RETRY_DAYS = (1, 3, 5)
+DEFAULT_GRACE_DAYS = 7
+# statuses whose period the sweep renews (a past-due one only when a retry is due)
+RENEWABLE = (InstanceStatus.ACTIVE.value, InstanceStatus.PAST_DUE.value)
+# a renewal sweep catches up at most this many periods of one instance (e.g. after downtime)
+MAX_CATCH_UP_PERIODS = 24
+
+
+class SubscriptionError(ServiceError):
+    """A subscription rule was broken; the message is safe to show."""
+
+
+# --- periods -----------------------------------------------------------------------------------
+
+def add_interval(moment: datetime, interval: str, count: int = 1) -> datetime:
+    """`moment` plus `count` of the plan's intervals (months keep the day, or the month's last day)."""
+    months = INTERVAL_MONTHS.get(interval)
+    if months is None:
+        raise SubscriptionError(f"Unknown billing interval {interval!r}.", field="interval")
+    month_index = moment.month - 1 + months * count
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def start_first_period(instance: Instance, *, now: datetime) -> tuple[datetime, datetime]:
+    """Set a new paid instance's first period: from `now` for one interval of its plan."""
+    instance.period_start = now
+    instance.period_end = add_interval(now, instance.plan.interval)
+    return instance.period_start, instance.period_end
+
+
+def unused_fraction(instance: Instance, *, now: datetime) -> tuple[int, int]:
+    """(unused seconds, period seconds) of the instance's current period at `now`."""
+    if instance.period_end is None:
+        return 0, 1
+    total = int((instance.period_end - instance.period_start).total_seconds())
+    unused = int((instance.period_end - now).total_seconds())
+    return max(0, min(unused, total)), max(total, 1)
+
+
+def prorate(amount: int, *, unused: int, total: int) -> int:
+    """floor(amount * unused / total) in integers: never a float, never more than the unused share."""
+    if amount <= 0 or unused <= 0:
+        return 0
+    return amount * unused // total
+
+
+def retry_days(config=None) -> tuple[int, ...]:
+    raw = _setting("RENEWAL_RETRY_DAYS", config)
+    if raw in (None, ""):
+        return DEFAULT_RETRY_DAYS
+    if isinstance(raw, (tuple, list)):
+        return tuple(int(d) for d in raw)
+    days = tuple(int(part) for part in str(raw).split(",") if part.strip())
+    if any(d <= 0 for d in days) or list(days) != sorted(days):
+        raise SubscriptionError("RENEWAL_RETRY_DAYS must be increasing whole days, e.g. 1,3,5.")
+    return days
+
+
+def grace_days(config=None) -> int:
+    raw = _setting("RENEWAL_GRACE_DAYS", config)
+    return DEFAULT_GRACE_DAYS if raw in (None, "") else int(raw)
+
+
+def _setting(name: str, config):
+    if config is not None:
+        return config.get(name)
+    return current_app.config.get(name) if has_app_context() else None
+
+
+def in_grace(instance: Instance, *, now: datetime, config=None) -> bool:
+    """A past-due instance runs until its grace period ends."""
+    return (instance.status == InstanceStatus.PAST_DUE.value and instance.past_due_since is not None
+            and now < instance.past_due_since + timedelta(days=grace_days(config)))
+
+
+@dataclass(frozen=True)
+class NextCharge:
+    at: datetime
+    amount_minor: int
+    currency: str
+    plan: Plan
+
+
+def next_charge(instance: Instance) -> NextCharge | None:
+    """When the subscription is charged next and how much (the plan it renews on); None when it will
+    not renew (a trial, cancelled, or ending at the period's end)."""
+    if (instance.is_trial or instance.period_end is None or instance.cancel_at_period_end
+            or instance.status not in (*RENEWABLE, InstanceStatus.SUSPENDED.value)):
+        return None
+    plan = instance.pending_plan or instance.plan
+    at = instance.period_end
+    if instance.status == InstanceStatus.PAST_DUE.value and instance.next_renewal_attempt_at is not None:
+        at = instance.next_renewal_attempt_at
+    return NextCharge(at=at, amount_minor=plan.price_minor, currency=plan.currency, plan=plan)
+
+
+# --- saved cards -------------------------------------------------------------------------------
+
+def save_payment_method(session: Session, *, organization_id: int, user: User | None, backend: str, token: str,
+                        brand: str, last4: str, exp_month: int, exp_year: int) -> PaymentMethod:
+    """Record a card the provider keeps for renewals: its token, brand, last four digits and expiry."""
+    method = PaymentMethod(organization_id=organization_id, created_by_id=user.id if user else None,
+                           backend=backend, token=token, brand=brand[:24], last4=last4[-4:],
+                           exp_month=exp_month, exp_year=exp_year)
+    session.add(method)
+    session.flush()
+    return method
+
+
+def attach_payment_method(session: Session, *, order: Order, method: PaymentMethod) -> list[int]:
+    """Renew the subscriptions this paid order bought or renewed with `method`; returns their ids."""
+    line_ids = [line.id for line in order.lines if line.kind == LineKind.PLAN.value]
+    query = update(Instance).where(Instance.organization_id == order.organization_id)
+    if order.renews_instance_id is not None:
+        query = query.where(Instance.id == order.renews_instance_id)
+    else:
+        query = query.where(Instance.source_order_line_id.in_(line_ids or [0]))
+    ids = list(session.scalars(query.values(payment_method_id=method.id).returning(Instance.id)
+                               .execution_options(synchronize_session=False)))
+    for instance_id in ids:
+        loaded = session.get(Instance, instance_id)
+        if loaded is not None:
+            session.refresh(loaded, ["payment_method_id"])
+    return ids
+
+
+# --- renewal -----------------------------------------------------------------------------------
+
+@dataclass
+class RenewalReport:
+    renewed: list[int]
+    failed: list[int]
+    suspended: list[int]
+    ended: list[int]
+    skipped: list[int]
+    submitted: list[int] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.renewed) + len(self.submitted) + len(self.failed) + len(self.ended)
+
+    def summary(self) -> str:
+        submitted = (f" {len(self.submitted)} charged through the store, awaiting its confirmation;"
+                     if self.submitted else "")
+        return (f"Renewed {len(self.renewed)} subscription(s);{submitted} {len(self.failed)} payment(s) failed, "
+                f"{len(self.suspended)} suspended after the last retry; {len(self.ended)} ended at their "
+                "period's end.")
+
+
+def due_subscription_ids(session: Session, *, now: datetime) -> list[int]:
+    """Paid instances whose period has ended (active), or whose renewal retry is due (past due)."""
+    return list(session.scalars(
+        select(Instance.id).where(
+            Instance.is_trial.is_(False), Instance.period_end.is_not(None), Instance.period_end <= now,
+            (Instance.status == InstanceStatus.ACTIVE.value)
+            | ((Instance.status == InstanceStatus.PAST_DUE.value) & (Instance.next_renewal_attempt_at <= now)),
+        ).order_by(Instance.period_end, Instance.id)
+    ))
+
+
+def _lock(session: Session, instance_id: int) -> Instance | None:
+    return session.scalar(select(Instance).where(Instance.id == instance_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
+def renew_subscription(session: Session, *, instance_id: int, now: datetime, gateway, config=None) -> str:
+    """Renew one instance if it is due at `now`: 'renewed', 'submitted' (charged through Saleor, whose
+    order-paid webhook provisions the period), 'failed', 'suspended', 'ended' or 'skipped'.
+
+    Locks the instance row first, so two workers renewing the same instance run one after the other;
+    the second finds the period renewed (or its order charged) and does nothing. Flushes; the caller
+    commits."""
+    instance = _lock(session, instance_id)
+    if (instance is None or instance.is_trial or instance.period_end is None or instance.period_end > now
+            or instance.status not in RENEWABLE):
+        return "skipped"
+    if instance.status == InstanceStatus.PAST_DUE.value and (
+            instance.next_renewal_attempt_at is None or instance.next_renewal_attempt_at > now):
+        return "skipped"
+    if instance.cancel_at_period_end:
+        return _end_at_period_end(session, instance=instance, now=now)
+    order = open_renewal_order(session, instance=instance)
+    if order is None:
+        order = _create_renewal_order(session, instance=instance, backend=gateway.backend)
+        if order is None:  # another worker created it meanwhile (SQLite has no row lock)
+            return "skipped"
+    elif any(payment.status == "succeeded" for payment in order.payments):
+        return "skipped"  # charged already: the store has yet to confirm the order
+    if gateway.backend != order.backend:
+        raise SubscriptionError(f"This renewal is charged through the {order.backend} backend, not {gateway.backend}.")
+    if gateway.backend == "saleor":
+        return _renew_through_saleor(session, instance=instance, order=order, now=now, gateway=gateway,
+                                     config=config)
+    method = instance.payment_method
+    if method is None:
+        outcome_ok, message, last4 = False, "No card is saved for renewals.", None
+    else:
+        outcome = gateway.charge_saved_card(token=method.token, amount_minor=order.total_minor,
+                                            currency=order.currency, reference=order.number)
+        outcome_ok, message, last4 = outcome.succeeded, outcome.message, method.last4
+    _record_payment(session, order=order, succeeded=outcome_ok, last4=last4, message=message, now=now)
+    if outcome_ok:
+        _paid(session, order=order, now=now, actor_label="renewal")
+        return "renewed"
+    return _renewal_failed(session, instance=instance, order=order, now=now, config=config)
+
+
+def _record_payment(session: Session, *, order: Order, succeeded: bool, last4: str | None, message: str,
+                    now: datetime) -> None:
+    session.add(Payment(order_id=order.id, amount_minor=order.total_minor, currency=order.currency,
+                        status="succeeded" if succeeded else "declined", card_last4=last4, message=message[:500],
+                        created_at=now))
+    session.flush()
+    session.refresh(order, ["payments"])
+
+
+def _renew_through_saleor(session: Session, *, instance: Instance, order: Order, now: datetime, gateway,
+                          config=None) -> str:
+    """Charge the customer's stored payment method through Saleor. A charged renewal waits for Saleor's
+    order-paid webhook (or reconciliation), which provisions the period through the order-paid handler;
+    a declined one goes through dunning like a local one."""
+    charge = gateway.charge_renewal(reference=order.number, email=order.email, sku=order.lines[0].sku,
+                                    total_minor=order.total_minor, currency=order.currency)
+    last4 = charge.card.last4 if charge.card else None
+    if charge.succeeded and charge.order is not None:
+        order.external_id = charge.order.external_id[:64]
+    _record_payment(session, order=order, succeeded=charge.succeeded, last4=last4, message=charge.message, now=now)
+    if charge.succeeded:
+        audit.record(session, action="subscription.renewal_submitted", target_type="order", target_id=order.id,
+                     organization_id=order.organization_id, actor_label="system",
+                     data={"number": order.number, "instance": instance.id, "external_id": order.external_id})
+        return "submitted"
+    return _renewal_failed(session, instance=instance, order=order, now=now, config=config)
+
+
+def renew_due_subscriptions(session: Session, *, now: datetime, gateway, config=None,
+                            commit=None) -> RenewalReport:
+    """Renew every instance due at `now` (catching up missed periods, at most MAX_CATCH_UP_PERIODS each).
+    `commit`, when given, is called after each instance so that one failure keeps the others."""
+    report = RenewalReport([], [], [], [], [])
+    for instance_id in due_subscription_ids(session, now=now):
+        for _ in range(MAX_CATCH_UP_PERIODS):
+            outcome = renew_subscription(session, instance_id=instance_id, now=now, gateway=gateway, config=config)
+            if commit is not None:
+                commit()
+            if outcome == "renewed":
+                report.renewed.append(instance_id)
+                continue  # renewed to a period that may have ended too: go again
+            if outcome == "failed":
+                report.failed.append(instance_id)
+            elif outcome == "suspended":
+                report.failed.append(instance_id)
+                report.suspended.append(instance_id)
+            elif outcome == "ended":
+                report.ended.append(instance_id)
+            elif outcome == "submitted":
+                report.submitted.append(instance_id)
+            else:
+                report.skipped.append(instance_id)
+            break
+    return report
+
+
+def open_renewal_order(session: Session, *, instance: Instance) -> Order | None:
+    """The pending renewal order of the instance's current period end, if any."""
+    return session.scalar(select(Order).where(
+        Order.renews_instance_id == instance.id, Order.purpose == OrderPurpose.RENEWAL.value,
+        Order.renewal_period_start == instance.period_end, Order.status == OrderStatus.PENDING.value))
+
+
+def _order_email(session: Session, instance: Instance) -> tuple[str, int | None]:
+    if instance.source_order_line_id is not None:
+        row = session.execute(select(Order.email, Order.user_id).join(OrderLine, OrderLine.order_id == Order.id)
+                              .where(OrderLine.id == instance.source_order_line_id)).first()
+        if row is not None:
+            return row[0], row[1]
+    user = session.get(User, instance.created_by_id) if instance.created_by_id else None
+    return (user.email if user else ""), instance.created_by_id
+
+
+def _new_order(session: Session, *, instance: Instance, purpose: str, plan: Plan, amount: int, name: str,
+               period_start: datetime, backend: str = "local") -> Order | None:
+    from app.services import orders  # orders imports nothing of ours; imported late to keep start-up light
+
+    email, user_id = _order_email(session, instance)
+    order = Order(number=orders.new_order_number(), user_id=user_id, organization_id=instance.organization_id,
+                  email=email or "billing@invalid", status=OrderStatus.PENDING.value, total_minor=amount,
+                  currency=plan.currency, backend=backend,
+                  purpose=purpose, renews_instance_id=instance.id, renewal_period_start=period_start)
+    if not orders.insert_once(session, order):
+        return None
+    session.add(OrderLine(order_id=order.id, kind=LineKind.PLAN.value, sku=plan.sku, name=name[:200],
+                          plan_id=plan.id, offering_id=plan.offering_id, quantity=1, unit_price_minor=amount,
+                          total_minor=amount))
+    session.flush()
+    session.refresh(order, ["lines"])
+    audit.record(session, action=f"order.{purpose}_placed", target_type="order", target_id=order.id,
+                 organization_id=order.organization_id, actor_label="system",
+                 data={"number": order.number, "instance": instance.id, "total_minor": amount,
+                       "currency": order.currency})
+    return order
+
+
+def _create_renewal_order(session: Session, *, instance: Instance, backend: str = "local") -> Order | None:
+    plan = instance.pending_plan or instance.plan
+    start = instance.period_end
+    end = add_interval(start, plan.interval)
+    name = f"{plan.offering.name} {plan.name} plan, {period_label(start, end)}"
+    return _new_order(session, instance=instance, purpose=OrderPurpose.RENEWAL.value, plan=plan,
+                      amount=plan.price_minor, name=name, period_start=start, backend=backend)
+
+
+def period_label(start: datetime, end: datetime) -> str:
+    """"Jan 5 – Feb 5, 2027" for a period, as a buyer reads it."""
+    last = end - timedelta(seconds=1)
+    if start.year == last.year:
+        return f"{start:%b} {start.day} – {end:%b} {end.day}, {end.year}"
+    return f"{start:%b} {start.day}, {start.year} – {end:%b} {end.day}, {end.year}"
+
+
+def _paid(session: Session, *, order: Order, now: datetime, actor_label: str) -> None:
+    from app.services import orders, provisioning
+
+    if orders.mark_order_paid(session, order=order, actor_label=actor_label):
+        provisioning.handle_order_paid(session, order=order, actor_label=actor_label, now=now)
+
+
+def _renewal_failed(session: Session, *, instance: Instance, order: Order, now: datetime, config=None) -> str:
+    schedule = retry_days(config)
+    since = instance.past_due_since or now
+    failures = instance.renewal_failures + 1
+    if failures > len(schedule):
+        values = {"status": InstanceStatus.SUSPENDED.value, "renewal_failures": failures,
+                  "next_renewal_attempt_at": None, "past_due_since": since}
+        outcome = "suspended"
+    else:
+        values = {"status": InstanceStatus.PAST_DUE.value, "renewal_failures": failures, "past_due_since": since,
+                  "next_renewal_attempt_at": since + timedelta(days=schedule[failures - 1])}
+        outcome = "failed"
+    session.execute(update(Instance).where(Instance.id == instance.id).values(**values)
+                    .execution_options(synchronize_session=False))
+    session.refresh(instance)
+    action = "subscription.renewal_failed" if outcome == "failed" else "subscription.suspended_unpaid"
+    next_attempt = instance.next_renewal_attempt_at
+    audit.record(session, action=action, target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor_label="system",
+                 data={"order": order.number, "failures": failures,
+                       "next_attempt": next_attempt.isoformat() if next_attempt else None})
+    mail.renewal_failed(session, instance=instance, order=order, failures=failures,
+                        grace_ends_at=since + timedelta(days=grace_days(config)))
+    return outcome
+
+
+def _end_at_period_end(session: Session, *, instance: Instance, now: datetime) -> str:
+    ended_at = instance.period_end
+    changed = session.execute(
+        update(Instance).where(Instance.id == instance.id, Instance.status.in_(RENEWABLE))
+        .values(status=InstanceStatus.CANCELLED.value, cancelled_at=ended_at)
+        .execution_options(synchronize_session=False)).rowcount
+    session.refresh(instance)
+    if not changed:
+        return "skipped"
+    # the period's credits expired with it; a roll-over plan's grant that would have carried on ends now
+    plan_credits.end_included_credits(session, instance=instance, actor_label="system", now=now,
+                                      reason="the subscription ended at the end of its period")
+    audit.record(session, action="instance.cancelled", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor_label="system",
+                 data={"status": InstanceStatus.CANCELLED.value, "at_period_end": True})
+    return "ended"
+
+
+def apply_paid_renewal(session: Session, *, order: Order, line: OrderLine, now: datetime) -> bool:
+    """Start the period a paid renewal order bought (once): on time, it follows the old period; after a
+    failed renewal (past due or suspended), it starts at the payment. Grants the period's included
+    credits; a roll-over plan's unused credits carry on to the new period's end. Called by the order-paid
+    handler; False when this order's period was applied before."""
+    instance = _lock(session, order.renews_instance_id)
+    if instance is None or instance.period_end != order.renewal_period_start:
+        return False
+    if instance.status not in (*RENEWABLE, InstanceStatus.SUSPENDED.value):
+        log.warning("renewal order %s paid for instance %s, which is %s", order.number, instance.id,
+                    instance.status)
+        return False
+    plan = line.plan
+    late = instance.past_due_since is not None
+    start = now if late else order.renewal_period_start
+    end = add_interval(start, plan.interval)
+    old_end = instance.period_end
+    session.execute(update(Instance).where(Instance.id == instance.id).values(
+        plan_id=plan.id, pending_plan_id=None, period_start=start, period_end=end,
+        status=InstanceStatus.ACTIVE.value, past_due_since=None, renewal_failures=0, next_renewal_attempt_at=None,
+    ).execution_options(synchronize_session=False))
+    session.refresh(instance)
+    if plan.rollover_credits:
+        _carry_over(session, instance=instance, old_end=old_end, new_end=end)
+    if end > now:
+        from app.services import provisioning
+
+        plan_credits.grant_included_credits(
+            session, instance=instance, period_end=end, now=now,
+            reference=f"{plan.offering.name} {plan.name} plan, {period_label(start, end)}, order {order.number}",
+            idempotency_key=provisioning.plan_credit_key(line.id),
+        )
+    audit.record(session, action="subscription.renewed", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor_label="system",
+                 data={"order": order.number, "period_start": start.isoformat(), "period_end": end.isoformat(),
+                       "plan": plan.sku, "after_failed_payment": late})
+    return True
+
+
+def _carry_over(session: Session, *, instance: Instance, old_end: datetime, new_end: datetime) -> None:
+    """A roll-over plan: the unused credits of the period that ended move their end to the new period's."""
+    plan_credits.lock_wallet_of(session, organization_id=instance.organization_id)
+    session.execute(update(CreditGrant).where(
+        CreditGrant.instance_id == instance.id, CreditGrant.origin == GrantOrigin.PLAN.value,
+        CreditGrant.remaining > 0, CreditGrant.expires_at == old_end,
+    ).values(expires_at=new_end).execution_options(synchronize_session=False))
+
+
+# --- cancel, resume, change -------------------------------------------------------------------
+
+def _require_manager(session: Session, *, instance: Instance, actor: User) -> None:
+    from app.services.instances import InstanceNotFound
+
+    organizations.require_role(session, user=actor, organization_id=instance.organization_id,
+                               not_found=InstanceNotFound())
+
+
+def _require_subscription(instance: Instance) -> None:
+    if instance.is_trial or instance.period_end is None:
+        raise SubscriptionError("A free trial has no billing period to change.", status=409)
+    if instance.status not in (*RENEWABLE, InstanceStatus.SUSPENDED.value):
+        raise SubscriptionError(f"A {instance.status.replace('_', ' ')} subscription cannot be changed.", status=409)
+
+
+def cancel_at_period_end(session: Session, *, instance: Instance, actor: User, now: datetime | None = None) -> Instance:
+    """The subscription runs until its period ends and is not renewed (flushes; caller commits)."""
+    _require_manager(session, instance=instance, actor=actor)
+    _require_subscription(instance)
+    if instance.cancel_at_period_end:
+        raise SubscriptionError("This subscription already ends at the end of its period.", status=409)
+    instance.cancel_at_period_end = True
+    session.flush()
+    audit.record(session, action="subscription.cancel_at_period_end", target_type="instance",
+                 target_id=instance.id, organization_id=instance.organization_id, actor=actor,
+                 data={"period_end": instance.period_end.isoformat()})
+    return instance
+
+
+def resume_subscription(session: Session, *, instance: Instance, actor: User, now: datetime | None = None) -> Instance:
+    """Undo a cancellation at the period's end: the subscription renews again."""
+    _require_manager(session, instance=instance, actor=actor)
+    _require_subscription(instance)
+    now = now or utcnow()
+    if not instance.cancel_at_period_end:
+        raise SubscriptionError("This subscription is not set to end.", status=409)
+    if instance.period_end <= now:
+        raise SubscriptionError("This subscription has already ended.", status=409)
+    instance.cancel_at_period_end = False
+    session.flush()
+    audit.record(session, action="subscription.resumed", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor=actor, data={})
+    return instance
+
+
+@dataclass(frozen=True)
+class CancelNowQuote:
+    refund_minor: int
+    currency: str
+    unused_seconds: int
+    period_seconds: int
+    order_id: int | None  # the order that paid the current period: what a refund is made against
+    order_line_id: int | None
+
+
+def paying_order_line(session: Session, *, instance: Instance) -> OrderLine | None:
+    """The paid order line that bought the instance's current period (a renewal, or the purchase)."""
+    line = session.scalar(
+        select(OrderLine).join(Order, Order.id == OrderLine.order_id)
+        .where(Order.renews_instance_id == instance.id, Order.purpose == OrderPurpose.RENEWAL.value,
+               Order.status == OrderStatus.PAID.value)
+        .order_by(Order.paid_at.desc(), Order.id.desc()).limit(1))
+    if line is None and instance.source_order_line_id is not None:
+        line = session.get(OrderLine, instance.source_order_line_id)
+    return line
+
+
+def quote_cancel_now(session: Session, *, instance: Instance, now: datetime | None = None) -> CancelNowQuote:
+    """What cancelling now refunds: the plan's price for the unused part of a paid period, rounded down."""
+    now = now or utcnow()
+    plan = instance.plan
+    unused, total = unused_fraction(instance, now=now)
+    paid = instance.status in (InstanceStatus.ACTIVE.value,) and not instance.is_trial
+    refund = prorate(plan.price_minor, unused=unused, total=total) if paid else 0
+    line = paying_order_line(session, instance=instance) if paid else None
+    return CancelNowQuote(refund_minor=refund, currency=plan.currency, unused_seconds=unused, period_seconds=total,
+                          order_id=line.order_id if line else None, order_line_id=line.id if line else None)
+
+
+def cancel_now(session: Session, *, instance: Instance, actor: User, now: datetime | None = None) -> CancelNowQuote:
+    """Cancel at once (`instances.cancel_instance`) and record the refund it gives: the audit event
+    `subscription.refund_due` names the order line and the amount, for the refund through the commerce
+    port. Returns the quote (flushes; caller commits)."""
+    from app.services import instances
+
+    now = now or utcnow()
+    quote = quote_cancel_now(session, instance=instance, now=now)
+    instances.cancel_instance(session, instance=instance, actor=actor)
+    if quote.refund_minor > 0:
+        audit.record(session, action="subscription.refund_due", target_type="order_line",
+                     target_id=quote.order_line_id, organization_id=instance.organization_id, actor=actor,
+                     data={"instance": instance.id, "order": quote.order_id, "amount_minor": quote.refund_minor,
+                           "currency": quote.currency, "unused_seconds": quote.unused_seconds,
+                           "period_seconds": quote.period_seconds})
+    return quote
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    kind: str  # upgrade | downgrade | unchanged
+    plan: Plan
+    charge_minor: int  # upgrade: charged now
+    credits: int  # upgrade: included credits granted now for the rest of the period
+    order: Order | None = None
+
+
+def quote_plan_change(session: Session, *, instance: Instance, plan: Plan, now: datetime | None = None) -> PlanChange:
+    now = now or utcnow()
+    current = instance.plan
+    if plan.offering_id != instance.offering_id:
+        raise SubscriptionError("Choose a plan of the same agent.", field="plan_id")
+    if plan.currency != current.currency:
+        raise SubscriptionError("Choose a plan in the same currency.", field="plan_id")
+    if plan.interval != current.interval:
+        raise SubscriptionError("Choose a plan with the same billing interval.", field="plan_id")
+    if plan.id == current.id:
+        return PlanChange("unchanged", plan, 0, 0)
+    if plan.price_minor < current.price_minor:
+        return PlanChange("downgrade", plan, 0, 0)
+    unused, total = unused_fraction(instance, now=now)
+    return PlanChange("upgrade", plan, prorate(plan.price_minor - current.price_minor, unused=unused, total=total),
+                      prorate(plan.included_credits - current.included_credits, unused=unused, total=total))
+
+
+def change_plan(session: Session, *, instance: Instance, plan: Plan, actor: User, gateway,
+                now: datetime | None = None) -> PlanChange:
+    """Upgrade now (the prorated difference charged to the saved card, or an order to pay on the card
+    page when none is saved or it is declined) or downgrade at the next period. Choosing the current plan
+    cancels a pending downgrade. Flushes; the caller commits."""
+    _require_manager(session, instance=instance, actor=actor)
+    _require_subscription(instance)
+    now = now or utcnow()
+    if instance.status != InstanceStatus.ACTIVE.value:
+        raise SubscriptionError("Pay the open renewal first; then you can change the plan.", status=409)
+    change = quote_plan_change(session, instance=instance, plan=plan, now=now)
+    if change.kind in ("unchanged", "downgrade"):
+        instance.pending_plan_id = plan.id if change.kind == "downgrade" else None
+        session.flush()
+        action = "downgrade_scheduled" if change.kind == "downgrade" else "plan_kept"
+        audit.record(session, action=f"subscription.{action}", target_type="instance", target_id=instance.id,
+                     organization_id=instance.organization_id, actor=actor, data={"plan": plan.sku})
+        return change
+    if instance.period_end <= now:
+        raise SubscriptionError("This period has ended; change the plan after the renewal.", status=409)
+    if gateway.backend != "local":
+        raise SubscriptionError("Upgrading during a period is not available with this store yet; a cheaper plan "
+                                "can still be chosen for the next period.", status=409)
+    end = instance.period_end
+    name = f"{plan.offering.name}: upgrade to {plan.name} for the rest of the period to {end:%b} {end.day}"
+    order = _new_order(session, instance=instance, purpose=OrderPurpose.UPGRADE.value, plan=plan,
+                       amount=change.charge_minor, name=name, period_start=now)
+    if order is None:
+        raise SubscriptionError("A plan change is already being made; reload the page.", status=409)
+    instance.pending_plan_id = None
+    method = instance.payment_method
+    if change.charge_minor == 0:
+        _paid(session, order=order, now=now, actor_label=actor.email)
+    elif method is not None and method.backend == order.backend == gateway.backend:
+        outcome = gateway.charge_saved_card(token=method.token, amount_minor=order.total_minor,
+                                            currency=order.currency, reference=order.number)
+        session.add(Payment(order_id=order.id, amount_minor=order.total_minor, currency=order.currency,
+                            status="succeeded" if outcome.succeeded else "declined", card_last4=method.last4,
+                            message=outcome.message, created_at=now))
+        session.flush()
+        if outcome.succeeded:
+            _paid(session, order=order, now=now, actor_label=actor.email)
+    audit.record(session, action="subscription.upgrade_ordered", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor=actor,
+                 data={"plan": plan.sku, "order": order.number, "charge_minor": change.charge_minor,
+                       "credits": change.credits})
+    session.refresh(order)
+    return PlanChange("upgrade", plan, change.charge_minor, change.credits, order)
+
+
+def apply_paid_upgrade(session: Session, *, order: Order, line: OrderLine, now: datetime) -> bool:
+    """Switch the instance to the upgrade's plan now and grant the prorated included credits for the rest
+    of the period (once per order line). Called by the order-paid handler."""
+    instance = _lock(session, order.renews_instance_id)
+    if instance is None or instance.status not in RENEWABLE or instance.plan_id == line.plan_id:
+        return False
+    old = instance.plan
+    new = line.plan
+    as_of = order.renewal_period_start or now
+    unused, total = unused_fraction(instance, now=as_of)
+    credits = prorate(new.included_credits - old.included_credits, unused=unused, total=total)
+    session.execute(update(Instance).where(Instance.id == instance.id)
+                    .values(plan_id=new.id, pending_plan_id=None).execution_options(synchronize_session=False))
+    session.refresh(instance)
+    if credits > 0 and instance.period_end > now:
+        from app.services import billing, provisioning
+
+        wallet = billing.wallet_for_organization(session, instance.organization_id)
+        billing.grant_credits(
+            session, wallet=wallet, amount=credits, origin=GrantOrigin.PLAN.value,
+            reference=f"{new.offering.name} upgrade to {new.name}: included credits for the rest of the period, "
+                      f"order {order.number}"[:120],
+            expires_at=instance.period_end, instance_id=instance.id,
+            idempotency_key=provisioning.plan_credit_key(line.id), now=now,
+        )
+    audit.record(session, action="subscription.upgraded", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor_label="system",
+                 data={"from": old.sku, "to": new.sku, "order": order.number, "credits": credits})
+    return True
