@@ -23,6 +23,7 @@ class FakeStore:
         self.checkouts = {}
         self.completed = []
         self.price_override = None
+        self.on_complete = None  # called with the order before checkoutComplete answers (inline webhooks)
 
     def _view(self, checkout_id):
         c = self.checkouts[checkout_id]
@@ -83,7 +84,10 @@ class FakeStore:
 
         def complete(info, id, metadata=None, **_):
             self.completed.append(id)
-            return {"order": self.order(id, metadata), "confirmationNeeded": False, "errors": []}
+            order = self.order(id, metadata)
+            if self.on_complete is not None:
+                self.on_complete(order)
+            return {"order": order, "confirmationNeeded": False, "errors": []}
 
         return {"productVariants": variants, "checkoutCreate": create, "checkout": checkout,
                 "checkoutLinesAdd": lines_add, "checkoutLinesUpdate": lines_update,
@@ -166,8 +170,8 @@ def test_the_webhook_for_a_saleor_checkout_provisions_it(make_app, saleor_fake, 
     assert session.scalar(select(Instance.source_order_line_id)) == order.lines[0].id
 
 
-def test_a_retry_brings_the_earlier_checkout_up_to_date_instead_of_creating_another(make_app, saleor_fake, session, buyer):
-    # given: the first attempt created a checkout, then Saleor failed while completing it
+def test_a_failure_after_the_payment_keeps_the_order_and_a_retry_completes_that_order(make_app, saleor_fake, session, buyer):
+    # given: the order is committed, Saleor took the payment request, then failed while completing the checkout
     store = FakeStore()
     app = _saleor_app(make_app, saleor_fake, store)
     client = app.test_client()
@@ -177,10 +181,46 @@ def test_a_retry_brings_the_earlier_checkout_up_to_date_instead_of_creating_anot
     saleor_fake.fail_with_status(500, operation="CheckoutComplete")
     failed = _checkout(client, session, buyer)
     assert failed.status_code == 502
-    assert "Check your orders before paying again." in failed.get_data(as_text=True)
-    assert session.scalar(select(func.count()).select_from(Order)) == 0
-    # the buyer changes the cart: drops the plan, takes 5 packs
+    page = failed.get_data(as_text=True)
+    assert "Check your orders before paying again." in page and "Try the payment again" in page
+    order = session.scalar(select(Order))
+    assert (order.status, order.external_id, order.total_minor) == ("pending", None, 17600)
+    assert session.scalar(select(func.count()).select_from(CartLine)) == 0
+    assert "Try the payment again" in client.get("/checkout").get_data(as_text=True)
     saleor_fake.recover()
+    saleor_fake.clear_log()
+
+    # when: the buyer submits again
+    retried = _checkout(client, session, buyer)
+
+    # then: the same order and the same Saleor checkout, paid once
+    assert retried.status_code == 303 and retried.headers["Location"] == f"/account/orders/{order.id}"
+    assert saleor_fake.operation_names() == [
+        "VariantsBySku", "Checkout", "CheckoutBillingAddressUpdate", "TransactionInitialize", "CheckoutComplete"]
+    assert list(store.checkouts) == ["Q2hlY2tvdXQ6MQ=="]
+    [pay] = saleor_fake.received("TransactionInitialize")
+    assert pay.variables["idempotencyKey"] == f"{order.number}:Q2hlY2tvdXQ6MQ=="
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Order)) == 1
+    assert (order.external_id, [(l.sku, l.quantity) for l in order.lines]) == (ORDER_ID, [(PLAN, 1), (PACK, 2)])
+    assert client.get("/checkout").headers["Location"] == f"/account/orders/{order.id}"  # nothing left to pay
+
+
+def test_a_refusal_before_the_payment_takes_the_order_back_and_the_next_try_updates_the_same_checkout(
+        make_app, saleor_fake, session, buyer):
+    # given: Saleor's price differs, so the first try stops before any payment and leaves its checkout behind
+    store = FakeStore()
+    store.price_override = 1.0
+    app = _saleor_app(make_app, saleor_fake, store)
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PLAN, "quantity": "1"})
+    client.post("/cart/add", data={"sku": PACK, "quantity": "2"})
+    assert _checkout(client, session, buyer).status_code == 409
+    assert session.scalar(select(func.count()).select_from(Order)) == 0
+    assert sorted((l.sku, l.quantity) for l in session.scalars(select(CartLine))) == [(PACK, 2), (PLAN, 1)]
+    # the buyer changes the cart: drops the plan, takes 5 packs
+    store.price_override = None
     saleor_fake.clear_log()
     plan_line = session.scalar(select(CartLine).where(CartLine.sku == PLAN))
     pack_line = session.scalar(select(CartLine).where(CartLine.sku == PACK))
@@ -198,6 +238,42 @@ def test_a_retry_brings_the_earlier_checkout_up_to_date_instead_of_creating_anot
     assert list(store.checkouts) == ["Q2hlY2tvdXQ6MQ=="]
     order = session.scalar(select(Order))
     assert [(l.sku, l.quantity) for l in order.lines] == [(PACK, 5)] and order.total_minor == 22500
+    assert session.scalar(select(func.count()).select_from(Order)) == 1
+
+
+def test_the_order_paid_webhook_sent_inline_by_checkout_complete_finds_the_order(
+        make_app, saleor_fake, jwks, saleor_key, session, buyer):
+    """A Saleor without a task broker sends ORDER_PAID and ORDER_FULLY_PAID from inside checkoutComplete,
+    before answering it: the order is already committed here, so both deliveries are taken in."""
+    store = FakeStore()
+    app = _saleor_app(make_app, saleor_fake, store, SALEOR_JWKS_URL=jwks.url)
+    deliveries = []
+
+    def send_webhooks(order_node):
+        for typename, event in (("OrderPaid", "order_paid"), ("OrderFullyPaid", "order_fully_paid")):
+            body = encode({"__typename": typename, "order": order_node})
+            deliveries.append(deliver(app.test_client(), body, signature=sign_jws(body, saleor_key, "saleor-key-1"),
+                                      event=event))
+
+    store.on_complete = send_webhooks
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PLAN, "quantity": "1"})
+    client.post("/cart/add", data={"sku": PACK, "quantity": "2"})
+
+    response = _checkout(client, session, buyer)
+
+    order = session.scalar(select(Order))
+    assert response.status_code == 303 and response.headers["Location"] == f"/account/orders/{order.id}"
+    assert [(r.status_code, r.get_json()["order_id"]) for r in deliveries] == [(200, order.id), (200, order.id)]
+    assert "Retry-After" not in deliveries[0].headers
+    session.expire_all()
+    assert (order.status, order.external_id) == ("paid", ORDER_ID) and order.provisioned_at is not None
+    assert [(l.sku, l.quantity, l.external_line_id) for l in order.lines] == [
+        (PLAN, 1, "T3JkZXJMaW5lOj0"), (PACK, 2, "T3JkZXJMaW5lOj1")]
+    assert session.scalar(select(func.count()).select_from(Instance)) == 1
+    assert session.scalar(select(func.count()).select_from(Order)) == 1
+    assert "Awaiting confirmation" not in client.get(f"/account/orders/{order.id}").get_data(as_text=True)
 
 
 def test_a_price_that_differs_in_saleor_charges_nothing(make_app, saleor_fake, session, buyer):
