@@ -77,7 +77,8 @@ class ReconcileReport:
 
 def reconcile(session: Session, *, hours: int = 24, config: Mapping[str, Any] | None = None) -> ReconcileReport:
     """Provision paid orders that are not provisioned yet: local ones, and (with Saleor) orders Saleor
-    holds as paid in the last `hours` whose webhook was lost. Each order is committed on its own."""
+    holds as paid in the last `hours` whose webhook was lost (only our channel's orders that carry our order
+    reference: the rest of a shared store is never read or counted). Each order is committed on its own."""
     from flask import current_app
 
     from app.adapters.commerce import CommerceUnavailable

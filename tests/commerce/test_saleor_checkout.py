@@ -317,9 +317,14 @@ def test_reconcile_provisions_a_saleor_order_whose_webhook_was_lost(make_app, sa
     client.post("/cart/add", data={"sku": PACK, "quantity": "3"})
     _checkout(client, session, buyer)
     order = session.scalar(select(Order))
+    foreign = {**store.order("Q2hlY2tvdXQ6MQ=="), "id": "T3JkZXI6anVpY2U=", "number": "12", "userEmail": "x@shop.test"}
+    saleor_fake.resolvers["channel"] = lambda info, slug=None, **_: {
+        "id": "Q2hhbm5lbDox", "slug": slug, "currencyCode": "USD", "warehouses": []} if slug == "default-channel" else None
+    # a store that ignored the filter would also send its own orders: they are skipped without a word
     saleor_fake.resolvers["orders"] = lambda info, where, first=50, after=None, **_: {
         "pageInfo": {"hasNextPage": False, "endCursor": None},
-        "edges": [{"node": store.order("Q2hlY2tvdXQ6MQ==", [{"key": "digitlify_order", "value": order.number}])}],
+        "edges": [{"node": foreign},
+                  {"node": store.order("Q2hlY2tvdXQ6MQ==", [{"key": "digitlify_order", "value": order.number}])}],
     }
 
     # when
@@ -333,6 +338,10 @@ def test_reconcile_provisions_a_saleor_order_whose_webhook_was_lost(make_app, sa
     assert again.output.strip() == "Reconciled: 0 order(s) provisioned, 0 failed, 1 paid Saleor order(s) checked."
     [received] = saleor_fake.received("PaidOrders")[:1]
     assert received.headers["Authorization"] == "Bearer app-token"
+    assert received.variables["channelId"] == "Q2hhbm5lbDox"
+    assert "channelId: { eq: $channelId }" in received.query
+    assert 'metadata: { key: "digitlify_order" }' in received.query
+    assert "No account" not in result.output
     session.expire_all()
     assert order.status == "paid"
     assert session.scalar(select(LedgerEntry.amount).where(

@@ -102,7 +102,8 @@ class CheckoutPort(Protocol):
         """Charge a card in test mode (local backend only; others raise CheckoutError)."""
 
     def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
-        """Orders the backend holds as fully paid since `since` (empty when our tables are the truth)."""
+        """Orders of ours (they carry our order reference) the backend holds as fully paid since `since`,
+        in our channel only (empty when our tables are the truth)."""
 
 
 def get_checkout(backend: str | None = None) -> CheckoutPort:
