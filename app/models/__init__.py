@@ -13,7 +13,7 @@ from app.models.identity import LoginThrottle, MemberRole, Membership, Organizat
 from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
 )
-from app.models.integrations import ConnectorBinding, StoredSecret, StoreSyncState, WebhookEvent
+from app.models.integrations import STORE_SYNC_KEY, ConnectorBinding, StoredSecret, StoreSyncState, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
 
@@ -23,5 +23,5 @@ __all__ = [
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
-    "Run", "RunStatus", "StoredSecret", "StoreSyncState", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
+    "Run", "RunStatus", "STORE_SYNC_KEY", "StoredSecret", "StoreSyncState", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

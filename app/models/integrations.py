@@ -51,6 +51,9 @@ class StoredSecret(Model):
     destroyed_at: Mapped[datetime | None]
 
 
+STORE_SYNC_KEY = "saleor"  # the one row of store_sync_state the Saleor sync keeps
+
+
 class StoreSyncState(Model):
     """What the store sync (Saleor) has done, for every process to see: `generation` goes up with each
     sync, so per-process caches of the store's catalog (facet vocabulary, scope) know they are stale;

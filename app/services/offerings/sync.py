@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session
 from app.adapters.commerce.product_sync import (
     CreditPackData, FacetData, PlanData, ProductData, ProductSync, ProductSyncError, VersionData, get_product_sync,
 )
-from app.models import CreditPack, FacetValue, Offering, OfferingStatus, Organization, StoreSyncState, User, utcnow
+from app.models import STORE_SYNC_KEY, CreditPack, FacetValue, Offering, OfferingStatus, Organization, StoreSyncState, User, utcnow
 from app.services import audit
 from app.services.offerings.rendering import render_description
 from app.services.offerings.rules import SYNC_ERROR_MAX, SYNC_FAILED, SYNC_SYNCED
 from app.services.offerings.versions import latest_version
 
-STATE_KEY = "saleor"
+STATE_KEY = STORE_SYNC_KEY
 
 
 # --- the store's sync state: generation, scope, last credit-pack push ----------------------------
