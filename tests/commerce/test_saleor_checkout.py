@@ -19,7 +19,9 @@ ORDER_ID = "T3JkZXI6c2FsZW9yLTE="
 class FakeStore:
     """Just enough of Saleor's checkout behaviour for the adapter: checkouts by id, priced lines."""
 
-    def __init__(self):
+    def __init__(self, variants=None, prices=None):
+        self.variants = dict(variants or VARIANTS)  # sku -> Saleor variant id
+        self.prices = dict(prices or PRICES)  # sku -> price in the channel
         self.checkouts = {}
         self.completed = []
         self.price_override = None
@@ -28,7 +30,7 @@ class FakeStore:
     def _view(self, checkout_id):
         c = self.checkouts[checkout_id]
         total = self.price_override if self.price_override is not None else sum(
-            PRICES[sku] * q for sku, q in ((self._sku(v), q) for v, q in c["lines"].items()))
+            self.prices[sku] * q for sku, q in ((self._sku(v), q) for v, q in c["lines"].items()))
         return {
             "id": checkout_id, "email": c["email"], "chargeStatus": "NONE",
             "lines": [{"id": f"line-{v}", "quantity": q, "variant": {"id": v, "sku": self._sku(v)}}
@@ -36,14 +38,13 @@ class FakeStore:
             "totalPrice": {"gross": {"amount": total, "currency": "USD"}},
         }
 
-    @staticmethod
-    def _sku(variant_id):
-        return next(sku for sku, v in VARIANTS.items() if v == variant_id)
+    def _sku(self, variant_id):
+        return next(sku for sku, v in self.variants.items() if v == variant_id)
 
     def resolvers(self):
         def variants(info, channel, where, first=100, **_):
             skus = where["sku"]["oneOf"]
-            return {"edges": [{"node": {"id": VARIANTS[s], "sku": s}} for s in skus if s in VARIANTS]}
+            return {"edges": [{"node": {"id": self.variants[s], "sku": s}} for s in skus if s in self.variants]}
 
         def create(info, input, **_):
             checkout_id = base64.b64encode(f"Checkout:{len(self.checkouts) + 1}".encode()).decode()
@@ -99,11 +100,11 @@ class FakeStore:
         c = self.checkouts[checkout_id]
         lines = [(self._sku(v), q) for v, q in c["lines"].items()]
         return {
-            "id": ORDER_ID, "number": "77", "created": "2026-11-25T10:00:00+00:00", "userEmail": c["email"],
+            "id": ORDER_ID if checkout_id == "Q2hlY2tvdXQ6MQ==" else f"T3JkZXI6{checkout_id}", "number": "77", "created": "2026-11-25T10:00:00+00:00", "userEmail": c["email"],
             "chargeStatus": charge_status, "isPaid": charge_status == "FULL",
-            "total": {"gross": {"amount": sum(PRICES[s] * q for s, q in lines), "currency": "USD"}},
+            "total": {"gross": {"amount": sum(self.prices[s] * q for s, q in lines), "currency": "USD"}},
             "lines": [{"id": f"T3JkZXJMaW5lOj{i}", "productSku": s, "productName": s.title(), "variantName": "",
-                       "quantity": q, "unitPrice": {"gross": {"amount": PRICES[s], "currency": "USD"}}}
+                       "quantity": q, "unitPrice": {"gross": {"amount": self.prices[s], "currency": "USD"}}}
                       for i, (s, q) in enumerate(lines)],
             "metadata": metadata or [],
         }
@@ -346,3 +347,35 @@ def test_reconcile_provisions_a_saleor_order_whose_webhook_was_lost(make_app, sa
     assert order.status == "paid"
     assert session.scalar(select(LedgerEntry.amount).where(
         LedgerEntry.idempotency_key == f"order-line:{order.lines[0].id}:credits")) == 1500
+
+
+def test_credit_packs_synced_to_saleor_sell_on_their_own_and_with_a_plan(saleor_app, saleor_fake, store, session,
+                                                                         buyer):
+    # given: the sync pushed the offerings and the credit packs to the store
+    with saleor_app.app_context():
+        synced = saleor_app.test_cli_runner().invoke(args=["sync-saleor"])
+    assert synced.exit_code == 0, synced.output
+    listed = [v for v in store.variants.values() if store.channel_id in v["prices"]]
+    checkout_store = FakeStore(variants={v["sku"]: v["id"] for v in listed},
+                               prices={v["sku"]: float(v["prices"][store.channel_id]) for v in listed})
+    saleor_fake.resolvers.update(checkout_store.resolvers())
+    client = saleor_app.test_client()
+    login(client, buyer)
+
+    # when: a plan with a pack, then a pack on its own
+    client.post("/cart/add", data={"sku": PLAN, "quantity": "1"})
+    client.post("/cart/add", data={"sku": PACK, "quantity": "2"})
+    together = _checkout(client, session, buyer)
+    client.post("/cart/add", data={"sku": "CREDITS-100", "quantity": "3"})
+    alone = _checkout(client, session, buyer)
+
+    # then
+    assert (together.status_code, alone.status_code) == (303, 303)
+    first, second = session.scalars(select(Order).order_by(Order.id)).all()
+    assert [(l.sku, l.quantity) for l in first.lines] == [(PLAN, 1), (PACK, 2)]
+    assert (first.total_minor, second.total_minor) == (8600 + 2 * 4500, 3 * 1000)
+    assert [(l.sku, l.kind) for l in second.lines] == [("CREDITS-100", "credit_pack")]
+    pack_product = store.product_by_slug("digitlify-credits")
+    assert {checkout_store._sku(v) for c in checkout_store.checkouts.values() for v in c["lines"]} == {
+        PLAN, PACK, "CREDITS-100"}
+    assert store.variant_by_sku(PACK)["product"] == store.variant_by_sku("CREDITS-100")["product"] == pack_product["id"]
