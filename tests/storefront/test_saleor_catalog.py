@@ -410,3 +410,21 @@ def test_with_the_scope_known_the_vocabulary_and_the_product_list_are_fetched_at
     assert response.status_code == 200 and _slugs(response.get_data(as_text=True)) == ["support-bot"]
     assert sorted(saleor_fake.operation_names()) == ["FacetAttributes", "ProductList"]
     assert saleor_fake.received("ProductList")[0].variables["where"]["productType"] == {"eq": OFFERING_TYPE}
+
+
+def test_the_side_by_side_saleor_benchmark_runs_against_a_served_fake(saleor_fake):
+    """bench/catalog.py --saleor-url, against the fake Saleor: both sides answer every search."""
+    from app.adapters.commerce.saleor.catalog import forget_vocabularies
+    from bench.catalog import SALEOR_QUERIES, bench_saleor
+
+    forget_vocabularies()
+    saleor_fake.resolvers.update({"attributes": _attributes, "products": _products, "product": _product_by_slug,
+                                  "collection": _collection, "productTypes": _product_types})
+
+    results = bench_saleor(saleor_fake.url, "web", iterations=2, quiet=True)
+
+    assert list(results) == [label for label, _ in SALEOR_QUERIES]
+    assert all(r["list_median"] > 0 and r["page_median"] > 0 for r in results.values())
+    lists = saleor_fake.received("ProductList")
+    assert all(op.variables["where"]["productType"] == {"eq": OFFERING_TYPE} for op in lists)
+    assert len(saleor_fake.received("FacetAttributes")) == 1  # cached across the run, as in production
