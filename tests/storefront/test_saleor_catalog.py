@@ -428,3 +428,40 @@ def test_the_side_by_side_saleor_benchmark_runs_against_a_served_fake(saleor_fak
     lists = saleor_fake.received("ProductList")
     assert all(op.variables["where"]["productType"] == {"eq": OFFERING_TYPE} for op in lists)
     assert len(saleor_fake.received("FacetAttributes")) == 1  # cached across the run, as in production
+
+
+def test_a_catalog_collection_from_the_environment_scopes_every_read_instead_of_the_product_type(
+    make_app, saleor_fake,
+):
+    from app.adapters.commerce.saleor.catalog import forget_vocabularies
+
+    forget_vocabularies()
+    in_collection = {PRODUCTS[1]["id"]}
+
+    def collection(info, **args):
+        return {"id": "Q29sbGVjdGlvbjo5", "slug": args["slug"]} if args["slug"] == "mkt-catalog" else _collection(
+            info, **args)
+
+    def products(info, **args):
+        where = dict(args.get("where") or {})
+        scoped = where.pop("collection", None)
+        answer = _products(info, **{**args, "where": where, "first": 100})
+        edges = [e for e in answer["edges"]
+                 if scoped is None or (scoped == {"eq": "Q29sbGVjdGlvbjo5"} and e["node"]["id"] in in_collection)]
+        return {**answer, "totalCount": len(edges), "edges": edges}
+
+    saleor_fake.resolvers.update({"attributes": _attributes, "products": products, "product": _product_by_slug,
+                                  "collection": collection, "productTypes": _product_types})
+    app = make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_CHANNEL="web",
+                   SALEOR_CATALOG_COLLECTION="mkt-catalog")
+    client = app.test_client()
+
+    search = client.get("/search").get_data(as_text=True)
+    detail = client.get("/p/support-bot")  # a product of our type, but not in the collection
+
+    assert _slugs(search) == ["lead-finder"]
+    [vocabulary] = saleor_fake.received("FacetAttributes")
+    assert (vocabulary.variables["collection"], vocabulary.variables["byCollection"]) == ("mkt-catalog", True)
+    assert saleor_fake.received("ProductList")[0].variables["where"]["collection"] == {"eq": "Q29sbGVjdGlvbjo5"}
+    assert "productType" not in saleor_fake.received("ProductList")[0].variables["where"]
+    assert detail.status_code == 404
