@@ -23,5 +23,6 @@ __all__ = [
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
-    "Run", "RunStatus", "STORE_SYNC_KEY", "StoredSecret", "StoreSyncState", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
+    "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
+    "STORE_SYNC_KEY", "StoreSyncState",
 ]
