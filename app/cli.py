@@ -157,7 +157,8 @@ def reconcile_orders_command(hours: int) -> None:
 @click.option("--all", "sync_all", is_flag=True, help="Also re-sync offerings already in step with Saleor.")
 @click.option("--offering", "slugs", multiple=True, help="Only this offering (slug); repeatable.")
 def sync_saleor_command(sync_all: bool, slugs: tuple[str, ...]) -> None:
-    """Push published offerings to Saleor: new, changed and failed ones (retries). Safe to repeat."""
+    """Push published offerings to Saleor: new, changed and failed ones (retries), and the credit packs
+    when they changed. Safe to repeat."""
     from app.adapters.commerce.product_sync import get_product_sync
     from app.services import offerings
 
@@ -177,8 +178,15 @@ def sync_saleor_command(sync_all: bool, slugs: tuple[str, ...]) -> None:
         else:
             failed += 1
             click.echo(f"{offering.slug}: {offering.sync_error}", err=True)
-    click.echo(f"Saleor sync: {synced} offering(s) synced, {failed} failed.")
-    if failed:
+    packs = ""
+    if not slugs and (sync_all or offerings.credit_packs_to_sync(db.session)):
+        packs_ok = offerings.sync_credit_packs(db.session, sync=sync, actor_label="sync-saleor")
+        db.session.commit()
+        packs = " Credit packs synced." if packs_ok else " Credit packs failed."
+        if not packs_ok:
+            click.echo("credit packs: the store refused them or did not answer (see the audit log)", err=True)
+    click.echo(f"Saleor sync: {synced} offering(s) synced, {failed} failed.{packs}")
+    if failed or packs.endswith("failed."):
         raise click.exceptions.Exit(1)
 
 

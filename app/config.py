@@ -26,6 +26,10 @@ _ENV_KEYS: dict[str, type] = {
     "SALEOR_JWKS_URL": str,
     "SALEOR_TIMEOUT": float,
     "SALEOR_PAYMENT_GATEWAY": str,
+    "SALEOR_ATTRIBUTE_PREFIX": str,
+    "SALEOR_CATALOG_COLLECTION": str,
+    "SALEOR_FEATURED_COLLECTION": str,
+    "SALEOR_VOCABULARY_TTL": float,
     "KEYCLOAK_ISSUER": str,
     "KEYCLOAK_CLIENT_ID": str,
     "KEYCLOAK_CLIENT_SECRET": str,
@@ -102,6 +106,11 @@ class Defaults:
     SALEOR_JWKS_URL = ""  # empty: <origin of SALEOR_API_URL>/.well-known/jwks.json
     SALEOR_TIMEOUT = 3.0
     SALEOR_PAYMENT_GATEWAY = ""  # empty: Saleor's Dummy Payment App (development)
+    # our attributes and product types in a shared Saleor: <prefix>category, <prefix>offering, ...
+    SALEOR_ATTRIBUTE_PREFIX = "digitlify-"
+    SALEOR_CATALOG_COLLECTION = ""  # empty: the catalog is the products of our product types
+    SALEOR_FEATURED_COLLECTION = "digitlify-featured"  # the sync fills it from the offerings' featured flag
+    SALEOR_VOCABULARY_TTL = 300.0  # seconds the facet vocabulary is kept between syncs
     KEYCLOAK_ISSUER = ""
     KEYCLOAK_CLIENT_ID = "marketplace"
     KEYCLOAK_CLIENT_SECRET = ""

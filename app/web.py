@@ -29,6 +29,7 @@ def init_app(app: Flask) -> None:
     from app.auth import session_user
     app.before_request(session_user.load_current_user)
     app.after_request(_security_headers)
+    app.after_request(_retry_after)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(InterfaceError, _database_error)
@@ -55,6 +56,17 @@ def _security_headers(response):
     response.headers.setdefault("Content-Security-Policy", CSP.format(extra=extra).strip())
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    return response
+
+
+SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS = 30
+
+
+def _retry_after(response):
+    """Every 503 says when to try again (RFC 9110 §10.2.3): clients and Saleor's webhook retries back
+    off instead of hammering; a view that knows better sets its own value."""
+    if response.status_code == 503:
+        response.headers.setdefault("Retry-After", str(SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS))
     return response
 
 

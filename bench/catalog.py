@@ -17,8 +17,15 @@ and the 100,000/10,000 ratio of the page (target: at most 2).
     python bench/catalog.py --sqlite                            # SQLite files in a temp dir
     python bench/catalog.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
     python bench/catalog.py --sqlite --sizes 10000 --iterations 20
+    python bench/catalog.py --saleor-url http://127.0.0.1:8000/graphql/ --saleor-channel default-channel
 
 The PostgreSQL database given is wiped (schema public dropped and recreated) for each size.
+
+With --saleor-url it measures Saleor mode side by side instead, against whatever that Saleor holds
+(sync the marketplace into it first: `flask sync-saleor`): for each search, Saleor's own product-list
+query (the one ProductList request a storefront needs, sent over a kept-alive connection) and our
+search page in Saleor mode (GET /search through the app, vocabulary cached as in production),
+alternating in one run. Target: the page within 1.2x of the list query (median).
 """
 from __future__ import annotations
 
@@ -214,6 +221,78 @@ def bench_database(url: str, n: int, iterations: int) -> dict[str, dict[str, flo
     return results
 
 
+SALEOR_QUERIES = [  # (label, arguments) for Saleor mode: the store has no facet counts to time
+    ("browse everything", {}),
+    ("text: support", {"q": "support"}),
+    ("text + facet", {"q": "support", "category": "agents"}),
+    ("facet only", {"role": "support"}),
+    ("text, sort by price", {"q": "a", "sort": "price_asc"}),
+]
+
+
+def bench_saleor(url: str, channel: str, iterations: int, *, quiet: bool = False) -> dict[str, dict[str, float]]:
+    """Saleor's own ProductList request against our Saleor-mode search page, alternating."""
+    import requests
+    from werkzeug.datastructures import MultiDict as Args
+
+    from app.adapters.commerce import get_catalog
+    from app.adapters.commerce.saleor import client as saleor_client
+    from app.adapters.commerce.saleor.catalog import SORT_FIELDS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app({"TESTING": True, "SECRET_KEY": "bench-secret-key-0123456789",
+                          "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/saleor-bench.db", "WTF_CSRF_ENABLED": False,
+                          "SERVER_NAME": None, "COMMERCE_BACKEND": "saleor", "SALEOR_API_URL": url,
+                          "SALEOR_CHANNEL": channel})
+        results: dict[str, dict[str, float]] = {}
+        with app.app_context():
+            from flask_migrate import upgrade
+            upgrade()
+            page_client = app.test_client()
+            http = requests.Session()  # Saleor's side gets a kept-alive connection too
+            document = saleor_client.document_source("ProductList")
+            for label, args in SALEOR_QUERIES:
+                with app.test_request_context():
+                    catalog = get_catalog()
+                    query = catalog_service.parse_search_args(Args(args), catalog)
+                    scope = catalog._scope() or {}
+                    names = catalog.names
+                where = {"isPublished": True, "isVisibleInListing": True, **scope}
+                attributes = [{"slug": names.attribute(g), "value": {"slug": {"oneOf": list(v)}}}
+                              for g, v in query.filters if v]
+                if attributes:
+                    where["attributes"] = attributes
+                field, direction = (("RANK", "DESC") if query.q else ("CREATED_AT", "DESC")) \
+                    if query.sort == "relevance" else SORT_FIELDS[query.sort]
+                variables = {"channel": channel, "where": where, "first": query.per_page,
+                             "sortBy": {"field": field, "direction": direction}}
+                if query.q:
+                    variables["search"] = query.q
+                body = {"query": document, "variables": variables, "operationName": "ProductList"}
+
+                def saleor_list():
+                    answer = http.post(url, json=body, timeout=10)
+                    assert answer.status_code == 200 and not answer.json().get("errors"), answer.text[:300]
+
+                path = "/search?" + urlencode(args)
+
+                def page():
+                    response = page_client.get(path)
+                    assert response.status_code == 200, (path, response.status_code)
+
+                list_ms, page_ms = timed_pair(saleor_list, page, iterations)
+                results[label] = {"list_median": statistics.median(list_ms), "list_p95": p95(list_ms),
+                                  "page_median": statistics.median(page_ms), "page_p95": p95(page_ms)}
+                if not quiet:
+                    r = results[label]
+                    print(f"  {label:<22} Saleor list {r['list_median']:7.1f} ms (p95 {r['list_p95']:7.1f})  "
+                          f"page {r['page_median']:7.1f} ms (p95 {r['page_p95']:7.1f})  "
+                          f"ratio {r['page_median'] / r['list_median']:4.2f} (target 1.20)", flush=True)
+            db.session.remove()
+            db.engine.dispose()
+    return results
+
+
 def reset_postgres(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
@@ -246,12 +325,17 @@ def main() -> None:
     parser.add_argument("--postgres-url", default="", help="a PostgreSQL database to wipe and benchmark")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--iterations", type=int, default=15, help="timed runs per query (after 2 warm-ups)")
+    parser.add_argument("--saleor-url", default="", help="a Saleor GraphQL endpoint holding the synced marketplace")
+    parser.add_argument("--saleor-channel", default="default-channel")
     args = parser.parse_args()
-    if not args.sqlite and not args.postgres_url:
-        parser.error("choose --sqlite and/or --postgres-url")
+    if not args.sqlite and not args.postgres_url and not args.saleor_url:
+        parser.error("choose --sqlite, --postgres-url and/or --saleor-url")
     os.environ.setdefault("APP_ENV", "development")
 
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    if args.saleor_url:
+        print(f"Saleor mode against {args.saleor_url} (channel {args.saleor_channel})", flush=True)
+        bench_saleor(args.saleor_url, args.saleor_channel, args.iterations)
     if args.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             by_size = {}

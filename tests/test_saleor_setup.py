@@ -68,7 +68,10 @@ def test_setup_creates_the_app_and_its_signed_webhook_and_prints_the_settings():
         saleor.server.shutdown()
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["COMMERCE_BACKEND=saleor", f"SALEOR_API_URL={saleor.url}",
-                                          "SALEOR_APP_TOKEN=app-token-1"]
+                                          "SALEOR_APP_TOKEN=app-token-1", "SALEOR_CHANNEL=default-channel",
+                                          "SALEOR_ATTRIBUTE_PREFIX=digitlify-",
+                                          "SALEOR_FEATURED_COLLECTION=digitlify-featured"]
+    assert "Celery worker and beat" in result.stderr
     (op1, v1, auth1), (op2, v2, auth2), (op3, v3, auth3) = saleor.calls
     assert (op1, v1, auth1) == ("StaffToken", {"email": "staff@example.com", "password": "staff-pass"}, None)
     assert (op2, auth2) == ("MarketplaceAppCreate", "Bearer staff-jwt")

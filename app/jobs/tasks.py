@@ -77,7 +77,8 @@ class ReconcileReport:
 
 def reconcile(session: Session, *, hours: int = 24, config: Mapping[str, Any] | None = None) -> ReconcileReport:
     """Provision paid orders that are not provisioned yet: local ones, and (with Saleor) orders Saleor
-    holds as paid in the last `hours` whose webhook was lost. Each order is committed on its own."""
+    holds as paid in the last `hours` whose webhook was lost (only our channel's orders that carry our order
+    reference: the rest of a shared store is never read or counted). Each order is committed on its own."""
     from flask import current_app
 
     from app.adapters.commerce import CommerceUnavailable
@@ -139,14 +140,18 @@ def reconcile_orders(session: Session) -> str:
 
 
 def queue_store_syncs(session: Session) -> str:
-    """Queue a store sync for every offering whose product in Saleor is missing, stale or failed.
-    One job per offering at most: an offering whose sync is waiting (or backing off) is skipped."""
+    """Queue a store sync for every offering whose product in Saleor is missing, stale or failed, and
+    one for the credit packs when they changed since their last push (or it failed). One job per
+    offering (and one for the packs) at most: a sync that is waiting (or backing off) is skipped."""
     from app.services import jobs, offerings
 
     todo = offerings.offerings_to_sync(session)
     for offering in todo:
         jobs.defer(session, "sync-offering", queueing_lock=f"sync-offering:{offering.id}", offering_id=offering.id)
-    return f"{len(todo)} offering(s) to sync with the store."
+    packs = offerings.credit_packs_to_sync(session)
+    if packs:
+        jobs.defer(session, "sync-credit-packs", queueing_lock="sync-credit-packs")
+    return f"{len(todo)} offering(s) to sync with the store" + ("; the credit packs too." if packs else ".")
 
 
 def purge_finished_jobs(session: Session) -> str:
@@ -264,6 +269,23 @@ def sync_offering(session: Session, *, offering_id: int) -> str:
     if not ok:
         raise StoreSyncFailed(offering.sync_error or "The store could not be updated.")
     return f"“{offering.name}” is up to date in the store."
+
+
+@task("sync-credit-packs", retry=RetryStrategy(max_attempts=6, exponential_wait=3))
+def sync_credit_packs(session: Session) -> str:
+    """Push the credit packs for sale to the store (Saleor): one product, a variant per pack. A failure
+    is raised so the job is retried with backoff; the sync-saleor sweep queues it again after that."""
+    from app.adapters.commerce.product_sync import get_product_sync
+    from app.services import offerings
+
+    sync = get_product_sync()
+    if sync is None:
+        return "The commerce backend keeps no catalog of its own: nothing to sync."
+    ok = offerings.sync_credit_packs(session, sync=sync, actor_label="jobs")
+    session.commit()
+    if not ok:
+        raise StoreSyncFailed("The credit packs could not be pushed to the store; see the audit log.")
+    return "The credit packs are up to date in the store."
 
 
 # 1 + 7 retries: the eight tries a message gets before it is marked failed (mail.MAX_ATTEMPTS)

@@ -17,7 +17,7 @@ from app.models.identity import LoginThrottle, MemberRole, Membership, Organizat
 from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
 )
-from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
+from app.models.integrations import STORE_SYNC_KEY, ConnectorBinding, StoredSecret, StoreSyncState, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
 from app.models.reviews import Review, ReviewerKind, ReviewVote
@@ -29,4 +29,5 @@ __all__ = [
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "Payout", "PublisherFee", "Refund", "RefundSource", "PeriodicRun", "PersonalAccessToken", "Plan", "Role", "Review", "ReviewerKind", "ReviewVote", "OrderPurpose", "PaymentMethod",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
+    "STORE_SYNC_KEY", "StoreSyncState",
 ]

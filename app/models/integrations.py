@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint, func
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Model
@@ -49,3 +49,19 @@ class StoredSecret(Model):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     destroyed_at: Mapped[datetime | None]
+
+
+STORE_SYNC_KEY = "saleor"  # the one row of store_sync_state the Saleor sync keeps
+
+
+class StoreSyncState(Model):
+    """What the store sync (Saleor) has done, for every process to see: `generation` goes up with each
+    sync, so per-process caches of the store's catalog (facet vocabulary, scope) know they are stale;
+    `data` (JSON) keeps the store ids the catalog reads filter on and the last credit-pack push."""
+
+    __tablename__ = "store_sync_state"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    data: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

@@ -264,6 +264,12 @@ def clear_cart(session: Session, *, cart: Cart) -> None:
     _changed(session, cart)
 
 
+def touch_cart(session: Session, *, cart: Cart) -> None:
+    """Count a change made to the cart's lines outside this module (an order taken back into it)."""
+    session.expire(cart, ["lines"])
+    _changed(session, cart)
+
+
 def _changed(session: Session, cart: Cart) -> None:
     """Count a change of the cart's lines (in SQL, so concurrent changes each count) and flush."""
     cart.revision = Cart.revision + 1

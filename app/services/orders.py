@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from app.adapters.commerce.checkout import ORDER_REFERENCE_KEY, RemoteOrder, RemoteOrderLine
 from app.formatting import minor_units
 from app.models import (
-    Cart, CreditPack, Instance, InstanceStatus, LedgerEntry, LineKind, MemberRole, Membership, Order, OrderLine,
+    Cart, CartLine, CreditPack, Instance, InstanceStatus, LedgerEntry, LineKind, MemberRole, Membership, Order, OrderLine,
     OrderStatus, Organization, Plan, User, utcnow,
 )
 from app.services import audit, identity, recovery
@@ -199,6 +199,52 @@ def place_order(
                           "backend": backend},
     )
     session.refresh(order)
+    return order
+
+
+def withdraw_unsubmitted_order(session: Session, *, order_id: int, cart: Cart, actor: User | None = None) -> bool:
+    """Take back a pending order the backend refused before any payment was asked for: its lines go
+    back into the cart and the order is deleted, as if it had never been placed (flushes).
+
+    The order was committed before the backend was called (so that a payment notice can always find
+    it); when nothing was charged, keeping it would leave the buyer an order that can never be paid.
+    False, and nothing changes, when the order is no longer pending or the backend knows it by id.
+    """
+    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None or order.status != OrderStatus.PENDING.value or order.external_id:
+        return False
+    session.refresh(order, ["lines"])
+    have = {line.sku: line for line in session.scalars(select(CartLine).where(CartLine.cart_id == cart.id))}
+    for line in order.lines:
+        if line.sku in have:
+            continue
+        session.add(CartLine(cart_id=cart.id, sku=line.sku, quantity=line.quantity))
+    audit.record(
+        session, action="order.withdrawn", target_type="order", target_id=order.id,
+        organization_id=order.organization_id, actor=actor,
+        data={"number": order.number, "reason": "refused by the store before payment"},
+    )
+    session.delete(order)
+    session.flush()
+    carts.touch_cart(session, cart=cart)
+    return True
+
+
+def record_submission(session: Session, *, order_id: int, remote: RemoteOrder) -> Order:
+    """The backend made `remote` of our pending order: keep its id and lines (flushes).
+
+    The order-paid notice may have arrived while the backend was completing the order (a Saleor
+    without a task queue sends it inline); the order row is locked and read afresh, so what that
+    notice recorded (paid, provisioned, the backend's id) is kept and only completed here."""
+    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None:
+        raise OrderNotFound()
+    session.refresh(order)
+    for line in order.lines:
+        session.refresh(line)
+    if not order.external_id:
+        order.external_id = remote.external_id[:64]
+    sync_remote_lines(session, order=order, remote=remote)
     return order
 
 

@@ -28,9 +28,9 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.adapters.commerce.checkout import RemoteOrder, RemoteOrderLine
+from app.adapters.commerce.checkout import ORDER_REFERENCE_KEY, RemoteOrder, RemoteOrderLine
 from app.formatting import MAX_AMOUNT_MINOR
-from app.models import WebhookEvent, utcnow
+from app.models import Order, WebhookEvent, utcnow
 from app.services import orders
 from app.services.errors import ServiceError
 
@@ -350,6 +350,15 @@ class Receipt:
     problem: str | None = None
 
 
+def _order_id_of(session: Session, remote: RemoteOrder) -> int | None:
+    """Our order a delivery refers to: by the backend's id, else by our order reference."""
+    found = session.scalar(select(Order.id).where(Order.backend == SOURCE, Order.external_id == remote.external_id[:64]))
+    reference = remote.metadata.get(ORDER_REFERENCE_KEY)
+    if found is None and reference:
+        found = session.scalar(select(Order.id).where(Order.backend == SOURCE, Order.number == reference[:32]))
+    return found
+
+
 def receive_order_paid(session: Session, *, event: OrderPaidEvent, body: bytes) -> Receipt:
     """Store the delivery once and handle it; a repeat of a handled delivery changes nothing.
 
@@ -372,7 +381,7 @@ def receive_order_paid(session: Session, *, event: OrderPaidEvent, body: bytes) 
             if row is None:
                 raise WebhookError("The event could not be stored.")
     if row.id is not None and row.status not in ("received", "failed"):
-        return Receipt(event=row, duplicate=True)
+        return Receipt(event=row, duplicate=True, order_id=_order_id_of(session, event.order))
     # new, or a delivery that could not be handled before: handle it (handling is idempotent)
     applied = orders.apply_remote_payment(session, remote=event.order, actor_label="saleor")
     if applied.retry_later:

@@ -215,23 +215,29 @@ def cart_line_remove(line_id: int):
 def checkout():
     cart_ = current_cart()
     priced = carts.price_cart(db.session, cart_)
+    resumable = None
     if priced.is_empty:
         placed = orders.pending_order_from_cart(db.session, user=g.user, cart=cart_)
-        if placed is not None:  # this cart was just checked out (a repeated submit): go to that order
+        if placed is not None and _resumable(placed):
+            resumable = placed  # its payment failed in a way that may be retried: offer that again
+        elif placed is not None:  # this cart was just checked out (a repeated submit): go to that order
             return _to_placed_order(placed)
-        flash("Your cart is empty: add a plan or a credit pack first.", "info")
-        return redirect(url_for("storefront.cart"), 303)
+        else:
+            flash("Your cart is empty: add a plan or a credit pack first.", "info")
+            return redirect(url_for("storefront.cart"), 303)
     organizations = orders.checkout_organizations(db.session, user=g.user)
     backend = current_app.config.get("COMMERCE_BACKEND", "local")
     form = CheckoutForm()
     form.organization_id.choices = [
         SelectChoice(org.id, org.name + (" (personal)" if org.is_personal else "")) for org in organizations]
     if request.method == "GET":
-        form.email.data = g.user.email
-        form.organization_id.data = organizations[0].id
+        form.email.data = resumable.email if resumable else g.user.email
+        form.organization_id.data = resumable.organization_id if resumable else organizations[0].id
     status = 200
     if form.validate_on_submit():
         try:
+            if resumable is not None:
+                return _submit_order(resumable, form, get_checkout(resumable.backend))
             return _place_order(cart_, form, backend)
         except orders.AlreadyPlaced as exc:
             order_id = exc.order.id
@@ -256,11 +262,23 @@ def checkout():
             form.form_errors.append("The store's payment service did not answer. Nothing was charged; try again in a minute.")
             status = 503
         priced = carts.price_cart(db.session, current_cart())
+        resumable = None
+        if priced.is_empty:
+            placed = orders.pending_order_from_cart(db.session, user=g.user, cart=current_cart())
+            resumable = placed if placed is not None and _resumable(placed) else None
     elif request.method == "POST":
         status = 400
     owned = orders.active_plan_ids(db.session, organization_id=form.organization_id.data or organizations[0].id)
     return render_template("storefront/checkout.html", form=form, priced=priced, backend=backend,
-                           owned_plan_ids=owned), status
+                           owned_plan_ids=owned, resumable=resumable), status
+
+
+def _resumable(order) -> bool:
+    """A pending store order whose submission failed after the payment was asked for: the buyer may
+    submit it again, which brings the same store checkout up to date and never pays twice (the
+    store takes one payment per order and checkout)."""
+    return (order.backend != "local" and order.status == OrderStatus.PENDING.value and not order.external_id
+            and bool(session.get(SALEOR_CHECKOUT_KEY)))
 
 
 def _to_placed_order(order):
@@ -273,33 +291,57 @@ def _to_placed_order(order):
 
 
 def _place_order(cart_, form: CheckoutForm, backend: str):
+    """Place the order and commit it, pending, before the backend hears of it: a payment notice the
+    backend sends while it completes the order (Saleor without a task queue sends it inline) then
+    always finds the order here."""
     port = get_checkout(backend)
     order = orders.place_order(
         db.session, user=g.user, cart=cart_, organization_id=form.organization_id.data, email=form.email.data,
         backend=port.backend,
     )
+    db.session.commit()
+    return _submit_order(order, form, port, cart_=cart_)
+
+
+def _submit_order(order, form: CheckoutForm, port, *, cart_=None):
+    """Hand the committed, pending order to the backend. A refusal before any payment was asked for
+    puts its lines back into the cart and takes the order back; a failure after that keeps it
+    (the backend may still report it paid) and lets the buyer submit it again."""
     first, _, last = (g.user.name or "").partition(" ")
-    submission = port.submit_order(
-        reference=order.number,
-        billing=BillingDetails(email=order.email, first_name=first or g.user.name, last_name=last or first,
-                               country=form.country.data or "US"),
-        lines=[CheckoutLine(sku=line.sku, quantity=line.quantity) for line in order.lines],
-        total_minor=order.total_minor, currency=order.currency, checkout_id=session.get(SALEOR_CHECKOUT_KEY),
-    )
+    order_id, number, email = order.id, order.number, order.email
+    lines = [CheckoutLine(sku=line.sku, quantity=line.quantity) for line in order.lines]
+    total_minor, currency = order.total_minor, order.currency
+    db.session.commit()  # no transaction stays open while the backend is called
+    try:
+        submission = port.submit_order(
+            reference=number,
+            billing=BillingDetails(email=email, first_name=first or g.user.name, last_name=last or first,
+                                   country=form.country.data or "US"),
+            lines=lines, total_minor=total_minor, currency=currency, checkout_id=session.get(SALEOR_CHECKOUT_KEY),
+        )
+    except (CheckoutError, CommerceUnavailable) as exc:
+        db.session.rollback()
+        if not getattr(exc, "may_be_charged", False):
+            orders.withdraw_unsubmitted_order(db.session, order_id=order_id, cart=cart_ or current_cart(create=True),
+                                              actor=g.user)
+            db.session.commit()
+        raise
+    order = db.session.get(type(order), order_id)
     if submission.needs_local_payment:
         if order.total_minor == 0:
             payments.settle_free_order(db.session, order=order, actor=g.user)
             db.session.commit()
             flash(f"Order {order.number} is complete.", "success")
             return redirect(url_for("account.order_detail", order_id=order.id), 303)
-        db.session.commit()
         return redirect(url_for("storefront.checkout_pay", order_id=order.id), 303)
     session.pop(SALEOR_CHECKOUT_KEY, None)
     if submission.order is not None:
-        order.external_id = submission.order.external_id[:64]
-        orders.sync_remote_lines(db.session, order=order, remote=submission.order)
+        order = orders.record_submission(db.session, order_id=order_id, remote=submission.order)
     db.session.commit()
-    flash(f"Order {order.number} is placed. It is provisioned as soon as the payment is confirmed.", "success")
+    if order.status == OrderStatus.PENDING.value:
+        flash(f"Order {order.number} is placed. It is provisioned as soon as the payment is confirmed.", "success")
+    else:
+        flash(f"Order {order.number} is placed and paid.", "success")
     return redirect(url_for("account.order_detail", order_id=order.id), 303)
 
 

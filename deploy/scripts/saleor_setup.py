@@ -8,6 +8,13 @@ The staff password is read from SALEOR_STAFF_PASSWORD (never from the command li
 needs MANAGE_APPS. The webhook has no secret key, so Saleor signs every body with its RS256 JWS, which
 the marketplace verifies against Saleor's JWKS. Prints the lines to add to the marketplace's
 environment. Uses the GraphQL documents beside it in deploy/saleor/.
+
+The marketplace's product types (`<prefix>offering`, `<prefix>credit-pack`), attributes
+(`<prefix>category` ...) and its featured collection are created by the marketplace's own product
+sync (`flask --app app sync-saleor`) with the app token printed here; --attribute-prefix and
+--featured-collection choose their names on a Saleor shared with other products.
+Saleor must run its Celery worker and beat: without them webhooks go out inline inside checkout
+(with instant retries) and synced products never reach the search index.
 """
 from __future__ import annotations
 
@@ -46,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--staff-email", required=True, help="a Saleor staff user with MANAGE_APPS")
     parser.add_argument("--target-url", required=True, help="the marketplace's /api/integrations/saleor/order-paid")
     parser.add_argument("--app-name", default="Digitlify Marketplace")
+    parser.add_argument("--channel", default="default-channel", help="the Saleor channel the marketplace sells in")
+    parser.add_argument("--attribute-prefix", default="digitlify-",
+                        help="prefix of the marketplace's attributes and product types in Saleor")
+    parser.add_argument("--featured-collection", default="digitlify-featured",
+                        help="the collection the marketplace's sync keeps as its Featured list")
     args = parser.parse_args(argv)
     password = os.environ.get("SALEOR_STAFF_PASSWORD")
     if not password:
@@ -61,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     print("COMMERCE_BACKEND=saleor")
     print(f"SALEOR_API_URL={args.api_url}")
     print(f"SALEOR_APP_TOKEN={app['authToken']}")
+    print(f"SALEOR_CHANNEL={args.channel}")
+    print(f"SALEOR_ATTRIBUTE_PREFIX={args.attribute_prefix}")
+    print(f"SALEOR_FEATURED_COLLECTION={args.featured_collection}")
+    print("# next: `flask --app app sync-saleor` creates the product types, attributes and collections; keep "
+          "Saleor's Celery worker and beat running", file=sys.stderr)
     return 0
 
 

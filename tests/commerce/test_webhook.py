@@ -75,6 +75,7 @@ def test_a_repeated_delivery_is_answered_200_and_adds_nothing(webhook_app, demo,
     again = deliver(client, body, signature=signature)
 
     assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    assert again.get_json()["order_id"] == session.scalar(select(Order.id)) is not None
     assert _counts(session) == {"events": 1, "orders": 1, "instances": 1, "order_credits": 2}
     assert _wallet_balance(session) == balance
 
@@ -209,7 +210,7 @@ def test_unreachable_jwks_gets_503_so_saleor_retries(make_app, jwks, session, sa
 
     response = deliver(app.test_client(), body, signature=sign_jws(body, saleor_key, KID))
 
-    assert response.status_code == 503
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
     assert _counts(session) == NOTHING
 
 

@@ -69,3 +69,18 @@ def test_two_saleor_orders_with_one_number_are_both_provisioned(webhook_app, dem
     assert mirrored == {"T3JkZXI6Zmlyc3Q=": ("S-7", "paid"), "T3JkZXI6c2Vjb25k": ("S-7-2", "paid")}
     assert _counts(session) == (2, 2, 2)
     assert session.scalar(select(func.count()).select_from(Instance)) == 0
+
+
+def test_every_503_the_app_sends_says_when_to_retry(make_app):
+    from flask import abort
+
+    app = make_app()
+    app.add_url_rule("/_down", "down", lambda: abort(503))
+    app.add_url_rule("/api/_down", "api_down", lambda: abort(503))
+    app.add_url_rule("/_own", "own", lambda: ("later", 503, {"Retry-After": "5"}))
+    client = app.test_client()
+
+    assert client.get("/_down").headers["Retry-After"] == "30"
+    assert client.get("/api/_down").headers["Retry-After"] == "30"
+    assert client.get("/_own").headers["Retry-After"] == "5"  # a view that knows better keeps its value
+    assert "Retry-After" not in client.get("/api/health").headers

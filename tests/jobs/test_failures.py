@@ -170,7 +170,9 @@ def test_the_store_sync_sweep_queues_one_sync_per_offering_and_the_jobs_sync_the
         assert [tuple(row) for row in queued] == [(str(i), f"sync-offering:{i}") for i in todo]
         work_off(saleor_app)  # on SQLite they ran right after the sweep's commit
 
-    assert str(first) == "10 offering(s) to sync with the store."
+    assert str(first) == "10 offering(s) to sync with the store; the credit packs too."
     with saleor_app.app_context():
         assert offerings.offerings_to_sync(db.session) == []
-    assert len(store.products) == 10
+        assert not offerings.credit_packs_to_sync(db.session)
+    assert len(store.products) == 11  # the ten offerings and the credit-pack product
+    assert store.product_by_slug("digitlify-credits") is not None

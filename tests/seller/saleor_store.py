@@ -33,6 +33,7 @@ class SaleorStore:
     categories: dict[str, dict] = field(default_factory=dict)
     products: dict[str, dict] = field(default_factory=dict)
     variants: dict[str, dict] = field(default_factory=dict)
+    collections: dict[str, dict] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -53,6 +54,10 @@ class SaleorStore:
             "productVariantUpdate": self.variant_update,
             "productChannelListingUpdate": self.product_channel_listing_update,
             "productVariantChannelListingUpdate": self.variant_channel_listing_update,
+            "collection": self.collection, "collectionCreate": self.collection_create,
+            "collectionAddProducts": self.collection_add_products,
+            "collectionRemoveProducts": self.collection_remove_products,
+            "collectionChannelListingUpdate": self.collection_channel_listing_update,
         })
 
     # --- read helpers for assertions -----------------------------------------------------------
@@ -61,6 +66,15 @@ class SaleorStore:
 
     def product_by_slug(self, slug: str) -> dict | None:
         return next((p for p in self.products.values() if p["slug"] == slug), None)
+
+    def collection_by_slug(self, slug: str) -> dict | None:
+        return next((c for c in self.collections.values() if c["slug"] == slug), None)
+
+    def collection_slugs(self, product: dict) -> list[str]:
+        return sorted(c["slug"] for c in self.collections.values() if product["id"] in c["products"])
+
+    def variant_by_sku(self, sku: str) -> dict | None:
+        return next((v for v in self.variants.values() if v["sku"] == sku), None)
 
     def value_slugs(self, product: dict, attribute_slug: str) -> list[str]:
         attribute = self.attribute_by_slug(attribute_slug)
@@ -129,6 +143,44 @@ class SaleorStore:
         if variant is None:
             return None
         return {"id": variant["id"], "sku": variant["sku"], "product": {"id": variant["product"]}}
+
+    def collection(self, info, slug=None, id=None, channel=None, **_):  # noqa: A002
+        found = self.collections.get(id) if id else self.collection_by_slug(slug)
+        if found is None:
+            return None
+
+        def products(info, where=None, first=None, **_):
+            ids = set((where or {}).get("ids") or found["products"])
+            return {"edges": [{"node": {"id": p}} for p in found["products"] if p in ids][: first or 100]}
+
+        return {"id": found["id"], "slug": found["slug"], "products": products,
+                "channelListings": [{"channel": {"id": c}, "isPublished": p} for c, p in found["channels"].items()]}
+
+    def collection_create(self, info, input):  # noqa: A002
+        if self.collection_by_slug(input["slug"]):
+            return {"collection": None, "errors": [_error("slug", "UNIQUE", "Collection with this Slug already exists.")]}
+        collection = {"id": self._id("Collection"), "slug": input["slug"], "name": input["name"],
+                      "products": list(input.get("products") or []), "channels": {}}
+        self.collections[collection["id"]] = collection
+        return {"collection": {"id": collection["id"], "slug": collection["slug"]}, "errors": []}
+
+    def collection_add_products(self, info, collectionId, products):  # noqa: N803
+        collection = self.collections[collectionId]
+        if any(p in collection["products"] for p in products):
+            return {"collection": None, "errors": [_error("products", "DUPLICATED_INPUT_ITEM", "Already in it.")]}
+        collection["products"] += list(products)
+        return {"collection": {"id": collectionId}, "errors": []}
+
+    def collection_remove_products(self, info, collectionId, products):  # noqa: N803
+        collection = self.collections[collectionId]
+        collection["products"] = [p for p in collection["products"] if p not in products]
+        return {"collection": {"id": collectionId}, "errors": []}
+
+    def collection_channel_listing_update(self, info, id, input):  # noqa: A002
+        collection = self.collections[id]
+        for listing in input.get("addChannels") or []:
+            collection["channels"][listing["channelId"]] = listing.get("isPublished")
+        return {"collection": {"id": id}, "errors": []}
 
     # --- mutations -----------------------------------------------------------------------------
     def attribute_create(self, info, input):  # noqa: A002
@@ -252,7 +304,7 @@ class SaleorStore:
         variant = {"id": self._id("ProductVariant"), "sku": input["sku"], "name": input.get("name"),
                    "product": product["id"], "attributes": self._assigned(input["attributes"]),
                    "trackInventory": input.get("trackInventory"), "stocks": list(input.get("stocks") or []),
-                   "prices": {}}
+                   "prices": {}, "metadata": {m["key"]: m["value"] for m in input.get("metadata") or []}}
         self.variants[variant["id"]] = variant
         return {"productVariant": {"id": variant["id"], "sku": variant["sku"]}, "errors": []}
 
@@ -268,6 +320,7 @@ class SaleorStore:
         for key in ("name", "sku", "trackInventory"):
             if key in input:
                 variant[key] = input[key]
+        variant["metadata"].update({m["key"]: m["value"] for m in input.get("metadata") or []})
         variant["attributes"].update(self._assigned(input.get("attributes") or []))
         return {"productVariant": {"id": variant["id"], "sku": variant["sku"]}, "errors": []}
 

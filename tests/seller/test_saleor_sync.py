@@ -101,19 +101,23 @@ def test_approval_syncs_the_product_type_product_variants_and_prices(
         "SyncProduct", "SyncProductCreate", "SyncProductChannelListing",
         "SyncVariant", "SyncVariantCreate", "SyncVariantPrice",
         "SyncVariant", "SyncVariantCreate", "SyncVariantPrice",
+        "SyncCollection",  # not featured: no featured collection is made for it
     ]
     assert {op.headers.get("Authorization") for op in saleor_fake.operations} == {f"Bearer {APP_TOKEN}"}
     product = store.product_by_slug("deal-desk-bot")
     assert product["name"] == "Deal Desk Bot"
     assert product["seo"] == {"title": "Deal Desk Bot", "description": "Drafts deal memos."}
     assert store.categories[product["category"]]["slug"] == "automations"
-    assert {g: store.value_slugs(product, g) for g in ("category", "outcome", "role", "capability", "pricing",
+    assert {g: store.value_slugs(product, f"digitlify-{g}") for g in ("category", "outcome", "role", "capability", "pricing",
                                                          "publisher")} == {
         "category": ["automations"], "outcome": ["save-time"], "role": ["finance", "sales"],
         "capability": ["summarization"], "pricing": ["free-trial"], "publisher": ["northwind-ai"],
     }
-    assert product["metadata"] == {"offering_id": str(offering.id), "version": "1.2.0",
+    versions = json.loads(product["metadata"].pop("versions"))
+    assert product["metadata"] == {"digitlify_kind": "offering", "offering_id": str(offering.id), "version": "1.2.0",
                                    "changelog": "Faster memos.", "trial_days": "7", "trial_credits": "20"}
+    assert [(v["version"], v["changelog"]) for v in versions] == [("1.2.0", "Faster memos."), ("1.0.0", "First.")]
+    assert all(v["released_at"] for v in versions)
     assert json.loads(product["description"])["blocks"][:2] == [
         {"type": "header", "data": {"text": "Memos", "level": 2}},
         {"type": "paragraph", "data": {"text": "It writes <b>memos</b>."}},
@@ -125,7 +129,7 @@ def test_approval_syncs_the_product_type_product_variants_and_prices(
         ("DEAL-DESK-BOT-PRO", "Pro", {store.channel_id: "79.05"}, False),
         ("DEAL-DESK-BOT-STARTER", "Starter", {store.channel_id: "29.00"}, False),
     ]
-    runs = store.attribute_by_slug("max-runs-per-period")["id"]
+    runs = store.attribute_by_slug("digitlify-max-runs-per-period")["id"]
     assert [v["attributes"][runs] for v in variants] == [None, "300"]
     product_type = next(iter(store.product_types.values()))
     assert (product_type["slug"], product_type["isShippingRequired"], len(product_type["productAttributes"]),
@@ -155,7 +159,7 @@ def test_a_second_sync_sends_no_creates_and_duplicates_nothing(saleor_app, saleo
     assert names == [
         "SyncChannel", "SyncAttributes", "SyncProductType", "SyncCategory", "SyncProduct", "SyncProductUpdate",
         "SyncProductChannelListing", "SyncVariant", "SyncVariantUpdate", "SyncVariantPrice",
-        "SyncVariant", "SyncVariantUpdate", "SyncVariantPrice",
+        "SyncVariant", "SyncVariantUpdate", "SyncVariantPrice", "SyncCollection",
     ]
     assert (len(store.attributes), len(store.product_types), len(store.categories), len(store.products),
             len(store.variants), sum(len(a["values"]) for a in store.attributes.values())) == counts
@@ -182,7 +186,7 @@ def test_a_resync_after_edits_updates_the_product_and_prices(saleor_app, store, 
     starter = next(v for v in store.variants.values() if v["sku"] == "DEAL-DESK-BOT-STARTER")
     assert product["seo"]["description"] == "Memos in seconds."
     assert starter["prices"] == {store.channel_id: "35.00"}
-    assert starter["attributes"][store.attribute_by_slug("max-runs-per-period")["id"]] is None
+    assert starter["attributes"][store.attribute_by_slug("digitlify-max-runs-per-period")["id"]] is None
     assert (len(store.products), len(store.variants)) == (1, 2)
 
 
@@ -355,3 +359,123 @@ def test_approving_queues_the_store_sync_with_the_decision_and_a_rolled_back_one
     session.expire_all()
     assert (offering.sync_status, other.status, other.sync_status) == ("synced", "in_review", None)
     assert list(store.products.values())[0]["slug"] == "deal-desk-bot" and len(store.products) == 1
+
+
+def test_a_featured_offering_fills_our_featured_collection_and_a_store_s_own_attribute_is_never_adopted(
+    saleor_app, saleor_fake, store, session, seller, operator,
+):
+    # given: a shared store with its own `publisher` attribute and its own featured collection
+    foreign = store.attribute_create(None, {"slug": "publisher", "name": "Publisher", "inputType": "DROPDOWN",
+                                            "type": "PRODUCT_TYPE"})["attribute"]
+    store.attribute_value_create(None, foreign["id"], {"name": "Northwind AI"})
+    store.collection_create(None, {"slug": "featured-products", "name": "Featured Products", "products": []})
+    offering = _submitted(session, seller)
+    offering.featured = True
+    svc.approve(session, offering=offering, actor=operator)
+    session.commit()
+
+    with saleor_app.app_context():
+        assert _sync(offering.id)
+
+    product = store.product_by_slug("deal-desk-bot")
+    featured = store.collection_by_slug("digitlify-featured")
+    assert featured["products"] == [product["id"]] and featured["channels"] == {store.channel_id: True}
+    assert store.collection_by_slug("featured-products")["products"] == []
+    assert [v["name"] for v in store.attribute_by_slug("publisher")["values"]] == ["Northwind AI"]  # untouched
+    assert foreign["id"] not in product["attributes"]
+    assert store.value_slugs(product, "digitlify-publisher") == ["northwind-ai"]
+    assert {store.attributes[i]["slug"] for i in next(iter(store.product_types.values()))["productAttributes"]} == {
+        f"digitlify-{g}" for g in ("category", "outcome", "role", "capability", "pricing", "publisher")}
+
+    # when: the offering is no longer featured, then featured again, then archived
+    with saleor_app.app_context():
+        db.session.get(Offering, offering.id).featured = False
+        assert _sync(offering.id)
+        unfeatured = list(featured["products"])
+        db.session.get(Offering, offering.id).featured = True
+        assert _sync(offering.id)
+        refeatured = list(featured["products"])
+        svc.archive(db.session, offering=db.session.get(Offering, offering.id),
+                    actor=db.session.get(type(operator), operator.id))
+        db.session.commit()
+        assert _sync(offering.id)
+
+    # then
+    assert (unfeatured, refeatured, featured["products"]) == ([], [product["id"]], [])
+    assert len(store.collections) == 2
+
+
+def test_plan_features_and_version_notes_travel_with_the_product(saleor_app, store, session, seller, operator):
+    offering = _submitted(session, seller)
+    svc.set_plan(session, offering=offering, actor=seller, tier="pro", name="Pro", price_minor=7905, currency="USD",
+                 included_credits=1200, credits_per_run=2, max_runs_per_period=None,
+                 features="Priority support\nCustom prompts")
+    svc.approve(session, offering=offering, actor=operator)
+    session.commit()
+
+    with saleor_app.app_context():
+        assert _sync(offering.id)
+
+    pro = store.variant_by_sku("DEAL-DESK-BOT-PRO")
+    starter = store.variant_by_sku("DEAL-DESK-BOT-STARTER")
+    assert json.loads(pro["metadata"]["features"]) == ["Priority support", "Custom prompts"]
+    assert json.loads(starter["metadata"]["features"]) == []
+
+
+def test_an_attribute_prefix_from_the_environment_names_everything_we_create(
+    make_app, saleor_fake, store, demo, session, seller, operator,
+):
+    app = make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_APP_TOKEN=APP_TOKEN,
+                   SALEOR_ATTRIBUTE_PREFIX="mkt-", SALEOR_CATALOG_COLLECTION="mkt-catalog")
+    offering = _submitted(session, seller)
+    svc.approve(session, offering=offering, actor=operator)
+    session.commit()
+
+    with app.app_context():
+        assert _sync(offering.id)
+
+    assert {a["slug"] for a in store.attributes.values()} == {
+        f"mkt-{n}" for n in ("category", "outcome", "role", "capability", "pricing", "publisher", "tier",
+                             "included-credits", "credits-per-run", "max-runs-per-period")}
+    assert [t["slug"] for t in store.product_types.values()] == ["mkt-offering"]
+    product = store.product_by_slug("deal-desk-bot")
+    assert store.collection_slugs(product) == ["mkt-catalog"]  # live: in the catalog collection, not featured
+
+
+def test_credit_packs_are_one_store_product_with_a_variant_per_pack_synced_by_the_same_sweep(
+    saleor_app, saleor_fake, store, session,
+):
+    from app.jobs.tasks import queue_store_syncs
+    from app.models import CreditPack
+
+    runner = saleor_app.test_cli_runner()
+    with saleor_app.app_context():
+        assert queue_store_syncs(db.session).endswith("the credit packs too.")
+        db.session.rollback()  # only the answer was wanted here
+        first = runner.invoke(args=["sync-saleor"])
+        saleor_fake.clear_log()
+        second = runner.invoke(args=["sync-saleor"])
+        swept = queue_store_syncs(db.session)
+        db.session.rollback()
+
+    assert first.exit_code == 0 and "Credit packs synced." in first.output
+    assert "Credit packs" not in second.output and saleor_fake.operation_names() == []  # nothing changed
+    assert swept == "0 offering(s) to sync with the store."
+    product = store.product_by_slug("digitlify-credits")
+    assert store.product_types[product["productType"]]["slug"] == "digitlify-credit-pack"
+    assert product["channels"][store.channel_id] == {
+        "isPublished": True, "visibleInListings": False, "isAvailableForPurchase": True}
+    packs = session.scalars(select(CreditPack).where(CreditPack.active.is_(True)).order_by(CreditPack.sku)).all()
+    assert packs
+    for pack in packs:
+        variant = store.variant_by_sku(pack.sku)
+        assert variant["product"] == product["id"]
+        assert variant["prices"] == {store.channel_id: f"{pack.price_minor / 100:.2f}"}
+        assert variant["metadata"] == {"credits": str(pack.credits)}
+
+    # a changed pack is pushed again by the next sweep
+    with saleor_app.app_context():
+        db.session.scalar(select(CreditPack).where(CreditPack.sku == packs[0].sku)).price_minor += 100
+        db.session.commit()
+        assert queue_store_syncs(db.session).endswith("the credit packs too.")
+        db.session.rollback()

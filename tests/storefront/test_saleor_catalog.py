@@ -17,6 +17,10 @@ CHOICES = {
 }
 
 
+PREFIX = "digitlify-"
+OFFERING_TYPE = "UHJvZHVjdFR5cGU6Nw=="
+
+
 def _money(cents: int) -> dict:
     return {"currency": "USD", "fractionalAmount": cents, "fractionDigits": 2, "amount": cents / 100}
 
@@ -26,10 +30,10 @@ def _choice(slug: str, **values: list[str]) -> list[dict]:
     out = []
     for group, slugs in values.items():
         if group in ("category", "publisher"):
-            out.append({"__typename": "AssignedSingleChoiceAttribute", "attribute": {"slug": group, "name": group},
+            out.append({"__typename": "AssignedSingleChoiceAttribute", "attribute": {"slug": PREFIX + group, "name": group},
                         "value": {"slug": slugs[0], "name": labels[group][slugs[0]]}})
         else:
-            out.append({"__typename": "AssignedMultiChoiceAttribute", "attribute": {"slug": group, "name": group},
+            out.append({"__typename": "AssignedMultiChoiceAttribute", "attribute": {"slug": PREFIX + group, "name": group},
                         "value": [{"slug": s, "name": labels[group][s]} for s in slugs]})
     return out
 
@@ -38,6 +42,7 @@ def _product(n: int, slug: str, name: str, *, price: int, **facets: list[str]) -
     return {
         "id": f"UHJvZHVjdDo{n}", "name": name, "slug": slug, "seoDescription": f"{name} does useful work.",
         "created": f"2026-0{n}-01T00:00:00+00:00", "category": {"name": "Default", "slug": "default"},
+        "productType": {"id": OFFERING_TYPE, "slug": "digitlify-offering"}, "collections": [],
         "assignedAttributes": _choice(slug, publisher=["northwind-ai"], **facets),
         "pricing": {"priceRange": {"start": {"gross": _money(price)}}},
         "description": json.dumps({"blocks": [
@@ -46,7 +51,11 @@ def _product(n: int, slug: str, name: str, *, price: int, **facets: list[str]) -
             {"type": "list", "data": {"style": "unordered", "items": ["One", "Two"]}},
         ]}),
         "metafield": _metadata({"version": "2.3.0", "changelog": "Better answers.", "trial_credits": "50",
-                                "trial_days": "14" if "free-trial" in facets.get("pricing", []) else None}),
+                                "trial_days": "14" if "free-trial" in facets.get("pricing", []) else None,
+                                "versions": json.dumps([
+                                    {"version": "2.3.0", "changelog": "Better answers.", "released_at": None},
+                                    {"version": "1.0.0", "changelog": "First release.",
+                                     "released_at": "2026-01-02T00:00:00+00:00"}])}),
         "productVariants": {"edges": [
             {"node": _variant(slug, "Starter", "starter", price, 200)},
             {"node": _variant(slug, "Pro", "pro", price * 3, 1200)},
@@ -64,14 +73,28 @@ def _variant(slug: str, name: str, tier: str, price: int, credits: int) -> dict:
     return {
         "id": f"VmFyaWFudDo{slug}{tier}", "name": name, "sku": f"{slug.upper()}-{tier.upper()}",
         "assignedAttributes": [
-            {"__typename": "AssignedNumericAttribute", "attribute": {"slug": "included-credits", "name": "Credits"},
-             "value": credits},
-            {"__typename": "AssignedNumericAttribute", "attribute": {"slug": "credits-per-run", "name": "Per run"},
-             "value": 2},
+            {"__typename": "AssignedNumericAttribute", "attribute": {"slug": PREFIX + "included-credits",
+                                                                    "name": "Credits"}, "value": credits},
+            {"__typename": "AssignedNumericAttribute", "attribute": {"slug": PREFIX + "credits-per-run",
+                                                                    "name": "Per run"}, "value": 2},
+            # a store's own attribute of the same name is not ours
+            {"__typename": "AssignedNumericAttribute", "attribute": {"slug": "credits-per-run", "name": "x"},
+             "value": 99},
         ],
+        "metafield": _metadata({"features": json.dumps([f"{name} support", "Email reports"])}),
         "pricing": {"price": {"gross": _money(price)}},
     }
 
+
+FOREIGN = {  # the store's own product in the same channel: a juice, with the store's own `publisher`
+    "id": "UHJvZHVjdDo5OQ==", "name": "Apple Juice", "slug": "apple-juice", "seoDescription": "Fresh.",
+    "created": "2026-09-01T00:00:00+00:00", "category": {"name": "Juices", "slug": "juices"},
+    "productType": {"id": "UHJvZHVjdFR5cGU6MQ==", "slug": "juice"}, "collections": [{"slug": "featured-products"}],
+    "assignedAttributes": [{"__typename": "AssignedSingleChoiceAttribute", "attribute": {"slug": "publisher", "name": "P"},
+                            "value": {"slug": "saleor-publishing", "name": "Saleor Publishing"}}],
+    "pricing": {"priceRange": {"start": {"gross": _money(500)}}}, "description": None,
+    "metafield": _metadata({}), "productVariants": {"edges": []},
+}
 
 PRODUCTS = [
     _product(1, "support-bot", "Support Bot", price=2900, category=["agents"], outcome=["save-time"],
@@ -85,11 +108,17 @@ PRODUCTS = [
 
 def _attributes(info, **args):
     wanted = set(args["where"]["slug"]["oneOf"])
-    return {"edges": [
-        {"node": {"slug": g, "name": ATTRIBUTE_NAMES[g],
-                  "choices": {"edges": [{"node": {"slug": s, "name": n}} for s, n in CHOICES[g]]}}}
-        for g in ATTRIBUTE_NAMES if g in wanted
-    ]}
+    ours = [{"node": {"slug": PREFIX + g, "name": ATTRIBUTE_NAMES[g],
+                      "choices": {"edges": [{"node": {"slug": s, "name": n}} for s, n in CHOICES[g]]}}}
+            for g in ATTRIBUTE_NAMES if PREFIX + g in wanted]
+    foreign = [{"node": {"slug": "publisher", "name": "Publisher", "choices": {"edges": [
+        {"node": {"slug": "digital-audio", "name": "Digital Audio"}}]}}}] if "publisher" in wanted else []
+    return {"edges": ours + foreign}
+
+
+def _product_types(info, filter=None, first=None):  # noqa: A002
+    types = [{"id": OFFERING_TYPE, "slug": "digitlify-offering"}, {"id": "UHJvZHVjdFR5cGU6MQ==", "slug": "juice"}]
+    return {"edges": [{"node": t} for t in types if t["slug"] in (filter or {}).get("slugs", [])]}
 
 
 def _has(product: dict, group: str, values: list[str]) -> bool:
@@ -102,7 +131,10 @@ def _has(product: dict, group: str, values: list[str]) -> bool:
 
 def _products(info, **args):
     """A small Saleor: search by name, AND of attribute filters (OR of values), sort, cursor pages."""
-    items = [p for p in PRODUCTS if not args.get("search") or args["search"].lower() in p["name"].lower()]
+    where = args.get("where") or {}
+    items = [p for p in PRODUCTS + [FOREIGN] if not args.get("search") or args["search"].lower() in p["name"].lower()]
+    if where.get("productType"):
+        items = [p for p in items if p["productType"]["id"] == where["productType"]["eq"]]
     for condition in (args.get("where") or {}).get("attributes") or []:
         items = [p for p in items if _has(p, condition["slug"], condition["value"]["slug"]["oneOf"])]
     sort = (args.get("sortBy") or {}).get("field")
@@ -120,17 +152,29 @@ def _products(info, **args):
 
 
 def _product_by_slug(info, **args):
-    return next((p for p in PRODUCTS if p["slug"] == args["slug"]), None)
+    return next((p for p in PRODUCTS + [FOREIGN] if p["slug"] == args["slug"]), None)
 
 
 def _collection(info, **args):
-    return {"products": {"edges": [{"node": PRODUCTS[0]}]}} if args["slug"] == "featured-products" else None
+    members = {"digitlify-featured": [PRODUCTS[0]], "featured-products": [FOREIGN]}.get(args["slug"])
+    if members is None:
+        return None
+
+    def products(info, where=None, first=None):
+        scoped = [p for p in members if not (where or {}).get("productType")
+                  or p["productType"]["id"] == where["productType"]["eq"]]
+        return {"edges": [{"node": p} for p in scoped[:first]]}
+
+    return {"id": "Q29sbGVjdGlvbjox", "slug": args["slug"], "products": products}
 
 
 @pytest.fixture
 def saleor_app(make_app, saleor_fake):
+    from app.adapters.commerce.saleor.catalog import forget_vocabularies
+
+    forget_vocabularies()
     saleor_fake.resolvers.update({"attributes": _attributes, "products": _products, "product": _product_by_slug,
-                                  "collection": _collection})
+                                  "collection": _collection, "productTypes": _product_types})
     return make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_CHANNEL="web",
                     SALEOR_APP_TOKEN="app-secret")
 
@@ -151,7 +195,9 @@ def test_home_lists_featured_categories_and_newest_from_saleor(saleor_app, saleo
     assert set(_slugs(html.split('id="newest-heading"')[1])) == {"support-bot", "lead-finder", "notes-app"}
     newest = saleor_fake.received("ProductList")[0]
     assert newest.variables["sortBy"] == {"field": "CREATED_AT", "direction": "DESC"}
-    assert newest.variables["where"] == {"isPublished": True, "isVisibleInListing": True}
+    assert newest.variables["where"] == {"isPublished": True, "isVisibleInListing": True,
+                                         "productType": {"eq": OFFERING_TYPE}}
+    assert "apple-juice" not in html  # the store's own products stay out, in every listing
     assert all("Authorization" not in op.headers for op in saleor_fake.operations)  # visitors' view of Saleor
 
 
@@ -166,10 +212,11 @@ def test_search_sends_text_facets_and_rank_sort_and_shows_values_without_counts(
     assert listing.variables == {
         "channel": "web", "search": "bot", "first": 24,
         "sortBy": {"field": "RANK", "direction": "DESC"},
-        "where": {"isPublished": True, "isVisibleInListing": True, "attributes": [
-            {"slug": "category", "value": {"slug": {"oneOf": ["agents"]}}},
-            {"slug": "role", "value": {"slug": {"oneOf": ["support", "sales"]}}},
-        ]},
+        "where": {"isPublished": True, "isVisibleInListing": True, "productType": {"eq": OFFERING_TYPE},
+                  "attributes": [
+                      {"slug": "digitlify-category", "value": {"slug": {"oneOf": ["agents"]}}},
+                      {"slug": "digitlify-role", "value": {"slug": {"oneOf": ["support", "sales"]}}},
+                  ]},
     }
     assert 'name="outcome" value="grow-pipeline"' in html  # every value listed...
     assert 'class="count"' not in html  # ...without counts
@@ -207,11 +254,15 @@ def test_product_detail_maps_attributes_variants_and_metadata(saleor_app, saleor
     assert "$29.00" in html and "$87.00" in html and "$290.00" in html
     assert "1,200 / month" in html
     assert "v2.3.0" in html and "Better answers." in html
+    assert "1.0.0" in html and "First release." in html  # older version notes too, as in the local catalog
+    assert "Pro support" in html and "Email reports" in html  # plan features
     assert "14-day free trial" in html
     if "storefront.cart_add" in saleor_app.view_functions:
         assert 'value="SUPPORT-BOT-PRO"' in html
     related = [op for op in saleor_fake.received("ProductList")][-1]
-    assert related.variables["where"]["attributes"] == [{"slug": "category", "value": {"slug": {"oneOf": ["agents"]}}}]
+    assert related.variables["where"]["attributes"] == [
+        {"slug": "digitlify-category", "value": {"slug": {"oneOf": ["agents"]}}}]
+    assert related.variables["where"]["productType"] == {"eq": OFFERING_TYPE}
     assert _slugs(html.split('id="related-heading"')[1]) == ["lead-finder"]
 
 
@@ -298,3 +349,119 @@ def test_pages_stop_where_cursor_paging_stops():
     assert REACHABLE == 1000
     assert result.pages == 42
     assert SearchResult(items=(), total=30, facets=(), query=SearchQuery(per_page=24), reachable=REACHABLE).pages == 2
+
+
+def test_a_store_s_own_products_and_attributes_never_show(saleor_app, saleor_fake):
+    client = saleor_app.test_client()
+
+    assert client.get("/p/apple-juice").status_code == 404
+    search = client.get("/search").get_data(as_text=True)
+    home = client.get("/").get_data(as_text=True)
+
+    assert "apple-juice" not in search and "apple-juice" not in home
+    assert "Digital Audio" not in search and "Saleor Publishing" not in search
+    [vocabulary] = saleor_fake.received("FacetAttributes")
+    assert vocabulary.variables["slugs"] == [f"digitlify-{g}" for g in ATTRIBUTE_NAMES]
+    assert saleor_fake.received("FeaturedProducts")[0].variables["collection"] == "digitlify-featured"
+
+
+def test_the_vocabulary_is_fetched_once_per_sync_generation(saleor_app, saleor_fake):
+    from app.extensions import db
+    from app.services import offerings
+
+    client = saleor_app.test_client()
+    client.get("/search?q=bot")
+    client.get("/search?role=sales")
+    client.get("/")
+    assert len(saleor_fake.received("FacetAttributes")) == 1
+
+    with saleor_app.app_context():  # a sync (in any process) changed the store
+        offerings.bump_catalog_generation(db.session)
+        db.session.commit()
+    client.get("/search?q=bot")
+    client.get("/search?q=lead")
+
+    assert len(saleor_fake.received("FacetAttributes")) == 2
+
+
+def test_with_the_scope_known_the_vocabulary_and_the_product_list_are_fetched_at_the_same_time(
+    saleor_app, saleor_fake,
+):
+    import threading
+
+    from app.extensions import db
+    from app.services import offerings
+
+    with saleor_app.app_context():  # the sync recorded our product type's id
+        offerings.bump_catalog_generation(db.session, scope={"offering_type": OFFERING_TYPE})
+        db.session.commit()
+    both_running = threading.Barrier(2, timeout=2)  # each call waits until the other one has started
+
+    def together(resolver):
+        def run(info, **args):
+            both_running.wait()
+            return resolver(info, **args)
+        return run
+
+    saleor_fake.resolvers.update({"attributes": together(_attributes), "products": together(_products)})
+
+    response = saleor_app.test_client().get("/search?q=bot")
+
+    assert response.status_code == 200 and _slugs(response.get_data(as_text=True)) == ["support-bot"]
+    assert sorted(saleor_fake.operation_names()) == ["FacetAttributes", "ProductList"]
+    assert saleor_fake.received("ProductList")[0].variables["where"]["productType"] == {"eq": OFFERING_TYPE}
+
+
+def test_the_side_by_side_saleor_benchmark_runs_against_a_served_fake(saleor_fake):
+    """bench/catalog.py --saleor-url, against the fake Saleor: both sides answer every search."""
+    from app.adapters.commerce.saleor.catalog import forget_vocabularies
+    from bench.catalog import SALEOR_QUERIES, bench_saleor
+
+    forget_vocabularies()
+    saleor_fake.resolvers.update({"attributes": _attributes, "products": _products, "product": _product_by_slug,
+                                  "collection": _collection, "productTypes": _product_types})
+
+    results = bench_saleor(saleor_fake.url, "web", iterations=2, quiet=True)
+
+    assert list(results) == [label for label, _ in SALEOR_QUERIES]
+    assert all(r["list_median"] > 0 and r["page_median"] > 0 for r in results.values())
+    lists = saleor_fake.received("ProductList")
+    assert all(op.variables["where"]["productType"] == {"eq": OFFERING_TYPE} for op in lists)
+    assert len(saleor_fake.received("FacetAttributes")) == 1  # cached across the run, as in production
+
+
+def test_a_catalog_collection_from_the_environment_scopes_every_read_instead_of_the_product_type(
+    make_app, saleor_fake,
+):
+    from app.adapters.commerce.saleor.catalog import forget_vocabularies
+
+    forget_vocabularies()
+    in_collection = {PRODUCTS[1]["id"]}
+
+    def collection(info, **args):
+        return {"id": "Q29sbGVjdGlvbjo5", "slug": args["slug"]} if args["slug"] == "mkt-catalog" else _collection(
+            info, **args)
+
+    def products(info, **args):
+        where = dict(args.get("where") or {})
+        scoped = where.pop("collection", None)
+        answer = _products(info, **{**args, "where": where, "first": 100})
+        edges = [e for e in answer["edges"]
+                 if scoped is None or (scoped == {"eq": "Q29sbGVjdGlvbjo5"} and e["node"]["id"] in in_collection)]
+        return {**answer, "totalCount": len(edges), "edges": edges}
+
+    saleor_fake.resolvers.update({"attributes": _attributes, "products": products, "product": _product_by_slug,
+                                  "collection": collection, "productTypes": _product_types})
+    app = make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_CHANNEL="web",
+                   SALEOR_CATALOG_COLLECTION="mkt-catalog")
+    client = app.test_client()
+
+    search = client.get("/search").get_data(as_text=True)
+    detail = client.get("/p/support-bot")  # a product of our type, but not in the collection
+
+    assert _slugs(search) == ["lead-finder"]
+    [vocabulary] = saleor_fake.received("FacetAttributes")
+    assert (vocabulary.variables["collection"], vocabulary.variables["byCollection"]) == ("mkt-catalog", True)
+    assert saleor_fake.received("ProductList")[0].variables["where"]["collection"] == {"eq": "Q29sbGVjdGlvbjo5"}
+    assert "productType" not in saleor_fake.received("ProductList")[0].variables["where"]
+    assert detail.status_code == 404

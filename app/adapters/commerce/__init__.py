@@ -200,6 +200,28 @@ def supports_ratings(catalog: object) -> bool:
     return bool(getattr(catalog, "supports_ratings", False))
 
 
+def store_sync_generation() -> tuple[int, dict]:
+    """The Saleor sync's generation and the store ids it recorded (one primary-key read): per-process
+    caches of the store's catalog are fresh while the generation is unchanged."""
+    import json
+
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import STORE_SYNC_KEY, StoreSyncState
+
+    row = db.session.execute(select(StoreSyncState.generation, StoreSyncState.data)
+                             .where(StoreSyncState.key == STORE_SYNC_KEY)).first()
+    if row is None:
+        return 0, {}
+    try:
+        data = json.loads(row.data or "{}")
+    except ValueError:
+        data = {}
+    scope = data.get("scope") if isinstance(data, dict) else None
+    return int(row.generation or 0), scope if isinstance(scope, dict) else {}
+
+
 def get_catalog() -> CatalogPort:
     """The catalog adapter for this app's COMMERCE_BACKEND."""
     from flask import current_app
@@ -208,7 +230,8 @@ def get_catalog() -> CatalogPort:
     if backend == "saleor":
         from app.adapters.commerce.saleor.catalog import SaleorCatalog
 
-        return SaleorCatalog.from_config(current_app.config)
+        generation, scope = store_sync_generation()
+        return SaleorCatalog.from_config(current_app.config, generation=generation, known_scope=scope)
     if backend == "local":
         from app.adapters.commerce.local import LocalCatalog
         from app.extensions import db

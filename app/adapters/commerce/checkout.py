@@ -20,13 +20,17 @@ class CheckoutError(Exception):
     """The backend refused or could not take the order; the message is safe to show.
 
     `checkout_id` names a backend checkout that was created before the failure, so that a retry
-    can update it instead of creating another.
+    can update it instead of creating another. `may_be_charged` says the failure came after the
+    payment was asked for (or its outcome is unknown): the order must then stay, since the backend
+    may still report it paid; otherwise nothing was charged and the order can be taken back.
     """
 
-    def __init__(self, message: str, *, checkout_id: str | None = None, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, checkout_id: str | None = None, retryable: bool = False,
+                 may_be_charged: bool = False) -> None:
         super().__init__(message)
         self.checkout_id = checkout_id
         self.retryable = retryable
+        self.may_be_charged = may_be_charged
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,8 @@ class CheckoutPort(Protocol):
         """Charge a card in test mode (local backend only; others raise CheckoutError)."""
 
     def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
-        """Orders the backend holds as fully paid since `since` (empty when our tables are the truth)."""
+        """Orders of ours (they carry our order reference) the backend holds as fully paid since `since`,
+        in our channel only (empty when our tables are the truth)."""
 
     def refund_payment(
         self, *, order_external_id: str | None, amount_minor: int, currency: str, reason: str,

@@ -37,6 +37,27 @@ class PlanData:
     included_credits: int
     credits_per_run: int
     max_runs_per_period: int | None
+    features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VersionData:
+    """One published version's note, as the product page lists it."""
+
+    version: str
+    changelog: str
+    released_at: str | None  # ISO 8601
+
+
+@dataclass(frozen=True)
+class CreditPackData:
+    """A credit pack for sale: a variant of the store's credit-pack product, found by its SKU."""
+
+    sku: str
+    name: str
+    credits: int
+    price_minor: int
+    currency: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,8 @@ class ProductData:
     product_id: str | None  # the backend's id from an earlier sync, if any
     facets: tuple[FacetData, ...]  # ordered by group, then value
     plans: tuple[PlanData, ...]
+    featured: bool = False  # shown under "Featured": the sync keeps the store's featured collection in step
+    versions: tuple[VersionData, ...] = ()  # newest first
 
 
 class ProductSync(Protocol):
@@ -71,6 +94,15 @@ class ProductSync(Protocol):
         """
         ...
 
+    def sync_credit_packs(self, packs: tuple[CreditPackData, ...]) -> None:
+        """Offer these credit packs in the store (one product, a variant per pack); idempotent.
+        Raises ProductSyncError."""
+        ...
+
+    def catalog_scope(self) -> dict[str, Any]:
+        """The store ids the catalog reads filter on, as far as the syncs so far have learnt them."""
+        ...
+
 
 def get_product_sync(config: dict[str, Any] | None = None) -> ProductSync | None:
     """The adapter for COMMERCE_BACKEND, or None when the backend has no catalog to sync."""
@@ -82,4 +114,4 @@ def get_product_sync(config: dict[str, Any] | None = None) -> ProductSync | None
         return None
     from app.adapters.commerce.saleor.sync import SaleorProductSync
 
-    return SaleorProductSync(channel=config.get("SALEOR_CHANNEL") or "default-channel")
+    return SaleorProductSync.from_config(config)

@@ -27,7 +27,10 @@ from app.services.offerings.rules import (
     SELLER_FACET_GROUPS, SEMVER_RE, SLUG_MAX, SLUG_RE, SUMMARY_MAX, SYNC_ERROR_MAX, SYNC_FAILED, SYNC_PENDING,
     SYNC_SYNCED, TRIAL_CREDITS_MAX, TRIAL_DAYS_MAX, OfferingError, OfferingNotFound,
 )
-from app.services.offerings.sync import build_product_data, offerings_to_sync, sync_offering
+from app.services.offerings.sync import (
+    build_product_data, bump_catalog_generation, catalog_generation, credit_packs_to_sync, offerings_to_sync,
+    sync_credit_packs, sync_offering,
+)
 from app.services.offerings.versions import add_version, latest_version, next_version, parse_semver, set_plan
 
 __all__ = [
@@ -36,7 +39,8 @@ __all__ = [
     "REASON_MAX", "RUNTIME_KINDS", "RUNTIME_REF_RE", "SELLER_FACET_GROUPS", "SEMVER_RE", "SLUG_MAX", "SLUG_RE",
     "SUMMARY_MAX", "SYNC_ERROR_MAX", "SYNC_FAILED", "SYNC_PENDING", "SYNC_SYNCED", "TRIAL_CREDITS_MAX",
     "TRIAL_DAYS_MAX", "OfferingError", "OfferingNotFound",
-    "add_version", "approve", "archive", "build_product_data", "create_offering", "facet_vocabulary",
+    "add_version", "approve", "archive", "build_product_data", "bump_catalog_generation", "catalog_generation",
+    "credit_packs_to_sync", "sync_credit_packs", "create_offering", "facet_vocabulary",
     "get_offering_for_seller", "get_publisher_for_seller", "latest_version", "next_version", "offerings_of_publisher",
     "offerings_to_sync", "parse_semver", "publisher_organizations", "reject", "render_description",
     "review_blockers", "review_queue", "set_plan", "submit_for_review", "suggest_slug", "sync_offering",

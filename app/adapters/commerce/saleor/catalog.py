@@ -1,14 +1,24 @@
 """Saleor adapter of the catalog port: the same pages from Saleor's GraphQL API.
 
-Mapping (see shared/integrations/SALEOR.md):
-- an offering is a Saleor product in channel SALEOR_CHANNEL; its summary is `seoDescription`;
-- the six facet groups are the product attributes with slugs category, outcome, role,
-  capability, pricing and publisher (choice attributes; the value slug is the facet value);
+Mapping (see shared/integrations/SALEOR.md and `names.py`):
+- an offering is a Saleor product of our product type `<prefix>offering` (or, with
+  SALEOR_CATALOG_COLLECTION, of that collection) in channel SALEOR_CHANNEL; every read is scoped
+  so, because a shared store lists its own products in the same channel; its summary is
+  `seoDescription`;
+- the six facet groups are our product attributes `<prefix>category` ... `<prefix>publisher`
+  (choice attributes; the value slug is the facet value); a store's own attributes are never read;
 - the plans are the product's variants (variant SKU = plan SKU; tier, included credits, credits per
-  run and run limit from the variant attributes `tier`, `included-credits`, `credits-per-run` and
-  `max-runs-per-period` when present);
-- version, changelog and trial terms come from product metadata (`version`, `changelog`,
-  `trial_days`, `trial_credits`); an offering has a trial when its pricing includes `free-trial`.
+  run and run limit from the variant attributes `<prefix>tier`, `<prefix>included-credits`,
+  `<prefix>credits-per-run` and `<prefix>max-runs-per-period`; features from variant metadata);
+- version notes, changelog and trial terms come from product metadata (`versions`, `version`,
+  `changelog`, `trial_days`, `trial_credits`); an offering has a trial when its pricing includes
+  `free-trial`; "Featured" is the collection SALEOR_FEATURED_COLLECTION, which the sync keeps.
+
+Speed: the vocabulary (facet values and the scope's store ids) is cached per process and kept while
+the sync generation (read from the database with each page) is unchanged, at most
+SALEOR_VOCABULARY_TTL seconds. When it must be fetched, it is fetched alongside the page's own call
+in a small thread pool; the scope ids the sync recorded in the database let the product list start
+without waiting for it. Connections are kept alive by the client.
 
 Catalog reads are sent without the app token, so Saleor itself hides unpublished products and
 products not visible in listings. Saleor returns no facet counts: facets carry values only.
@@ -18,21 +28,29 @@ or SaleorError (both CommerceUnavailable), which the storefront shows as its 503
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from flask import current_app, has_app_context
 
 from app.adapters.commerce import (
     FACET_GROUPS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard, OfferingDetail, PlanOption,
     SearchQuery, SearchResult, VersionNote,
 )
 from app.adapters.commerce.saleor import client
+from app.adapters.commerce.saleor.names import StoreNames
 
-FEATURED_COLLECTION = "featured-products"
 PAGE_SIZE_MAX = 100  # Saleor's largest page
 SKIP_REQUESTS_MAX = 10  # reaching page N costs ceil(offset / 100) cursor requests; beyond this, no results
 REACHABLE = SKIP_REQUESTS_MAX * PAGE_SIZE_MAX
+DEFAULT_VOCABULARY_TTL = 300.0
 GROUP_LABELS = {
     "category": "Category", "outcome": "Outcome", "role": "Role", "capability": "Capability",
     "pricing": "Pricing", "publisher": "Publisher",
@@ -46,31 +64,135 @@ SORT_FIELDS = {
 TIERS = ("starter", "pro", "enterprise")
 
 
-class SaleorCatalog:
-    """The catalog read from Saleor; one instance per request (it caches the facet vocabulary)."""
+# --- the per-process vocabulary cache and thread pool ------------------------------------------
 
-    def __init__(self, channel: str) -> None:
+@dataclass(frozen=True)
+class Vocabulary:
+    generation: int
+    fetched_at: float
+    attributes: dict[str, dict[str, Any]]  # facet group -> {"name": ..., "choices": [(slug, name)]}
+    scope: dict[str, Any] | None  # the `where` that selects our products; None: none in the store yet
+
+
+_vocabularies: dict[tuple, Vocabulary] = {}
+_vocabularies_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+POOL_WORKERS = 8
+
+
+def _executor() -> ThreadPoolExecutor:
+    """This process's pool for concurrent Saleor calls (a forked worker makes its own)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=POOL_WORKERS, thread_name_prefix="saleor"))
+        return _pool[1]
+
+
+def forget_vocabularies() -> None:
+    """Drop every cached vocabulary of this process (tests; a sync bumps the generation instead)."""
+    with _vocabularies_lock:
+        _vocabularies.clear()
+
+
+class SaleorCatalog:
+    """The catalog read from Saleor; one instance per request (the vocabulary is cached per process)."""
+
+    def __init__(self, channel: str, *, names: StoreNames | None = None, generation: int = 0,
+                 known_scope: Mapping[str, Any] | None = None, ttl: float = DEFAULT_VOCABULARY_TTL,
+                 api_url: str | None = None) -> None:
         self.channel = channel
-        self._attributes: dict[str, dict[str, Any]] | None = None
+        self.names = names or StoreNames()
+        self.generation = generation
+        self.known_scope = dict(known_scope or {})
+        self.ttl = ttl
+        if api_url is None and has_app_context():
+            api_url = current_app.config.get("SALEOR_API_URL")
+        self._key = (api_url, channel, self.names.cache_key)
+        self._pending: Future | None = None
+        self._featured: dict[int, list[OfferingCard]] = {}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "SaleorCatalog":
-        return cls(channel=config.get("SALEOR_CHANNEL") or "default-channel")
+    def from_config(cls, config: Mapping[str, Any], *, generation: int = 0,
+                    known_scope: Mapping[str, Any] | None = None) -> "SaleorCatalog":
+        ttl = config.get("SALEOR_VOCABULARY_TTL")
+        return cls(channel=config.get("SALEOR_CHANNEL") or "default-channel", names=StoreNames.from_config(config),
+                   generation=generation, known_scope=known_scope,
+                   ttl=DEFAULT_VOCABULARY_TTL if ttl is None else float(ttl), api_url=config.get("SALEOR_API_URL"))
 
     def _execute(self, operation: str, variables: dict[str, Any]) -> dict[str, Any]:
         return client.execute(operation, {"channel": self.channel, **variables}, anonymous=True)
 
+    def _in_pool(self, call: Callable[[], Any]) -> Future:
+        app = current_app._get_current_object()
+
+        def run() -> Any:
+            with app.app_context():
+                return call()
+
+        return _executor().submit(run)
+
     # vocabulary
+    def _cached(self) -> Vocabulary | None:
+        with _vocabularies_lock:
+            found = _vocabularies.get(self._key)
+        if found is None or found.generation != self.generation or time.monotonic() - found.fetched_at > self.ttl:
+            return None
+        return found
+
+    def _fetch_vocabulary(self) -> Vocabulary:
+        names = self.names
+        data = self._execute("FacetAttributes", {
+            "slugs": [names.attribute(g) for g in FACET_GROUPS], "productTypes": [names.offering_type],
+            "collection": names.catalog_collection, "byCollection": bool(names.catalog_collection),
+        })
+        attributes = {}
+        for edge in (data.get("attributes") or {}).get("edges") or []:
+            node = edge["node"]
+            group = names.name_of(node.get("slug"))
+            if group not in FACET_GROUPS:
+                continue
+            choices = [(c["node"]["slug"], c["node"]["name"]) for c in (node.get("choices") or {}).get("edges") or []]
+            attributes[group] = {"name": node["name"], "choices": choices}
+        if names.catalog_collection:
+            collection = data.get("collection") or {}
+            scope = {"collection": {"eq": collection["id"]}} if collection.get("id") else None
+        else:
+            types = [e["node"]["id"] for e in (data.get("productTypes") or {}).get("edges") or []
+                     if e["node"].get("slug") == names.offering_type]
+            scope = {"productType": {"eq": types[0]}} if types else None
+        vocabulary = Vocabulary(self.generation, time.monotonic(), attributes, scope)
+        with _vocabularies_lock:
+            _vocabularies[self._key] = vocabulary
+        return vocabulary
+
+    def _prefetch(self) -> None:
+        """Start fetching the vocabulary beside the caller's own call, when it is not cached."""
+        if self._pending is None and self._cached() is None:
+            self._pending = self._in_pool(self._fetch_vocabulary)
+
+    def _vocabulary(self) -> Vocabulary:
+        cached = self._cached()
+        if cached is not None:
+            return cached
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            return pending.result()
+        return self._fetch_vocabulary()
+
+    def _scope(self) -> dict[str, Any] | None:
+        """The `where` selecting our products: from the ids the sync recorded, else from the vocabulary."""
+        if self.names.catalog_collection:
+            known = (self.known_scope.get("collections") or {}).get(self.names.catalog_collection)
+            if known:
+                return {"collection": {"eq": known}}
+        elif self.known_scope.get("offering_type"):
+            return {"productType": {"eq": self.known_scope["offering_type"]}}
+        return self._vocabulary().scope
+
     def _facet_attributes(self) -> dict[str, dict[str, Any]]:
-        if self._attributes is None:
-            data = self._execute("FacetAttributes", {"slugs": list(FACET_GROUPS)})
-            attributes = {}
-            for edge in (data.get("attributes") or {}).get("edges") or []:
-                node = edge["node"]
-                choices = [(c["node"]["slug"], c["node"]["name"]) for c in (node.get("choices") or {}).get("edges") or []]
-                attributes[node["slug"]] = {"name": node["name"], "choices": choices}
-            self._attributes = attributes
-        return self._attributes
+        return self._vocabulary().attributes
 
     def facet_values(self, group: str) -> list[tuple[str, str]]:
         return list(self._facet_attributes().get(group, {}).get("choices", []))
@@ -89,19 +211,34 @@ class SaleorCatalog:
 
     # listings
     def featured(self, limit: int) -> list[OfferingCard]:
-        data = self._execute("FeaturedProducts", {"collection": FEATURED_COLLECTION, "first": limit})
-        collection = data.get("collection") or {}
-        return [_card(edge["node"]) for edge in ((collection.get("products") or {}).get("edges") or [])]
+        if limit not in self._featured:
+            self._prefetch()  # the home page's categories and outcomes come next
+            scope = self._scope()
+            if scope is None:
+                return []
+            data = self._execute("FeaturedProducts", {
+                "collection": self.names.featured_collection, "where": _published(scope=scope), "first": limit})
+            collection = data.get("collection") or {}
+            self._featured[limit] = [self._card(edge["node"])
+                                     for edge in ((collection.get("products") or {}).get("edges") or [])]
+        return list(self._featured[limit])
 
     def newest(self, limit: int) -> list[OfferingCard]:
-        return self._list(where=_published(), sort=("CREATED_AT", "DESC"), first=limit)[0]
+        scope = self._scope()
+        if scope is None:
+            return []
+        return self._list(where=_published(scope=scope), sort=("CREATED_AT", "DESC"), first=limit)[0]
 
     def popular(self, limit: int) -> list[OfferingCard]:
         # Saleor's public API has no sales ranking; the hand-picked collection stands in for it.
         return self.featured(limit)
 
     def related(self, detail: OfferingDetail, limit: int) -> list[OfferingCard]:
-        where = _published([{"slug": "category", "value": {"slug": {"oneOf": [detail.card.category]}}}])
+        scope = self._scope()
+        if scope is None:
+            return []
+        where = _published([{"slug": self.names.attribute("category"),
+                             "value": {"slug": {"oneOf": [detail.card.category]}}}], scope=scope)
         cards, _ = self._list(where=where, sort=("CREATED_AT", "DESC"), first=min(limit + 1, PAGE_SIZE_MAX))
         return [c for c in cards if c.slug != detail.card.slug][:limit]
 
@@ -114,31 +251,36 @@ class SaleorCatalog:
         if after:
             variables["after"] = after
         products = self._execute("ProductList", variables).get("products") or {}
-        cards = [_card(edge["node"]) for edge in products.get("edges") or []]
+        cards = [self._card(edge["node"]) for edge in products.get("edges") or []]
         return cards, int(products.get("totalCount") or 0)
 
     # search
     def search(self, query: SearchQuery) -> SearchResult:
+        self._prefetch()  # the facet values, fetched beside the product list when they are not cached
+        scope = self._scope()
+        if scope is None:  # nothing of ours in the store yet
+            return SearchResult(items=(), total=0, facets=self._facet_groups(query), counts_available=False,
+                                query=query, reachable=REACHABLE)
         attributes = [
-            {"slug": group, "value": {"slug": {"oneOf": list(values)}}} for group, values in query.filters if values
+            {"slug": self.names.attribute(group), "value": {"slug": {"oneOf": list(values)}}}
+            for group, values in query.filters if values
         ]
-        where = _published(attributes)
+        where = _published(attributes, scope=scope)
         if query.sort == "relevance":
             sort = ("RANK", "DESC") if query.q else ("CREATED_AT", "DESC")  # RANK needs a search term
         else:
             sort = SORT_FIELDS[query.sort]
         search = query.q or None
-        facets = self._facet_groups(query)
         after = self._cursor_at(query.offset, where=where, sort=sort, search=search) if query.offset else None
         if query.offset and after is None:
             # past the last result (or deeper than we page): report the total without items
             _, total = self._list(where=where, sort=sort, first=1, search=search)
-            return SearchResult(items=(), total=total, facets=facets, counts_available=False, query=query,
-                                reachable=REACHABLE)
+            return SearchResult(items=(), total=total, facets=self._facet_groups(query), counts_available=False,
+                                query=query, reachable=REACHABLE)
         cards, total = self._list(where=where, sort=sort, first=min(query.per_page, PAGE_SIZE_MAX),
                                   search=search, after=after)
-        return SearchResult(items=tuple(cards), total=total, facets=facets, counts_available=False, query=query,
-                            reachable=REACHABLE)
+        return SearchResult(items=tuple(cards), total=total, facets=self._facet_groups(query), counts_available=False,
+                            query=query, reachable=REACHABLE)
 
     def _cursor_at(self, offset: int, *, where: dict, sort: tuple[str, str], search: str | None) -> str | None:
         """The cursor after the first `offset` results, walking at most SKIP_REQUESTS_MAX pages."""
@@ -177,59 +319,97 @@ class SaleorCatalog:
     # detail
     def product(self, slug: str) -> OfferingDetail | None:
         product = self._execute("ProductDetail", {"slug": slug}).get("product")
-        if product is None:
+        if product is None or not self._ours(product):
             return None
-        card = _card(product)
+        card = self._card(product)
+        choices = self._choices(product.get("assignedAttributes") or [])
         facets = tuple(
             FacetChip(group, value, label)
             for group in FACET_GROUPS
-            for value, label in _choices(product.get("assignedAttributes") or []).get(group, [])
+            for value, label in choices.get(group, [])
         )
         plans = tuple(sorted(
-            (_plan(edge["node"]) for edge in (product.get("productVariants") or {}).get("edges") or []
+            (self._plan(edge["node"]) for edge in (product.get("productVariants") or {}).get("edges") or []
              if edge["node"].get("sku")),
             key=lambda p: (TIERS.index(p.tier) if p.tier in TIERS else len(TIERS), p.price_minor),
         ))
-        versions = ()
-        if product.get("version"):
-            versions = (VersionNote(product["version"], product.get("changelog") or "", None),)
         return OfferingDetail(
             card=card, description_md=editorjs_to_markdown(product.get("description")), facets=facets,
-            plans=plans, versions=versions, trial_days=_int(product.get("trialDays")),
+            plans=plans, versions=_versions(product), trial_days=_int(product.get("trialDays")),
             trial_credits=_int(product.get("trialCredits")),
+        )
+
+    def _ours(self, product: dict) -> bool:
+        """Whether a product of the channel is one of our offerings (a shared store has its own)."""
+        if self.names.catalog_collection:
+            return any(c.get("slug") == self.names.catalog_collection for c in product.get("collections") or [])
+        return (product.get("productType") or {}).get("slug") == self.names.offering_type
+
+    # mapping
+    def _choices(self, assigned: list[dict]) -> dict[str, list[tuple[str, str]]]:
+        """Our choice attributes' values by facet group or plan term: {"outcome": [(slug, name), ...]}."""
+        values: dict[str, list[tuple[str, str]]] = {}
+        for item in assigned:
+            name = self.names.name_of((item.get("attribute") or {}).get("slug"))
+            chosen = []
+            if item.get("choice"):
+                chosen = [item["choice"]]
+            elif item.get("choices"):
+                chosen = item["choices"]
+            pairs = [(c["slug"], c.get("name") or c["slug"]) for c in chosen if c and c.get("slug")]
+            if name and pairs:
+                values.setdefault(name, []).extend(pairs)
+        return values
+
+    def _numbers(self, assigned: list[dict]) -> dict[str, float]:
+        numbers = {}
+        for item in assigned:
+            name = self.names.name_of((item.get("attribute") or {}).get("slug"))
+            if name and isinstance(item.get("numeric"), (int, float)):
+                numbers[name] = item["numeric"]
+        return numbers
+
+    def _card(self, node: dict) -> OfferingCard:
+        choices = self._choices(node.get("assignedAttributes") or [])
+        category = (choices.get("category") or [None])[0]
+        if category is None:
+            saleor_category = node.get("category") or {}
+            category = (saleor_category.get("slug") or "", saleor_category.get("name") or "")
+        publisher = (choices.get("publisher") or [("", "")])[0][1]
+        start = ((((node.get("pricing") or {}).get("priceRange") or {}).get("start") or {}).get("gross"))
+        price, currency = _minor(start)
+        return OfferingCard(
+            key=node["id"], slug=node["slug"], name=node["name"], summary=node.get("seoDescription") or "",
+            category=category[0], category_label=category[1], publisher=publisher, price_from_minor=price,
+            currency=currency, has_trial=any(slug == "free-trial" for slug, _ in choices.get("pricing", [])),
+            published_at=_datetime(node.get("created")),
+        )
+
+    def _plan(self, variant: dict) -> PlanOption:
+        assigned = variant.get("assignedAttributes") or []
+        numbers = self._numbers(assigned)
+        tier_choice = (self._choices(assigned).get("tier") or [None])[0]
+        tier = tier_choice[0] if tier_choice else variant["name"].strip().lower()
+        price = (((variant.get("pricing") or {}).get("price") or {}).get("gross"))
+        price_minor, currency = _minor(price)
+        runs = numbers.get("max-runs-per-period")
+        return PlanOption(
+            sku=variant["sku"], tier=tier, name=variant["name"], price_minor=price_minor or 0, currency=currency,
+            interval="month", included_credits=_opt_int(numbers.get("included-credits")),
+            credits_per_run=_opt_int(numbers.get("credits-per-run")), max_runs_per_period=_opt_int(runs),
+            features=_string_list(variant.get("features")),
         )
 
 
 # --- mapping helpers ---------------------------------------------------------------------------
 
-def _published(attributes: list[dict] | None = None) -> dict[str, Any]:
+def _published(attributes: list[dict] | None = None, *, scope: Mapping[str, Any] | None = None) -> dict[str, Any]:
     where: dict[str, Any] = {"isPublished": True, "isVisibleInListing": True}
+    if scope:
+        where.update(scope)
     if attributes:
         where["attributes"] = attributes
     return where
-
-
-def _choices(assigned: list[dict]) -> dict[str, list[tuple[str, str]]]:
-    """Choice attribute values by attribute slug: {"outcome": [(slug, name), ...]}."""
-    values: dict[str, list[tuple[str, str]]] = {}
-    for item in assigned:
-        slug = (item.get("attribute") or {}).get("slug")
-        chosen = []
-        if item.get("choice"):
-            chosen = [item["choice"]]
-        elif item.get("choices"):
-            chosen = item["choices"]
-        pairs = [(c["slug"], c.get("name") or c["slug"]) for c in chosen if c and c.get("slug")]
-        if slug and pairs:
-            values.setdefault(slug, []).extend(pairs)
-    return values
-
-
-def _numbers(assigned: list[dict]) -> dict[str, float]:
-    return {
-        item["attribute"]["slug"]: item["numeric"]
-        for item in assigned if item.get("attribute") and isinstance(item.get("numeric"), (int, float))
-    }
 
 
 def _minor(money: dict | None) -> tuple[int | None, str]:
@@ -239,36 +419,30 @@ def _minor(money: dict | None) -> tuple[int | None, str]:
     return int(money["fractionalAmount"]), money["currency"]
 
 
-def _card(node: dict) -> OfferingCard:
-    choices = _choices(node.get("assignedAttributes") or [])
-    category = (choices.get("category") or [None])[0]
-    if category is None:
-        saleor_category = node.get("category") or {}
-        category = (saleor_category.get("slug") or "", saleor_category.get("name") or "")
-    publisher = (choices.get("publisher") or [("", "")])[0][1]
-    start = ((((node.get("pricing") or {}).get("priceRange") or {}).get("start") or {}).get("gross"))
-    price, currency = _minor(start)
-    return OfferingCard(
-        key=node["id"], slug=node["slug"], name=node["name"], summary=node.get("seoDescription") or "",
-        category=category[0], category_label=category[1], publisher=publisher, price_from_minor=price,
-        currency=currency, has_trial=any(slug == "free-trial" for slug, _ in choices.get("pricing", [])),
-        published_at=_datetime(node.get("created")),
-    )
+def _string_list(raw: Any) -> tuple[str, ...]:
+    """A JSON list of strings kept in metadata; anything else is no list."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str) and raw else []
+    except ValueError:
+        return ()
+    return tuple(str(item) for item in value if isinstance(item, str) and item.strip()) if isinstance(value, list) else ()
 
 
-def _plan(variant: dict) -> PlanOption:
-    assigned = variant.get("assignedAttributes") or []
-    numbers = _numbers(assigned)
-    tier_choice = (_choices(assigned).get("tier") or [None])[0]
-    tier = tier_choice[0] if tier_choice else variant["name"].strip().lower()
-    price = (((variant.get("pricing") or {}).get("price") or {}).get("gross"))
-    price_minor, currency = _minor(price)
-    runs = numbers.get("max-runs-per-period")
-    return PlanOption(
-        sku=variant["sku"], tier=tier, name=variant["name"], price_minor=price_minor or 0, currency=currency,
-        interval="month", included_credits=_opt_int(numbers.get("included-credits")),
-        credits_per_run=_opt_int(numbers.get("credits-per-run")), max_runs_per_period=_opt_int(runs),
-    )
+def _versions(product: dict) -> tuple[VersionNote, ...]:
+    """Every version's note (metadata `versions`, newest first), else the latest one alone."""
+    try:
+        listed = json.loads(product.get("versions") or "[]")
+    except ValueError:
+        listed = []
+    notes = tuple(
+        VersionNote(str(item["version"]), str(item.get("changelog") or ""), _datetime(item.get("released_at")))
+        for item in listed if isinstance(item, dict) and item.get("version")
+    ) if isinstance(listed, list) else ()
+    if notes:
+        return notes
+    if product.get("version"):
+        return (VersionNote(product["version"], product.get("changelog") or "", None),)
+    return ()
 
 
 def _int(raw: Any) -> int:

@@ -94,7 +94,7 @@ class SaleorCheckout:
         if checkout_id and checkout is None:
             # completed or expired: a lost answer may have completed it, so never pay twice blindly
             raise CheckoutError("Your previous payment attempt may have gone through. Check your orders before "
-                                "paying again.")
+                                "paying again.", may_be_charged=True)
         if checkout is None:
             checkout = self._create(reference, billing, wanted)
         else:
@@ -110,20 +110,29 @@ class SaleorCheckout:
             order = self._complete(checkout_id, reference)
         except client.SaleorError as exc:
             raise CheckoutError("The store's payment service did not answer in time. Check your orders before "
-                                "paying again.", checkout_id=checkout_id, retryable=True) from exc
+                                "paying again.", checkout_id=checkout_id, retryable=True,
+                                may_be_charged=True) from exc
         return Submission(needs_local_payment=False, order=order, checkout_id=checkout_id)
 
     def charge_card(self, *, amount_minor: int, currency: str, card_number: str) -> ChargeOutcome:
         raise CheckoutError("Cards are charged by the store's payment provider, not here.")
 
     def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
+        """Fully paid orders of our channel carrying our order reference; others are left alone."""
+        channel = self._execute("SyncChannel", {"slug": self.channel}).get("channel")
+        if channel is None:
+            raise client.SaleorError(f"Saleor has no channel {self.channel!r} (SALEOR_CHANNEL).", operation="SyncChannel")
         found: list[RemoteOrder] = []
         after = None
         for _ in range(MAX_ORDER_PAGES):
             data = self._execute("PaidOrders", {
-                "since": since.astimezone(timezone.utc).isoformat(), "first": 50, "after": after})
+                "since": since.astimezone(timezone.utc).isoformat(), "channelId": channel["id"], "first": 50,
+                "after": after})
             connection = data.get("orders") or {}
-            found += [order_from_graphql(edge["node"]) for edge in connection.get("edges") or []]
+            for edge in connection.get("edges") or []:
+                order = order_from_graphql(edge["node"])
+                if order.metadata.get(ORDER_REFERENCE_KEY):  # the filter holds; a store that ignores it is skipped quietly
+                    found.append(order)
             page = connection.get("pageInfo") or {}
             if not page.get("hasNextPage"):
                 break
@@ -264,8 +273,8 @@ class SaleorCheckout:
         }).get("checkoutComplete") or {}
         if _errors(payload) or not payload.get("order"):
             raise CheckoutError("The store could not complete the order: " + "; ".join(_errors(payload) or ["no order"]),
-                                checkout_id=checkout_id)
+                                checkout_id=checkout_id, may_be_charged=True)
         if payload.get("confirmationNeeded"):
             raise CheckoutError("The store needs the order confirmed by its staff; it will appear in your orders.",
-                                checkout_id=checkout_id)
+                                checkout_id=checkout_id, may_be_charged=True)
         return order_from_graphql(payload["order"])

@@ -1,5 +1,5 @@
-"""The one way this app talks to Saleor: a gql Client per call over HTTP, one operation per
-request, a short timeout, and two exceptions the callers can act on.
+"""The one way this app talks to Saleor: one operation per HTTP request, over one kept-alive
+connection pool per process, with a short timeout and two exceptions the callers can act on.
 
 Documents live in `graphql/<Operation>.graphql` beside this module, one operation per file,
 because Saleor validates every operation in a posted document. Selection sets shared by several
@@ -7,25 +7,27 @@ operations are fragments in `graphql/fragments/<Fragment>.graphql` (one per file
 carries its operation plus exactly the fragments it uses, directly or through other fragments
 (Saleor also refuses a document with an unused fragment). `tests/test_saleor_documents.py` checks
 each document as sent against Saleor's schema.
+
+Connections: every request of a process goes through one `requests.Session` (urllib3's pool is
+thread-safe; the session keeps no cookies, so nothing of one caller's request reaches another's),
+so a page's calls reuse open connections instead of paying a TCP (and TLS) handshake each. A
+forked worker makes its own pool.
 """
 from __future__ import annotations
 
 import functools
+import os
 import re
+import threading
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
 import requests
 from flask import current_app
-from gql import Client, GraphQLRequest, gql
+from gql import GraphQLRequest, gql
 from graphql import FragmentSpreadNode, Visitor, parse, visit
-from gql.transport.exceptions import (
-    TransportConnectionFailed,
-    TransportProtocolError,
-    TransportQueryError,
-    TransportServerError,
-)
-from gql.transport.requests import RequestsHTTPTransport
+from requests.adapters import HTTPAdapter
 
 from app.adapters.commerce import CommerceUnavailable
 
@@ -106,11 +108,31 @@ def timeout_seconds() -> float:
     return min(configured, MAX_TIMEOUT_SECONDS) if configured > 0 else MAX_TIMEOUT_SECONDS
 
 
-def _raise_for_server_error(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-    # Saleor's 5xx bodies may be JSON with "errors"; gql would report them as GraphQL errors,
-    # but for us a 5xx means "Saleor is down", whatever the body says.
-    if response.status_code >= 500:
-        response.raise_for_status()
+POOL_SIZE = 16  # connections kept open to Saleor per process (pages run a few calls at once)
+_http: tuple[int, requests.Session] | None = None
+_http_lock = threading.Lock()
+
+
+def http_session() -> requests.Session:
+    """This process's session for Saleor (made on first use, and again in a forked child)."""
+    global _http
+    current = _http
+    if current is not None and current[0] == os.getpid():
+        return current[1]
+    with _http_lock:
+        if _http is None or _http[0] != os.getpid():
+            http = requests.Session()
+            http.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # keep no cookies
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+            http.mount("http://", adapter)
+            http.mount("https://", adapter)
+            _http = (os.getpid(), http)
+        return _http[1]
+
+
+def _graphql_errors(body: Any) -> list[dict[str, Any]]:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [e if isinstance(e, dict) else {"message": str(e)} for e in errors] if isinstance(errors, list) else []
 
 
 def execute(
@@ -125,33 +147,36 @@ def execute(
     The app token (SALEOR_APP_TOKEN) is sent when configured; `bearer_token` (a customer's
     Saleor JWT) replaces it for calls made on behalf of a signed-in customer; `anonymous` sends
     neither (storefront reads: Saleor then shows only what a visitor may see).
-    Raises SaleorUnavailable (timeout, connection error, HTTP 5xx) or SaleorError (GraphQL errors).
+    Raises SaleorUnavailable (timeout, connection error, HTTP 5xx) or SaleorError (GraphQL errors,
+    a refused request, an answer that is not GraphQL). No hidden retries: a retry would double the
+    wait behind a page.
     """
     config = current_app.config
     token = "" if anonymous else (bearer_token or config.get("SALEOR_APP_TOKEN") or "")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    transport = RequestsHTTPTransport(
-        url=config["SALEOR_API_URL"],
-        headers=headers,
-        timeout=timeout_seconds(),  # type: ignore[arg-type]  # requests accepts float seconds
-        retries=0,  # no hidden retries: a retry would double the wait behind a page
-        hooks={"response": [_raise_for_server_error]},
-    )
-    request = GraphQLRequest(load_document(operation), variable_values=variables or {}, operation_name=operation)
-    client = Client(transport=transport, fetch_schema_from_transport=False)
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    payload = {"query": document_source(operation), "variables": variables or {}, "operationName": operation}
     try:
-        return client.execute(request)
-    except TransportQueryError as error:
-        raise SaleorError(
-            f"Saleor rejected {operation}: {error}", operation=operation, errors=list(error.errors or [])
-        ) from error
-    except TransportConnectionFailed as error:
-        raise SaleorUnavailable(f"Saleor is unreachable for {operation}: {error}", operation=operation) from error
-    except TransportServerError as error:
-        if (error.code or 0) >= 500:
-            raise SaleorUnavailable(f"Saleor failed {operation}: HTTP {error.code}", operation=operation) from error
-        raise SaleorError(f"Saleor refused {operation}: HTTP {error.code}", operation=operation) from error
-    except TransportProtocolError as error:
-        raise SaleorError(f"Saleor sent an unexpected answer to {operation}: {error}", operation=operation) from error
+        response = http_session().post(config["SALEOR_API_URL"], json=payload, headers=headers,
+                                       timeout=timeout_seconds())
     except requests.RequestException as error:
         raise SaleorUnavailable(f"Saleor is unreachable for {operation}: {error}", operation=operation) from error
+    if response.status_code >= 500:
+        raise SaleorUnavailable(f"Saleor is unreachable for {operation}: {response.status_code} Server Error",
+                                operation=operation)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    errors = _graphql_errors(body)
+    if response.status_code >= 400:
+        detail = f": {errors[0].get('message')}" if errors else ""
+        raise SaleorError(f"Saleor refused {operation}: HTTP {response.status_code}{detail}", operation=operation,
+                          errors=errors)
+    if errors:
+        raise SaleorError(f"Saleor rejected {operation}: {errors[0].get('message')}", operation=operation,
+                          errors=errors)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        raise SaleorError(f"Saleor sent an unexpected answer to {operation}", operation=operation)
+    return body["data"]
