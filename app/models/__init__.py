@@ -16,6 +16,9 @@ from app.models.instances import (
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
+from app.models.publishing import (
+    MediaKind, OfferingMedia, PublisherProfile, PublisherStatus, SellerTerms, SellerTermsAcceptance,
+)
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack",
@@ -23,5 +26,6 @@ __all__ = [
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
-    "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
+    "Run", "RunStatus",
+    "MediaKind", "OfferingMedia", "PublisherProfile", "PublisherStatus", "SellerTerms", "SellerTermsAcceptance", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

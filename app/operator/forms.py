@@ -56,3 +56,10 @@ class AuditFilterForm(_GetForm):
     def validate_end(self, field):
         if field.data and self.start.data and field.data < self.start.data:
             raise ValidationError("The end date is before the start date.")
+
+
+class DeclinePublisherForm(FlaskForm):
+    reason = TextAreaField(
+        "Reason", validators=[Length(max=1000)],
+        description="Sent to the applicant: say what to change so they can apply again.",
+    )

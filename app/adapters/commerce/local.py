@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.adapters.commerce import (
     FACET_GROUPS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard, OfferingDetail, PlanOption,
-    SearchQuery, SearchResult, VersionNote,
+    ScreenshotImage, SearchQuery, SearchResult, VersionNote,
 )
 from app.adapters.commerce.local_search import FTS_WEIGHTS, PUBLISHED, SEARCH_VECTOR_SQL, SearchStatements
 from app.adapters.commerce.local_text import Term, fts5_match, parse_terms, pg_tsquery
-from app.models import FacetValue, Instance, Offering, OfferingFacet, Organization, Plan
+from app.models import FacetValue, Instance, MediaKind, Offering, OfferingFacet, OfferingMedia, Organization, Plan
 
 __all__ = [
     "FTS_WEIGHTS", "GROUP_LABELS", "PUBLISHED", "PUBLISHERS_SHOWN", "SEARCH_VECTOR_SQL", "LocalCatalog",
@@ -126,6 +126,7 @@ class LocalCatalog:
             select(
                 Offering.id, Offering.slug, Offering.name, Offering.summary, Offering.category,
                 Offering.trial_days, Offering.featured, Offering.published_at, Organization.name.label("publisher"),
+                Organization.slug.label("publisher_slug"),
             )
             .join(Organization, Organization.id == Offering.publisher_id)
             .where(Offering.id.in_(wanted), Offering.status == PUBLISHED)
@@ -136,15 +137,20 @@ class LocalCatalog:
             .where(Plan.offering_id.in_(wanted)).order_by(Plan.offering_id, Plan.price_minor.desc(), Plan.id.desc())
         ):
             cheapest[offering_id] = (price, currency)
+        logos = dict(self.session.connection().execute(
+            select(OfferingMedia.offering_id, OfferingMedia.storage_key)
+            .where(OfferingMedia.offering_id.in_(wanted), OfferingMedia.kind == MediaKind.LOGO.value)
+        ).tuples().all())
         by_id = {row.id: row for row in rows}
-        return [self._card(by_id[i], *cheapest.get(i, (None, None))) for i in ids if i in by_id]
+        return [self._card(by_id[i], *cheapest.get(i, (None, None)), logo_key=logos.get(i)) for i in ids if i in by_id]
 
-    def _card(self, row: Any, price: int | None, currency: str | None) -> OfferingCard:
+    def _card(self, row: Any, price: int | None, currency: str | None, logo_key: str | None = None) -> OfferingCard:
         return OfferingCard(
             key=str(row.id), slug=row.slug, name=row.name, summary=row.summary, category=row.category,
             category_label=self._label("category", row.category), publisher=row.publisher,
             price_from_minor=price, currency=currency or "USD", has_trial=row.trial_days > 0,
-            featured=bool(row.featured), published_at=row.published_at,
+            featured=bool(row.featured), published_at=row.published_at, publisher_slug=row.publisher_slug,
+            logo_key=logo_key,
         )
 
     # search
@@ -223,12 +229,17 @@ class LocalCatalog:
         if offering is None:
             return None
         cheapest = min(offering.plans, key=lambda p: (p.price_minor, p.id), default=None)
+        images = self.session.scalars(
+            select(OfferingMedia).where(OfferingMedia.offering_id == offering.id)
+            .order_by(OfferingMedia.position, OfferingMedia.id)
+        ).all()
         card = OfferingCard(
             key=str(offering.id), slug=offering.slug, name=offering.name, summary=offering.summary,
             category=offering.category, category_label=self._label("category", offering.category),
             publisher=offering.publisher.name, price_from_minor=cheapest.price_minor if cheapest else None,
             currency=cheapest.currency if cheapest else "USD", has_trial=offering.has_trial,
-            featured=offering.featured, published_at=offering.published_at,
+            featured=offering.featured, published_at=offering.published_at, publisher_slug=offering.publisher.slug,
+            logo_key=next((m.storage_key for m in images if m.kind == MediaKind.LOGO.value), None),
         )
         facets = tuple(
             FacetChip(f.group, f.value, self._label(f.group, f.value))
@@ -251,6 +262,8 @@ class LocalCatalog:
         return OfferingDetail(
             card=card, description_md=offering.description_md, facets=facets, plans=plans, versions=versions,
             trial_days=offering.trial_days, trial_credits=offering.trial_credits,
+            screenshots=tuple(ScreenshotImage(m.storage_key, m.alt_text, m.width, m.height)
+                              for m in images if m.kind == MediaKind.SCREENSHOT.value),
         )
 
     def related(self, detail: OfferingDetail, limit: int) -> list[OfferingCard]:
