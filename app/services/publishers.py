@@ -238,6 +238,13 @@ def has_publisher_access(session: Session, *, user: User) -> bool:
     ) is not None
 
 
+def may_prepare_drafts(session: Session, *, organization_id: int) -> bool:
+    """Whether members of this organization may write drafts without the seller role: it applied to publish
+    and was not declined (membership is the caller's check)."""
+    profile = profile_of(session, organization_id=organization_id)
+    return profile is not None and profile.status != PublisherStatus.DECLINED.value
+
+
 def submit_blocker(session: Session, *, organization_id: int, actor: User) -> str | None:
     """Why the publisher cannot submit offerings for review yet (None when it can)."""
     profile = profile_of(session, organization_id=organization_id)
