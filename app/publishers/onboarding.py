@@ -62,8 +62,7 @@ def sell():
     if done.ok:
         session[APPLICATION_KEY] = done.value.as_dict()
         return redirect(url_for("publishers.sell_terms"))
-    declined = publishers.applications(db.session, status="declined")
-    last_declined = next((p for p in reversed(declined) if p.applied_by_user_id == g.user.id), None)
+    last_declined = publishers.last_declined(db.session, user=g.user)
     return render_template("publishers/sell.html", form=form, logo_key=saved.get("logo_key"),
                            last_declined=last_declined, is_seller=g.user.has_role(Role.SELLER)), done.status
 

@@ -180,6 +180,15 @@ def open_application(session: Session, *, user: User) -> PublisherProfile | None
     )
 
 
+def last_declined(session: Session, *, user: User) -> PublisherProfile | None:
+    """The user's most recent application that an operator declined (shown when they apply again)."""
+    return session.scalar(
+        select(PublisherProfile).where(PublisherProfile.applied_by_user_id == user.id,
+                                       PublisherProfile.status == PublisherStatus.DECLINED.value)
+        .order_by(PublisherProfile.decided_at.desc(), PublisherProfile.id.desc()).limit(1)
+    )
+
+
 def apply_as_publisher(session: Session, *, user: User, details: PublisherDetails, terms_version: str,
                        accepted: bool) -> PublisherProfile:
     """Create the publisher organization (the user its owner), its profile waiting for approval, and the
