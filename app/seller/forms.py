@@ -176,3 +176,7 @@ class ScreenshotUploadForm(FlaskForm):
 
 class MoveForm(FlaskForm):
     direction = SelectField("Move", choices=as_choices([("up", "Earlier"), ("down", "Later")]))
+
+
+class AltTextForm(FlaskForm):
+    alt_text = StringField("Description", validators=[Length(max=200)])

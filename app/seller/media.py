@@ -8,7 +8,7 @@ from app.extensions import db
 from app.forms_flow import act, submit
 from app.models import MediaKind
 from app.publishers.forms import PublisherProfileForm
-from app.seller.forms import ActionForm, LogoUploadForm, MoveForm, ScreenshotUploadForm
+from app.seller.forms import ActionForm, AltTextForm, LogoUploadForm, MoveForm, ScreenshotUploadForm
 from app.seller.views import bp, offering_or_404, publishers
 from app.services import media
 from app.services import publishers as publishing
@@ -25,7 +25,7 @@ def _images_page(offering, *, logo_form=None, shot_form=None, status: int = 200)
         "seller/offering_images.html", offering=offering, logo=next((m for m in rows if m.kind == "logo"), None),
         screenshots=[m for m in rows if m.kind == MediaKind.SCREENSHOT.value], max_screenshots=media.MAX_SCREENSHOTS,
         logo_form=logo_form or LogoUploadForm(), shot_form=shot_form or ScreenshotUploadForm(),
-        move_form=MoveForm(), action_form=ActionForm(),
+        move_form=MoveForm(), action_form=ActionForm(), alt_form=AltTextForm(),
     ), status
 
 
@@ -65,6 +65,18 @@ def offering_image_move(offering_id: int, media_id: int):
     form = MoveForm()
     act(form, lambda: media.move_screenshot(db.session, offering=offering, actor=g.user, media_id=media_id,
                                             offset=-1 if form.direction.data == "up" else 1))
+    return redirect(url_for("seller.offering_images", offering_id=offering.id))
+
+
+@bp.post("/offerings/<int:offering_id>/images/<int:media_id>/alt")
+def offering_image_alt(offering_id: int, media_id: int):
+    """Change what a screenshot's description (read aloud in place of the image) says."""
+    offering = offering_or_404(offering_id)
+    form = AltTextForm()
+    if act(form, lambda: media.update_alt_text(db.session, offering=offering, actor=g.user, media_id=media_id,
+                                               alt_text=form.alt_text.data),
+           invalid=f"Keep the description of the image under {media.ALT_MAX} characters.").ok:
+        flash("Description saved.", "success")
     return redirect(url_for("seller.offering_images", offering_id=offering.id))
 
 

@@ -229,6 +229,8 @@ def update_alt_text(session: Session, *, offering: Offering, actor: User, media_
     row = _media_item(session, offering, media_id)
     row.alt_text = _alt(alt_text, f"Screenshot of {offering.name}")
     session.flush()
+    audit.record(session, action="offering.screenshot_described", target_type="offering", target_id=offering.id,
+                 organization_id=offering.publisher_id, actor=actor, data={"media_id": media_id})
 
 
 def discard_if_unused(session: Session, key: str | None) -> bool:

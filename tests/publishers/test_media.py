@@ -180,3 +180,67 @@ def test_media_route_answers_only_for_stored_image_names(client, listing):
     missing = client.get("/media/" + "a" * 64 + ".png")
     assert missing.status_code == 404
     assert missing.headers["Content-Type"].startswith("text/html")
+
+
+def test_a_screenshot_description_is_edited_and_checked(client, session, listing):
+    seller, org, offering = listing
+    login(client, seller)
+    client.post(f"/seller/offerings/{offering.id}/images/screenshots",
+                data={"screenshot": (io.BytesIO(png()), "s.png"), "alt_text": ""}, content_type="multipart/form-data")
+    shot = media.media_of(session, offering_id=offering.id, kind=MediaKind.SCREENSHOT)[0]
+    assert shot.alt_text == "Screenshot of Screen Reader"  # never an image without a description
+    assert client.post(f"/seller/offerings/{offering.id}/images/{shot.id}/alt",
+                       data={"alt_text": "The reader highlighting a paragraph"}).status_code == 302
+    session.expire_all()
+    assert session.get(OfferingMedia, shot.id).alt_text == "The reader highlighting a paragraph"
+    too_long = client.post(f"/seller/offerings/{offering.id}/images/{shot.id}/alt", data={"alt_text": "x" * 201},
+                           follow_redirects=True)
+    assert "Keep the description of the image under 200 characters." in too_long.get_data(as_text=True)
+    session.expire_all()
+    assert session.get(OfferingMedia, shot.id).alt_text == "The reader highlighting a paragraph"
+
+
+@pytest.mark.postgres_only
+def test_two_uploads_racing_for_the_last_place_leave_six_screenshots(make_app, tmp_path):
+    import threading
+
+    from app.extensions import db
+
+    app = make_app(MEDIA_DIR=str(tmp_path / "media"))
+    with app.app_context():
+        seller = make_user(db.session, roles=("buyer", "seller"))
+        org = make_org(db.session, owner=seller, name="Race Co")
+        offering = make_offering(db.session, publisher=org, name="Racer")
+        for i in range(5):
+            media.add_screenshot(db.session, offering=offering, actor=seller, data=png(20, 20, (i, i, i)),
+                                 alt_text=f"Shot {i}")
+        db.session.commit()
+        seller_id, offering_id = seller.id, offering.id
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def upload(n: int) -> None:
+        with app.app_context():
+            from app.models import Offering, User
+            actor, target = db.session.get(User, seller_id), db.session.get(Offering, offering_id)
+            barrier.wait()
+            try:
+                media.add_screenshot(db.session, offering=target, actor=actor, data=png(20, 20, (200, n, 0)),
+                                     alt_text=f"Racer {n}")
+                db.session.commit()
+                outcomes.append("added")
+            except media.MediaError:
+                db.session.rollback()
+                outcomes.append("refused")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=upload, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["added", "refused"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(OfferingMedia).where(
+            OfferingMedia.offering_id == offering_id)) == 6
