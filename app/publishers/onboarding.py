@@ -75,7 +75,10 @@ def sell_terms():
     if waiting is not None:
         return waiting
     saved = session.get(APPLICATION_KEY)
-    if not saved:
+    if isinstance(saved, dict):  # only the fields step one stores: an older cookie never breaks the page
+        saved = {name: saved.get(name) for name in ("name", "slug", "website", "support_email", "description",
+                                                    "logo_key")}
+    if not saved or not saved.get("name"):
         flash("Start with your publisher's details.", "info")
         return redirect(url_for("publishers.sell"))
     terms = publishers.current_terms(db.session)
