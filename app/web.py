@@ -113,6 +113,8 @@ ERROR_TEXT = {
     429: ("Slow down a little", "You've sent a lot of requests in a short time. Wait a minute, then try again."),
     431: ("That request was too large", "Clear this site's cookies or shorten the address, then try again."),
     451: ("Not available here", "This item can't be shown where you are."),
+    503: ("We're having trouble reaching a service",
+          "Part of the marketplace is temporarily unavailable. Your cart, credits and orders are safe."),
 }
 _TEMPLATES = (400, 401, 403, 404, 405, 413, 429, 503)
 _FORWARD_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")

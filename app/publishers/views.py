@@ -42,7 +42,7 @@ def media_file(key: str):
     try:
         data = media.read_file(key)
     except media.MediaError:
-        abort(503)
+        abort(503, description="Images can't be loaded right now. Please try again in a minute.")
     if data is None:
         abort(404)
     return data, 200, {

@@ -244,3 +244,17 @@ def test_two_uploads_racing_for_the_last_place_leave_six_screenshots(make_app, t
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(OfferingMedia).where(
             OfferingMedia.offering_id == offering_id)) == 6
+
+
+def test_a_store_that_does_not_answer_gives_our_503_page_not_a_500(app, client):
+    from app.adapters.storage import StorageError
+
+    class Down:
+        def get(self, key):
+            raise StorageError("The file store is not answering; please try again in a minute.")
+
+    app.extensions["storage"] = Down()
+    response = client.get("/media/" + "b" * 64 + ".webp")
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    assert "Images can&#39;t be loaded right now." in body and 'class="error-page"' in body
