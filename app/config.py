@@ -80,6 +80,17 @@ _ENV_KEYS: dict[str, type] = {
     "DATABASE_POOL_PRE_PING": bool,
     "DATABASE_CONNECT_TIMEOUT": int,
     "OTEL_SERVICE_NAME": str,
+    "STORAGE_BACKEND": str,
+    "MEDIA_DIR": str,
+    "S3_ENDPOINT": str,
+    "S3_BUCKET": str,
+    "S3_ACCESS_KEY": str,
+    "S3_SECRET_KEY": str,
+    "S3_REGION": str,
+    "S3_TIMEOUT": float,
+    "MEDIA_MAX_BYTES": int,
+    "MEDIA_MAX_PIXELS": int,
+    "SELLER_ACCESS_CONTACT": str,
 }
 
 # JOB_EVERY_<TASK> (seconds between a periodic task's ticks, e.g. JOB_EVERY_EXPIRE_HOLDS=60): read for
@@ -155,6 +166,17 @@ class Defaults:
     METRICS_TOKEN = ""  # bearer token Prometheus sends to /metrics; empty: /metrics only in development
     OTEL_EXPORTER_OTLP_ENDPOINT = ""  # OTLP/HTTP collector, e.g. http://otel-collector:4318; empty: no tracing
     OTEL_SERVICE_NAME = "digitlify-marketplace"
+    STORAGE_BACKEND = "local"  # local (a directory) or s3 (S3-compatible: MinIO, AWS S3)
+    MEDIA_DIR = ""  # empty: <instance folder>/media
+    S3_ENDPOINT = ""  # empty: AWS S3
+    S3_BUCKET = ""
+    S3_ACCESS_KEY = ""
+    S3_SECRET_KEY = ""
+    S3_REGION = "us-east-1"
+    S3_TIMEOUT = 5.0
+    MEDIA_MAX_BYTES = 1536 * 1024  # an image upload; below MAX_CONTENT_LENGTH so the form can say why
+    MEDIA_MAX_PIXELS = 40_000_000
+    SELLER_ACCESS_CONTACT = ""  # AUTH_BACKEND=oidc: whom to ask for the sellers group (email or URL)
 
     # PostgreSQL connections per process: one per gunicorn thread (GUNICORN_THREADS) is enough; the
     # overflow covers the worker's job threads and bursts. A dropped connection is not pinged for before

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify, render_template, request
+from markupsafe import Markup
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from werkzeug.exceptions import HTTPException, ServiceUnavailable, default_exceptions
 
 from app import formatting, routing
 
@@ -15,6 +16,7 @@ def init_app(app: Flask) -> None:
     from app.auth import bp as auth_bp
     from app.cp import bp as cp_bp
     from app.operator import bp as operator_bp
+    from app.publishers import bp as publishers_bp
     from app.seller import bp as seller_bp
     from app.storefront import bp as storefront_bp
 
@@ -25,6 +27,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(seller_bp, url_prefix="/seller")
     app.register_blueprint(operator_bp, url_prefix="/operator")
     app.register_blueprint(cp_bp, url_prefix="/api")
+    app.register_blueprint(publishers_bp)
 
     from app.auth import session_user
     app.before_request(session_user.load_current_user)
@@ -71,7 +74,12 @@ def _retry_after(response):
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path == "/api"
+    """API paths, and requests that send or ask for JSON rather than a page, get problem+json."""
+    if request.path.startswith("/api/") or request.path == "/api" or request.is_json:
+        return True
+    accept = request.accept_mimetypes
+    best = accept.best_match(["text/html", "application/json", "application/problem+json"])
+    return best in ("application/json", "application/problem+json") and accept[best] > accept["text/html"]
 
 
 def problem(status: int, title: str, detail: str | None = None, **extra):
@@ -86,15 +94,63 @@ def problem(status: int, title: str, detail: str | None = None, **extra):
     return response
 
 
+# The framework's stock descriptions ("You don't have the permission to access the requested resource…"):
+# never shown; each status has our own words and a way forward instead.
+_STOCK_DESCRIPTIONS = frozenset(cls.description for cls in default_exceptions.values() if cls.description)
+ERROR_TEXT = {
+    400: ("That request didn't look right", "Something in the request was malformed. Go back and try again."),
+    401: ("Please sign in", "You need to be signed in to see this."),
+    403: ("You don't have access to this page",
+          "Your account doesn't have the role this page needs. If you think it should, ask an operator."),
+    404: ("We couldn't find that page", "The link may be broken, or the item may have been removed."),
+    405: ("That action isn't allowed here", "This page doesn't accept that kind of request."),
+    406: ("We can't answer in that format", "This address answers with a web page or JSON only."),
+    408: ("That took too long", "The request took too long to arrive. Please try again."),
+    409: ("That clashed with another change",
+          "Something changed while you were working. Reload the page to see the latest, then try again."),
+    410: ("That is gone", "This item was removed and is no longer available."),
+    411: ("That request didn't look right", "The request did not say how long it was. Please try again."),
+    412: ("That changed in the meantime", "Reload the page to see the latest, then try again."),
+    413: ("That was too large", "The upload or form was bigger than we accept. Try a smaller file."),
+    414: ("That address is too long", "Shorten the address or the search and try again."),
+    415: ("We can't read that kind of file", "Send a kind of content this page accepts."),
+    416: ("We can't send that part", "Ask for the whole file instead."),
+    417: ("That request didn't look right", "The request asked for something we can't promise. Try again."),
+    418: ("That request didn't look right", "Go back and try again."),
+    421: ("That request went to the wrong place", "Open the marketplace's address directly and try again."),
+    422: ("We couldn't process that", "Some of what you sent doesn't fit. Check it and try again."),
+    423: ("That is locked", "Someone else is changing this right now. Try again in a moment."),
+    424: ("That depended on something that failed", "Try again in a moment."),
+    428: ("That needs a fresh copy", "Reload the page to see the latest, then try again."),
+    429: ("Slow down a little", "You've sent a lot of requests in a short time. Wait a minute, then try again."),
+    431: ("That request was too large", "Clear this site's cookies or shorten the address, then try again."),
+    451: ("Not available here", "This item can't be shown where you are."),
+    503: ("We're having trouble reaching a service",
+          "Part of the marketplace is temporarily unavailable. Your cart, credits and orders are safe."),
+}
+_TEMPLATES = (400, 401, 403, 404, 405, 413, 429, 503)
+_FORWARD_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def error_text(code: int, description: str | None) -> tuple[str, str]:
+    """(title, explanation) for an error page or problem: our words, or the message a view gave to abort()."""
+    title, text = ERROR_TEXT.get(code, ("Something went wrong", "Go back and try again."))
+    title, text = Markup(title), Markup(text)  # our own words, written without markup: shown as they are
+    if description and description not in _STOCK_DESCRIPTIONS and code not in (404, 500):
+        text = description  # a view's message: escaped like any other value
+    return title, text
+
+
 def _http_error(exc: HTTPException):
     code = exc.code or 500
+    title, text = error_text(code, exc.description)
+    forwarded = {name: value for name, value in exc.get_response().headers.items() if name in _FORWARD_HEADERS}
     if _wants_json():
-        response = problem(code, exc.name, exc.description)
-        if code == 405 and exc.get_response().headers.get("Allow"):
-            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        response = problem(code, exc.name, text)
+        response.headers.update(forwarded)
         return response
-    template = f"errors/{code}.html" if code in (400, 401, 403, 404, 405, 413, 429, 503) else "errors/generic.html"
-    return render_template(template, error=exc, code=code), code
+    template = f"errors/{code}.html" if code in _TEMPLATES else "errors/generic.html"
+    return render_template(template, error=exc, code=code, title=title, text=text), code, forwarded
 
 
 def _unexpected_error(exc: Exception):

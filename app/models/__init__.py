@@ -21,6 +21,9 @@ from app.models.integrations import STORE_SYNC_KEY, ConnectorBinding, StoredSecr
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
 from app.models.reviews import Review, ReviewerKind, ReviewVote
+from app.models.publishing import (
+    MediaKind, OfferingMedia, PublisherProfile, PublisherStatus, SellerTerms, SellerTermsAcceptance,
+)
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack", "EarningEntry", "EarningKind",
@@ -30,4 +33,7 @@ __all__ = [
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "Payout", "PublisherFee", "Refund", "RefundSource", "PeriodicRun", "PersonalAccessToken", "Plan", "Role", "Review", "ReviewerKind", "ReviewVote", "OrderPurpose", "PaymentMethod",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
     "STORE_SYNC_KEY", "StoreSyncState",
+    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
+    "Run", "RunStatus",
+    "MediaKind", "OfferingMedia", "PublisherProfile", "PublisherStatus", "SellerTerms", "SellerTermsAcceptance", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

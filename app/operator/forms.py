@@ -89,3 +89,10 @@ class PayoutForm(FlaskForm):
     paid_on = DateField("Paid on", validators=[DataRequired(message="Enter the date the money was sent.")])
     reference = StringField("Transfer reference", validators=[DataRequired(message="Enter the transfer's reference."),
                                                               Length(max=120)])
+
+
+class DeclinePublisherForm(FlaskForm):
+    reason = TextAreaField(
+        "Reason", validators=[Length(max=1000)],
+        description="Sent to the applicant: say what to change so they can apply again.",
+    )

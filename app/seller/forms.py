@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import (
     BooleanField, DateField, FormField, IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField,
 )
@@ -164,3 +165,22 @@ class PeriodForm(FlaskForm):
             raise ValidationError("The end date is before the start date.")
         if field.data and self.start.data and (field.data - self.start.data).days > 366:
             raise ValidationError("Choose a period of at most a year.")
+
+
+class LogoUploadForm(FlaskForm):
+    logo = FileField("Logo", description="A square PNG, JPEG or WebP image, shown on cards instead of the letter.")
+
+
+class ScreenshotUploadForm(FlaskForm):
+    screenshot = FileField("Screenshot", description="PNG, JPEG or WebP; up to six per offering.")
+    alt_text = StringField("What it shows", validators=[Length(max=200)],
+                           description="Read aloud to people who can't see the image, e.g. “The run console "
+                                       "answering a refund question”.")
+
+
+class MoveForm(FlaskForm):
+    direction = SelectField("Move", choices=as_choices([("up", "Earlier"), ("down", "Later")]))
+
+
+class AltTextForm(FlaskForm):
+    alt_text = StringField("Description", validators=[Length(max=200)])

@@ -16,6 +16,7 @@ from app.models import Offering, Plan
 from app.seller.forms import ActionForm, OfferingEditForm, OfferingForm, PlansForm, VersionForm, as_choices
 from app.seller.views import PUBLISHER_SESSION_KEY, bp, offering_or_404, publishers, selected_publisher
 from app.services import offerings as svc
+from app.services import publishers as publishing
 from app.services.errors import ServiceError
 from app.services.offerings import OfferingError
 
@@ -115,6 +116,7 @@ def offering_detail(offering_id: int):
         "seller/offering_detail.html", offering=offering, action_form=ActionForm(),
         blockers=svc.review_blockers(offering), latest=svc.latest_version(offering),
         description_html=svc.render_description(offering.description_md),
+        publisher_blocker=publishing.submit_blocker(db.session, organization_id=offering.publisher_id, actor=g.user),
     )
 
 

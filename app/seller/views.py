@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
-from app.auth.session_user import role_required
+from app.auth.session_user import login_required
 from app.extensions import db
 from app.forms_flow import act
 from app.models import Offering, Organization, utcnow
 from app.seller.forms import PublisherForm
 from app.services import analytics, identity
+from app.services import publishers as publishing
 from app.services import offerings as svc
 from app.services.offerings import OfferingNotFound
 
@@ -19,9 +20,12 @@ PUBLISHER_SESSION_KEY = "seller_publisher_id"
 
 
 @bp.before_request
-@role_required("seller")
+@login_required
 def _sellers_only():
-    """Every page here needs the seller role (403 for anyone else, sign-in first)."""
+    """Every page here needs the seller role, or a publisher application of the user's own (they prepare
+    drafts while it waits); 403 for anyone else, sign-in first."""
+    if not publishing.has_publisher_access(db.session, user=g.user):
+        abort(403, description="The seller console is for publishers. Apply to sell on Digitlify to get started.")
     return None
 
 
@@ -35,7 +39,12 @@ def wants_fragment() -> bool:
 
 
 def publishers() -> list[Organization]:
-    return svc.publisher_organizations(db.session, user=g.user)
+    """The organizations the user publishes for; someone whose application waits sees only that publisher."""
+    choices = svc.publisher_organizations(db.session, user=g.user)
+    if not g.user.has_role("seller"):
+        applied = publishing.statuses_of(db.session, organization_ids=[org.id for org in choices])
+        choices = [org for org in choices if applied.get(org.id) in ("pending", "approved")]
+    return choices
 
 
 def selected_publisher(choices: list[Organization]) -> Organization:
@@ -77,6 +86,7 @@ def dashboard():
     return render_template(
         "seller/dashboard.html", publishers=choices, publisher=publisher, offerings=items, figures=figures,
         totals=totals, month_start=start, month_end=end,
+        submit_blocker=publishing.submit_blocker(db.session, organization_id=publisher.id, actor=g.user),
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.models import (
     CreditPack, FacetValue, GrantOrigin, MemberRole, Membership, Offering, OfferingFacet, OfferingStatus,
-    OfferingVersion, Organization, Plan, User, utcnow,
+    OfferingVersion, Organization, Plan, PublisherProfile, PublisherStatus, User, utcnow,
 )
 from app.services import billing, catalog, identity
 from app.services.demo_data import CREDIT_PACKS, FACET_VOCABULARY, OFFERINGS, PLAN_SHAPES, PUBLISHERS
@@ -77,6 +77,13 @@ def _ensure_publisher(session, report, slug: str, owner: User) -> Organization:
         session.add(Membership(user_id=owner.id, organization_id=org.id, role=MemberRole.OWNER.value))
         billing.wallet_for_organization(session, org.id)
         report.created.append(f"publisher {slug}")
+    if session.scalar(select(PublisherProfile.id).where(PublisherProfile.organization_id == org.id)) is None:
+        session.add(PublisherProfile(  # the demo publishers are approved, so their vendor pages show the badge
+            organization_id=org.id, status=PublisherStatus.APPROVED.value, applied_at=utcnow(), decided_at=utcnow(),
+            description=f"{PUBLISHERS[slug]} builds agents and automations for teams on Digitlify.",
+            website=f"https://{slug}.example.com", support_email=f"support@{slug}.example.com",
+        ))
+        session.flush()
     return org
 
 

@@ -78,6 +78,8 @@ class OfferingCard:
     published_at: datetime | None = None
     rating_average: float | None = None  # of the visible reviews, to one decimal; None: no reviews (or not known)
     rating_count: int = 0
+    publisher_slug: str = ""  # links the publisher's name to its vendor page
+    logo_key: str | None = None  # a stored image (the storage port), shown instead of the letter avatar
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,14 @@ class VersionNote:
 
 
 @dataclass(frozen=True)
+class ScreenshotImage:
+    key: str  # a stored image (the storage port)
+    alt: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class OfferingDetail:
     card: OfferingCard
     description_md: str
@@ -110,6 +120,7 @@ class OfferingDetail:
     versions: tuple[VersionNote, ...]  # newest first
     trial_days: int = 0
     trial_credits: int = 0
+    screenshots: tuple[ScreenshotImage, ...] = ()  # in the seller's order
 
     @property
     def current_version(self) -> VersionNote | None:

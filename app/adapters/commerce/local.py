@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.adapters.commerce import (
     FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard,
-    OfferingDetail, PlanOption, SearchQuery, SearchResult, VersionNote, rating_label,
+    OfferingDetail, PlanOption, ScreenshotImage, SearchQuery, SearchResult, VersionNote, rating_label,
 )
 from app.adapters.commerce.local_search import FTS_WEIGHTS, PUBLISHED, SEARCH_VECTOR_SQL, SearchStatements
 from app.adapters.commerce.local_text import Term, fts5_match, parse_terms, pg_tsquery
-from app.models import FacetValue, Instance, Offering, OfferingFacet, Organization, Plan, Review
+from app.models import (
+    FacetValue, Instance, MediaKind, Offering, OfferingFacet, OfferingMedia, Organization, Plan, Review,
+)
 
 __all__ = [
     "FTS_WEIGHTS", "GROUP_LABELS", "PUBLISHED", "PUBLISHERS_SHOWN", "SEARCH_VECTOR_SQL", "LocalCatalog",
@@ -131,6 +133,7 @@ class LocalCatalog:
             select(
                 Offering.id, Offering.slug, Offering.name, Offering.summary, Offering.category,
                 Offering.trial_days, Offering.featured, Offering.published_at, Organization.name.label("publisher"),
+                Organization.slug.label("publisher_slug"),
             )
             .join(Organization, Organization.id == Offering.publisher_id)
             .where(Offering.id.in_(wanted), Offering.status == PUBLISHED)
@@ -141,9 +144,13 @@ class LocalCatalog:
             .where(Plan.offering_id.in_(wanted)).order_by(Plan.offering_id, Plan.price_minor.desc(), Plan.id.desc())
         ):
             cheapest[offering_id] = (price, currency)
+        logos = dict(self.session.connection().execute(
+            select(OfferingMedia.offering_id, OfferingMedia.storage_key)
+            .where(OfferingMedia.offering_id.in_(wanted), OfferingMedia.kind == MediaKind.LOGO.value)
+        ).tuples().all())
         by_id = {row.id: row for row in rows}
         ratings = self._ratings(wanted)
-        return [self._card(by_id[i], *cheapest.get(i, (None, None)), *ratings.get(i, (None, 0)))
+        return [self._card(by_id[i], *cheapest.get(i, (None, None)), *ratings.get(i, (None, 0)), logo_key=logos.get(i))
                 for i in ids if i in by_id]
 
     def _ratings(self, ids: list[int]) -> dict[int, tuple[float, int]]:
@@ -155,13 +162,13 @@ class LocalCatalog:
         return {offering_id: (round(stars / n + 1e-9, 1), n) for offering_id, n, stars in rows}
 
     def _card(self, row: Any, price: int | None, currency: str | None, rating_average: float | None = None,
-              rating_count: int = 0) -> OfferingCard:
+              rating_count: int = 0, logo_key: str | None = None) -> OfferingCard:
         return OfferingCard(
             key=str(row.id), slug=row.slug, name=row.name, summary=row.summary, category=row.category,
             category_label=self._label("category", row.category), publisher=row.publisher,
             price_from_minor=price, currency=currency or "USD", has_trial=row.trial_days > 0,
             featured=bool(row.featured), published_at=row.published_at, rating_average=rating_average,
-            rating_count=rating_count,
+            rating_count=rating_count, publisher_slug=row.publisher_slug, logo_key=logo_key,
         )
 
     # search
@@ -254,12 +261,17 @@ class LocalCatalog:
         if offering is None:
             return None
         cheapest = min(offering.plans, key=lambda p: (p.price_minor, p.id), default=None)
+        images = self.session.scalars(
+            select(OfferingMedia).where(OfferingMedia.offering_id == offering.id)
+            .order_by(OfferingMedia.position, OfferingMedia.id)
+        ).all()
         card = OfferingCard(
             key=str(offering.id), slug=offering.slug, name=offering.name, summary=offering.summary,
             category=offering.category, category_label=self._label("category", offering.category),
             publisher=offering.publisher.name, price_from_minor=cheapest.price_minor if cheapest else None,
             currency=cheapest.currency if cheapest else "USD", has_trial=offering.has_trial,
-            featured=offering.featured, published_at=offering.published_at,
+            featured=offering.featured, published_at=offering.published_at, publisher_slug=offering.publisher.slug,
+            logo_key=next((m.storage_key for m in images if m.kind == MediaKind.LOGO.value), None),
             **dict(zip(("rating_average", "rating_count"), self._ratings([offering.id]).get(offering.id, (None, 0)))),
         )
         facets = tuple(
@@ -283,6 +295,8 @@ class LocalCatalog:
         return OfferingDetail(
             card=card, description_md=offering.description_md, facets=facets, plans=plans, versions=versions,
             trial_days=offering.trial_days, trial_credits=offering.trial_credits,
+            screenshots=tuple(ScreenshotImage(m.storage_key, m.alt_text, m.width, m.height)
+                              for m in images if m.kind == MediaKind.SCREENSHOT.value),
         )
 
     def related(self, detail: OfferingDetail, limit: int) -> list[OfferingCard]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.models import Offering, OfferingStatus, User, utcnow
-from app.services import audit, mail
+from app.services import audit, mail, publishers
 from app.services.offerings.sync import queue_store_sync
 from app.services.offerings.rules import (
     REASON_MAX, OfferingError, _clean_multiline, _mark_sync_pending, _require_member, _require_operator,
@@ -15,6 +15,9 @@ from app.services.offerings.rules import (
 def submit_for_review(session: Session, *, offering: Offering, actor: User) -> Offering:
     """Draft -> in review. The offering must be complete enough for a buyer to use it."""
     _require_member(session, actor, offering.publisher_id)
+    blocker = publishers.submit_blocker(session, organization_id=offering.publisher_id, actor=actor)
+    if blocker is not None:  # a publisher waiting for (or refused) an operator's approval prepares drafts only
+        raise OfferingError(blocker, status=403)
     _require_status(offering, {OfferingStatus.DRAFT}, "Only a draft can be submitted for review.")
     missing = review_blockers(offering)
     if missing:

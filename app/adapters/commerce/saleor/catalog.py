@@ -375,14 +375,14 @@ class SaleorCatalog:
         if category is None:
             saleor_category = node.get("category") or {}
             category = (saleor_category.get("slug") or "", saleor_category.get("name") or "")
-        publisher = (choices.get("publisher") or [("", "")])[0][1]
+        publisher_slug, publisher = (choices.get("publisher") or [("", "")])[0]
         start = ((((node.get("pricing") or {}).get("priceRange") or {}).get("start") or {}).get("gross"))
         price, currency = _minor(start)
         return OfferingCard(
             key=node["id"], slug=node["slug"], name=node["name"], summary=node.get("seoDescription") or "",
             category=category[0], category_label=category[1], publisher=publisher, price_from_minor=price,
             currency=currency, has_trial=any(slug == "free-trial" for slug, _ in choices.get("pricing", [])),
-            published_at=_datetime(node.get("created")),
+            published_at=_datetime(node.get("created")), publisher_slug=publisher_slug,
         )
 
     def _plan(self, variant: dict) -> PlanOption:
