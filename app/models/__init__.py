@@ -13,6 +13,7 @@ from app.models.identity import LoginThrottle, MemberRole, Membership, Organizat
 from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
 )
+from app.models.invoicing import BillingDetails, DocumentKind, DocumentSequence, Invoice, InvoiceLine
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
@@ -24,4 +25,5 @@ __all__ = [
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
+    "BillingDetails", "DocumentKind", "DocumentSequence", "Invoice", "InvoiceLine",
 ]
