@@ -73,6 +73,9 @@ _ENV_KEYS: dict[str, type] = {
     "DATABASE_POOL_PRE_PING": bool,
     "DATABASE_CONNECT_TIMEOUT": int,
     "OTEL_SERVICE_NAME": str,
+    "INVOICE_ISSUER_NAME": str,
+    "INVOICE_ISSUER_ADDRESS": str,
+    "INVOICE_ISSUER_VAT_ID": str,
 }
 
 # JOB_EVERY_<TASK> (seconds between a periodic task's ticks, e.g. JOB_EVERY_EXPIRE_HOLDS=60): read for
@@ -140,6 +143,9 @@ class Defaults:
     METRICS_TOKEN = ""  # bearer token Prometheus sends to /metrics; empty: /metrics only in development
     OTEL_EXPORTER_OTLP_ENDPOINT = ""  # OTLP/HTTP collector, e.g. http://otel-collector:4318; empty: no tracing
     OTEL_SERVICE_NAME = "digitlify-marketplace"
+    INVOICE_ISSUER_NAME = "Digitlify Marketplace"  # who issues invoices and credit notes, on every document
+    INVOICE_ISSUER_ADDRESS = ""  # the issuer's postal address; "\n" separates lines
+    INVOICE_ISSUER_VAT_ID = ""  # the issuer's VAT ID, printed when set
 
     # PostgreSQL connections per process: one per gunicorn thread (GUNICORN_THREADS) is enough; the
     # overflow covers the worker's job threads and bursts. A dropped connection is not pinged for before
