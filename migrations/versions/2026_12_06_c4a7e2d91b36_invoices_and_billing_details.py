@@ -1,4 +1,4 @@
-"""invoices and credit notes with gapless yearly numbers, and billing details per organization
+"""invoices and credit notes with gapless yearly numbers, billing details per organization, mail attachments
 
 Every paid order gets an invoice (INV-<year>-<number>) and every refund a credit note
 (CN-<year>-<number>); a counter row per series and year hands out the numbers inside the
@@ -113,9 +113,16 @@ def upgrade():
     )
     with op.batch_alter_table('invoice_line', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_invoice_line_invoice_id'), ['invoice_id'], unique=False)
+    # the receipt mail carries the invoice PDF: files are stored with the queued message and the delivery
+    for table in ('mail_message', 'outbox_delivery'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column('attachments', sa.JSON(), server_default='[]', nullable=False))
 
 
 def downgrade():
+    for table in ('outbox_delivery', 'mail_message'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column('attachments')
     with op.batch_alter_table('invoice_line', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_invoice_line_invoice_id'))
     op.drop_table('invoice_line')
