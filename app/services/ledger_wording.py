@@ -25,6 +25,8 @@ DASH = "—"
 _ORDER_LINE_KEY = re.compile(r"^order-line:(\d+):")
 # order numbers as we give them (DM-…) and as Saleor orders are mirrored (S-…)
 _ORDER_NUMBER = re.compile(r"\b(DM-[0-9A-F]{4,}|S-[\w-]+)\b")
+# the reason plan_credits writes for people when included credits end early ("..., the plan was cancelled")
+_ENDED_REASON = re.compile(r"unused included credits? ended, (.+)$")
 
 
 KIND_LABELS = {
@@ -108,8 +110,9 @@ def describe(entry: LedgerEntry, facts: EntryFacts | None = None) -> str:
         if facts.grant_origin == GrantOrigin.PLAN.value:
             when = period_label(facts.period_start, facts.period_end)
             unused = -entry.amount
+            reason = _ENDED_REASON.search(entry.reference or "")
             return (f"{_plan_title(facts)}{', ' + when if when else ''} {DASH} {unused:,} unused included "
-                    f"credit{'' if unused == 1 else 's'} ended with the period")
+                    f"credit{'' if unused == 1 else 's'} ended{', ' + reason.group(1) if reason else ' with the period'}")
         if facts.grant_origin == GrantOrigin.TRIAL.value:
             trial = f"Free trial of {facts.offering_name}" if facts.offering_name else "Free trial"
             return f"{trial} {DASH} {_credits(entry.amount)} not used, expired"
