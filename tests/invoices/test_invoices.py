@@ -342,3 +342,46 @@ def test_fifty_concurrent_payments_get_numbers_one_to_fifty_without_gaps(app, se
     assert session.get(DocumentSequence, ("INV", YEAR)).last_number == 50
     assert _count(session, Order, Order.status == OrderStatus.PAID.value) == 50
     assert _count(session, InvoiceLine) == 50
+
+
+def test_an_order_the_store_reports_paid_gets_its_invoice_once(session, demo, buyer):
+    # given: Saleor reports a paid order of one plan, with its lines, twice (webhook, then reconciliation)
+    from app.adapters.commerce.checkout import RemoteOrder, RemoteOrderLine
+
+    remote = RemoteOrder(
+        external_id="T3JkZXI6MQ==", number="1042", email=buyer.email, currency="USD", total_minor=8600,
+        fully_paid=True, lines=(RemoteOrderLine(external_id="line-1", sku="CUSTOMER-SUPPORT-AGENT-PRO",
+                                                name="Customer Support Agent Pro", quantity=1, unit_price_minor=8600),),
+    )
+
+    # when
+    first = orders.apply_remote_payment(session, remote=remote, actor_label="saleor-webhook")
+    session.commit()
+    again = orders.apply_remote_payment(session, remote=remote, actor_label="reconcile-orders")
+    session.commit()
+
+    # then: one invoice, from Saleor's lines, with the plan's publisher as seller
+    assert (first.newly_paid, again.newly_paid) == (True, False)
+    [invoice] = session.scalars(select(Invoice)).all()
+    order = first.order
+    assert (invoice.order_id, invoice.number, invoice.total_minor, invoice.tax_minor) == (
+        order.id, f"INV-{YEAR}-000001", 8600, 0)
+    [line] = invoice.lines
+    assert (line.description, line.seller_name, line.total_minor) == (
+        "Customer Support Agent Pro", order.lines[0].plan.offering.publisher.name, 8600)
+
+
+def test_tax_the_store_charged_on_top_of_the_lines_is_the_invoices_tax(session, demo, buyer):
+    from app.adapters.commerce.checkout import RemoteOrder, RemoteOrderLine
+
+    remote = RemoteOrder(
+        external_id="T3JkZXI6Mg==", number="1043", email=buyer.email, currency="EUR", total_minor=10234,
+        fully_paid=True, lines=(RemoteOrderLine(external_id="line-1", sku="CUSTOMER-SUPPORT-AGENT-PRO",
+                                                name="Customer Support Agent Pro", quantity=1, unit_price_minor=8600),),
+    )
+
+    orders.apply_remote_payment(session, remote=remote, actor_label="saleor-webhook")
+    session.commit()
+
+    invoice = session.scalar(select(Invoice))
+    assert (invoice.currency, invoice.subtotal_minor, invoice.tax_minor, invoice.total_minor) == ("EUR", 8600, 1634, 10234)
