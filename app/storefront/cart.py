@@ -228,6 +228,7 @@ def checkout():
     organizations = orders.checkout_organizations(db.session, user=g.user)
     backend = current_app.config.get("COMMERCE_BACKEND", "local")
     form = CheckoutForm()
+    checkout_billing.widen_countries(form)
     form.organization_id.choices = [
         SelectChoice(org.id, org.name + (" (personal)" if org.is_personal else "")) for org in organizations]
     if request.method == "GET":

@@ -13,6 +13,18 @@ FIELD_NAMES = {"name": "billing_name", "company": "billing_company", "address": 
                "country": "country", "vat_id": "billing_vat_id"}
 
 
+def _value(choice) -> str:
+    return choice[0] if isinstance(choice, tuple) else choice.value
+
+
+def widen_countries(form) -> None:
+    """After the named countries, every other country code an invoice may carry (by its code), so a
+    buyer from anywhere can be billed and a saved country is always a valid choice."""
+    named = {_value(choice) for choice in form.country.choices}
+    form.country.choices = [*form.country.choices,
+                            *(SelectChoice(code, code) for code in sorted(invoices.COUNTRY_CODES - named))]
+
+
 def prefill(form, *, organization_id: int) -> None:
     """Fill the billing fields of a fresh checkout form with the organization's saved details."""
     details = invoices.get_billing_details(db.session, organization_id=organization_id)
@@ -22,9 +34,6 @@ def prefill(form, *, organization_id: int) -> None:
     form.billing_company.data = details.company or ""
     form.billing_address.data = details.address
     form.billing_vat_id.data = details.vat_id or ""
-    if details.country not in {choice[0] if isinstance(choice, tuple) else choice.value
-                               for choice in form.country.choices}:
-        form.country.choices = [*form.country.choices, SelectChoice(details.country, details.country)]
     form.country.data = details.country
 
 

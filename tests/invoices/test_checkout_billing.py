@@ -69,6 +69,17 @@ def test_a_name_without_an_address_at_checkout_asks_for_the_address(buyer_client
     assert session.scalar(select(func.count()).select_from(Order)) == 0
 
 
+def test_a_country_outside_the_named_list_can_be_saved_and_is_shown_again(buyer_client, session, buyer):
+    response = _checkout(buyer_client, session, buyer, billing_name="Maria Gruber", billing_address="Ring 1\nWien",
+                         country="AT")
+
+    assert response.status_code == 303
+    org = identity.ensure_personal_organization(session, user=buyer)
+    assert invoices.get_billing_details(session, organization_id=org.id).country == "AT"
+    buyer_client.post("/cart/add", data={"sku": "CREDITS-500", "quantity": "1"})
+    assert '<option selected value="AT">AT</option>' in buyer_client.get("/checkout").get_data(as_text=True)
+
+
 def test_leaving_the_details_empty_places_the_order_without_saving_any(buyer_client, session, buyer):
     response = _checkout(buyer_client, session, buyer)
 
