@@ -81,7 +81,7 @@ class Invoice(Model):
     issuer_name: Mapped[str] = mapped_column(String(200))
     issuer_address: Mapped[str | None] = mapped_column(Text)
     issuer_vat_id: Mapped[str | None] = mapped_column(String(40))
-    reason: Mapped[str | None] = mapped_column(String(300))  # credit notes: why
+    reason: Mapped[str | None] = mapped_column(Text)  # credit notes: why (as the buyer was told)
     reference: Mapped[str | None] = mapped_column(String(120))  # credit notes: the refund it documents
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 

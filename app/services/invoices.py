@@ -32,6 +32,7 @@ INVOICE_SERIES = "INV"
 CREDIT_NOTE_SERIES = "CN"
 DEFAULT_ISSUER_NAME = "Digitlify Marketplace"
 OPERATOR_ROLE = "operator"
+MAX_REASON = 1000  # a refund's reason, as the buyer was told it, fits
 
 # ISO 3166-1 alpha-2 codes (and XK, in common use for Kosovo)
 COUNTRY_CODES = frozenset("""
@@ -280,8 +281,8 @@ def issue_credit_note(
     reason = " ".join((reason or "").split())
     if not reference or len(reference) > 120:
         raise InvoiceError("A credit note needs a reference of at most 120 characters.", field="reference")
-    if not reason or len(reason) > 300:
-        raise InvoiceError("Say why the amount is credited, in at most 300 characters.", field="reason")
+    if not reason or len(reason) > MAX_REASON:
+        raise InvoiceError(f"Say why the amount is credited, in at most {MAX_REASON:,} characters.", field="reason")
     if (lines is None) == (amount is None):
         raise InvoiceError("Give either the lines to credit or an amount.", field="amount")
     _lock_order(session, order)

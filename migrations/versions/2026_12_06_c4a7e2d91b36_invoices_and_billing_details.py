@@ -70,7 +70,7 @@ def upgrade():
         sa.Column('issuer_name', sa.String(length=200), nullable=False),
         sa.Column('issuer_address', sa.Text(), nullable=True),
         sa.Column('issuer_vat_id', sa.String(length=40), nullable=True),
-        sa.Column('reason', sa.String(length=300), nullable=True),
+        sa.Column('reason', sa.Text(), nullable=True),
         sa.Column('reference', sa.String(length=120), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'),
                   nullable=False),

@@ -241,6 +241,17 @@ def test_a_credit_note_for_lines_and_the_limits_of_what_can_be_credited(session,
         f"CN-{YEAR}-000001", f"CN-{YEAR}-000002"]
 
 
+def test_a_refund_reason_as_long_as_the_buyer_was_told_fits_the_credit_note(session, demo, buyer):
+    org = identity.ensure_personal_organization(session, user=buyer)
+    order = paid_order(session, user=buyer, organization=org)
+
+    note = invoices.issue_credit_note(session, order=order, amount=100, reason="y" * 1000, reference="refund:long")
+    session.commit()
+
+    session.refresh(note)
+    assert note.reason == "y" * 1000
+
+
 def test_a_credit_note_is_idempotent_by_reference(session, demo, buyer):
     org = identity.ensure_personal_organization(session, user=buyer)
     order = paid_order(session, user=buyer, organization=org)
@@ -260,7 +271,8 @@ def test_a_credit_note_is_idempotent_by_reference(session, demo, buyer):
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"amount": 0}, "amount"), ({"amount": -5}, "amount"), ({"amount": 1.5}, "amount"), ({}, "amount"),
     ({"amount": 100, "lines": {}}, "amount"), ({"lines": {999999: 100}}, "lines"), ({"lines": {}}, "lines"),
-    ({"amount": 100, "reason": ""}, "reason"), ({"amount": 100, "reference": ""}, "reference"),
+    ({"amount": 100, "reason": ""}, "reason"), ({"amount": 100, "reason": "x" * 1001}, "reason"),
+    ({"amount": 100, "reference": ""}, "reference"), ({"amount": 100, "reference": "r" * 121}, "reference"),
 ])
 def test_bad_credit_note_requests_are_refused(session, demo, buyer, kwargs, field):
     org = identity.ensure_personal_organization(session, user=buyer)
