@@ -91,6 +91,9 @@ _ENV_KEYS: dict[str, type] = {
     "MEDIA_MAX_BYTES": int,
     "MEDIA_MAX_PIXELS": int,
     "SELLER_ACCESS_CONTACT": str,
+    "INVOICE_ISSUER_NAME": str,
+    "INVOICE_ISSUER_ADDRESS": str,
+    "INVOICE_ISSUER_VAT_ID": str,
 }
 
 # JOB_EVERY_<TASK> (seconds between a periodic task's ticks, e.g. JOB_EVERY_EXPIRE_HOLDS=60): read for
@@ -177,6 +180,9 @@ class Defaults:
     MEDIA_MAX_BYTES = 1536 * 1024  # an image upload; below MAX_CONTENT_LENGTH so the form can say why
     MEDIA_MAX_PIXELS = 40_000_000
     SELLER_ACCESS_CONTACT = ""  # AUTH_BACKEND=oidc: whom to ask for the sellers group (email or URL)
+    INVOICE_ISSUER_NAME = "Digitlify Marketplace"  # who issues invoices and credit notes, on every document
+    INVOICE_ISSUER_ADDRESS = ""  # the issuer's postal address; "\n" separates lines
+    INVOICE_ISSUER_VAT_ID = ""  # the issuer's VAT ID, printed when set
 
     # PostgreSQL connections per process: one per gunicorn thread (GUNICORN_THREADS) is enough; the
     # overflow covers the worker's job threads and bursts. A dropped connection is not pinged for before

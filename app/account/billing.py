@@ -11,7 +11,7 @@ from app.account.forms import ActionForm, LowBalanceForm
 from app.account.views import bp, has_endpoint, refusal_text
 from app.auth.session_user import current_org, login_required
 from app.extensions import db
-from app.services import account, billing, organizations, runs
+from app.services import account, billing, ledger_wording, organizations, runs
 
 LEDGER_PAGE_SIZE = 25
 USAGE_DAYS = 30
@@ -38,6 +38,7 @@ def billing_page():
     return render_template(
         "account/billing.html", org=org, wallet=wallet, balances=billing.wallet_balances(db.session, wallet=wallet),
         entries=entries, next_cursor=next_cursor, first_page=cursor is None, labels=labels,
+        descriptions=ledger_wording.describe_entries(db.session, entries), kind_label=ledger_wording.kind_label,
         chart=chart, usage_total=sum(sum(v) for v in series.values()),
         packs=account.credit_packs(db.session), can_buy=has_endpoint("storefront.cart_add"),
         notifications=account.unread_notifications(db.session, organization_id=org.id),
@@ -56,13 +57,16 @@ def billing_ledger_csv():
     def rows():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["id", "created_at", "kind", "amount", "held_change", "balance_after", "instance", "reference"])
+        writer.writerow(["id", "created_at", "kind", "amount", "held_change", "balance_after", "instance", "reference",
+                         "description"])
         cursor = None
         while True:
             entries, cursor = billing.ledger_page(db.session, wallet=wallet, cursor=cursor, limit=200)
+            descriptions = ledger_wording.describe_entries(db.session, entries)
             for e in entries:
                 writer.writerow([e.id, e.created_at.isoformat(), e.kind, e.amount, e.held_delta, e.balance_after,
-                                 labels.get(e.instance_id, "") if e.instance_id else "", _csv_safe(e.reference or "")])
+                                 labels.get(e.instance_id, "") if e.instance_id else "", _csv_safe(e.reference or ""),
+                                 _csv_safe(descriptions[e.id])])
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -91,3 +91,18 @@ class RunForm(FlaskForm):
 class LowBalanceForm(FlaskForm):
     threshold = IntegerField("Notify me when the balance falls below", validators=[Optional(), NumberRange(min=1, max=10_000_000)],
                              description="In credits. Leave empty to switch notifications off.")
+
+
+class BillingDetailsForm(FlaskForm):
+    """Who invoices are addressed to; the rules (country codes, VAT ID shape) live in services.invoices."""
+
+    name = StringField("Name on invoices", validators=[DataRequired(message="Enter the name invoices are addressed to."),
+                                                      Length(max=120)])
+    company = StringField("Company (optional)", validators=[Optional(), Length(max=200)])
+    address = TextAreaField("Billing address", validators=[DataRequired(message="Enter the billing address."),
+                                                           Length(max=500)],
+                            description="Street, postal code and city, one per line.")
+    country = StringField("Country", validators=[DataRequired(message="Enter the country."), Length(max=2)],
+                          description="The two-letter code, e.g. DE, FR or US.")
+    vat_id = StringField("VAT ID (optional)", validators=[Optional(), Length(max=30)],
+                         description="With its country prefix, e.g. DE123456789. Shown on your invoices.")

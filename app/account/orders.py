@@ -7,7 +7,7 @@ from jinja2_fragments.flask import render_block
 from app.account.views import bp, wants_fragment
 from app.auth.session_user import login_required
 from app.extensions import db
-from app.services import orders
+from app.services import invoices, orders
 
 PER_PAGE = 20
 
@@ -30,7 +30,7 @@ def order_detail(order_id: int):
     except orders.OrderNotFound:
         abort(404)
     context = {"order": order, "provisioned": orders.provisioned_items(db.session, order=order),
-               "unknown_kind": orders.UNKNOWN_KIND}
+               "unknown_kind": orders.UNKNOWN_KIND, "documents": invoices.documents_for_order(db.session, order=order)}
     if wants_fragment():  # the page polling while it waits for the payment or the delivery
         return render_block("account/order_detail.html", "order", **context), {"Vary": "HX-Request"}
     return render_template("account/order_detail.html", **context), {"Vary": "HX-Request"}

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, g, redirect, render_template, url_for
 
-from app.account.forms import ActionForm, ChangePasswordForm, OrganizationSwitchForm, TokenCreateForm
+from app.account.forms import (
+    ActionForm, BillingDetailsForm, ChangePasswordForm, OrganizationSwitchForm, TokenCreateForm,
+)
 from app.account.views import bp
 from app.auth.session_user import current_org, login_required, safe_next, sign_in
 from app.extensions import db
-from app.services import identity, tokens
+from app.services import identity, invoices, tokens
 
 
 @bp.get("/")
@@ -34,6 +36,9 @@ def _settings_page(status: int = 200, **overrides):
         "action_form": ActionForm(formdata=None),
         "tokens": tokens.list_tokens(db.session, user=g.user),
         "new_token": None,
+        "billing_org": current_org(),
+        "billing_form": BillingDetailsForm(formdata=None, obj=invoices.get_billing_details(
+            db.session, organization_id=current_org().id)),
     }
     context.update(overrides)
     return render_template("account/settings.html", **context), status, {"Cache-Control": "no-store"}

@@ -465,6 +465,7 @@ class LedgerEntryOut(Out):
     hold_id: int | None
     instance_id: int | None
     reference: str | None
+    description: str | None = None  # the entry in words, as the Billing & Credits page shows it
     created_at: datetime
 
 

@@ -74,8 +74,8 @@ def token_out(token: PersonalAccessToken) -> schemas.TokenOut:
     return schemas.TokenOut.model_validate(token)
 
 
-def ledger_entry_out(entry: LedgerEntry) -> schemas.LedgerEntryOut:
-    return schemas.LedgerEntryOut.model_validate(entry)
+def ledger_entry_out(entry: LedgerEntry, description: str | None = None) -> schemas.LedgerEntryOut:
+    return schemas.LedgerEntryOut.model_validate(entry).model_copy(update={"description": description})
 
 
 def hold_out(hold: Hold) -> schemas.HoldOut:

@@ -14,7 +14,7 @@ from app.cp.auth import USER_KINDS, actor_label, api_auth
 from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import db
-from app.services import billing, instances, organizations
+from app.services import billing, instances, ledger_wording, organizations
 
 RUNTIME_KINDS = ("service", "api_key")
 
@@ -60,8 +60,10 @@ def wallet_ledger(query: schemas.CursorQuery):
         cursor = int(query.cursor)
     wallet = billing.wallet_for_organization(db.session, g.api_org.id)
     entries, next_cursor = billing.ledger_page(db.session, wallet=wallet, cursor=cursor, limit=query.limit)
+    descriptions = ledger_wording.describe_entries(db.session, entries)
+    items = [serializers.ledger_entry_out(e, descriptions[e.id]) for e in entries]
     db.session.commit()
-    return schemas.LedgerPage(items=[serializers.ledger_entry_out(e) for e in entries],
+    return schemas.LedgerPage(items=items,
                               next_cursor=str(next_cursor) if next_cursor is not None else None)
 
 

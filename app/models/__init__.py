@@ -18,6 +18,8 @@ from app.models.instances import (
     ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
 )
 from app.models.integrations import STORE_SYNC_KEY, ConnectorBinding, StoredSecret, StoreSyncState, WebhookEvent
+from app.models.invoicing import BillingDetails, DocumentKind, DocumentSequence, Invoice, InvoiceLine
+from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
 from app.models.reviews import Review, ReviewerKind, ReviewVote
@@ -36,4 +38,5 @@ __all__ = [
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
     "Run", "RunStatus",
     "MediaKind", "OfferingMedia", "PublisherProfile", "PublisherStatus", "SellerTerms", "SellerTermsAcceptance", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
+    "BillingDetails", "DocumentKind", "DocumentSequence", "Invoice", "InvoiceLine",
 ]

@@ -33,6 +33,8 @@ class MailMessage(Model):
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
     headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    # files sent with the mail: [{"filename", "content_type", "data" (base64)}], fixed when it is queued
+    attachments: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     status: Mapped[str] = mapped_column(String(16), default=MailStatus.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -55,4 +57,5 @@ class OutboxDelivery(Model):
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
     headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    attachments: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")  # as MailMessage's
     delivered_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -13,6 +13,7 @@ The mails the marketplace sends are at the end: receipts, trials, low balance, o
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -91,12 +92,29 @@ def _insert(session: Session):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MailMessage)
 
 
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # all files of one mail together
+
+
+def _stored_attachments(attachments: list[mail_port.Attachment] | None) -> list[dict]:
+    stored = [{"filename": a.filename, "content_type": a.content_type,
+               "data": base64.b64encode(a.data).decode("ascii")} for a in attachments or []]
+    if sum(len(a.data) for a in attachments or []) > MAX_ATTACHMENT_BYTES:
+        raise MailError("The files of one mail must stay under 5 MB together.", field="attachments")
+    return stored
+
+
+def _outgoing_attachments(message: MailMessage) -> tuple[mail_port.Attachment, ...]:
+    return tuple(mail_port.Attachment(filename=a["filename"], content_type=a["content_type"],
+                                      data=base64.b64decode(a["data"])) for a in message.attachments or [])
+
+
 def queue_mail(
     session: Session, *, to: str, template: str, context: dict, dedupe_key: str, user_id: int | None = None,
+    attachments: list[mail_port.Attachment] | None = None,
 ) -> MailMessage | None:
     """Render the mail and record it, queued, with the job that delivers it, in the caller's
     transaction (flushes; the caller commits). Returns the new message, or None when a mail with
-    this `dedupe_key` exists already."""
+    this `dedupe_key` exists already. `attachments` are stored with the message and sent with it."""
     to = (to or "").strip()
     if len(to) > 254 or not _ADDRESS.match(to):
         raise MailError("That is not an email address we can send to.", field="to")
@@ -104,6 +122,7 @@ def queue_mail(
         raise MailError("A mail needs a dedupe key of at most 200 characters.", field="dedupe_key")
     if session.scalar(select(MailMessage.id).where(MailMessage.dedupe_key == dedupe_key)) is not None:
         return None
+    stored_attachments = _stored_attachments(attachments)
     rendered = render_mail(template, context)
     # ON CONFLICT DO NOTHING: a concurrent transaction queueing the same mail waits for ours, then
     # inserts nothing; no savepoint needed (pysqlite would commit a leading one)
@@ -111,7 +130,7 @@ def queue_mail(
         _insert(session).values(
             dedupe_key=dedupe_key, template=template, to_address=to, subject=rendered.subject,
             text_body=rendered.text, html_body=rendered.html, headers={"X-Digitlify-Mail": template},
-            status=MailStatus.QUEUED.value, attempts=0, user_id=user_id,
+            status=MailStatus.QUEUED.value, attempts=0, user_id=user_id, attachments=stored_attachments,
         ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(MailMessage.id)
     )
     if message_id is None:
@@ -148,6 +167,7 @@ def deliver_mail(session: Session, *, message_id: int) -> bool:
     outgoing = mail_port.OutgoingMail(
         to=message.to_address, subject=message.subject, text=message.text_body, html=message.html_body,
         message_id=_message_id_header(message), headers=dict(message.headers or {}),
+        attachments=_outgoing_attachments(message),
     )
     try:
         mail_port.get_mailer(session).send(outgoing)
@@ -210,17 +230,26 @@ def _member_addresses(session: Session, organization_id: int, roles: tuple[str, 
 
 
 def order_receipt(session: Session, *, order: Order) -> MailMessage | None:
-    """The receipt of a paid order, to the address given at checkout; once per order."""
+    """The receipt of a paid order, to the address given at checkout, with its invoice as a PDF; once per order."""
+    from app.services import invoice_pdf, invoices
+
+    if session.scalar(select(MailMessage.id).where(MailMessage.dedupe_key == f"receipt:order:{order.id}")):
+        return None  # sent before: do not render the invoice again for nothing
     lines = [
         {"name": line.name, "quantity": line.quantity, "unit_price": line.unit_price_minor, "total": line.total_minor}
         for line in order.lines
     ]
+    invoice = invoices.invoice_for_order(session, order_id=order.id)
+    attachments = [mail_port.Attachment(filename=invoice_pdf.pdf_filename(invoice), content_type="application/pdf",
+                                        data=invoice_pdf.render_invoice_pdf(invoice))] if invoice else []
     return queue_mail(
         session, to=order.email, template="order_receipt", dedupe_key=f"receipt:order:{order.id}",
-        user_id=order.user_id,
+        user_id=order.user_id, attachments=attachments,
         context={"number": order.number, "lines": lines, "total": order.total_minor, "currency": order.currency,
                  "paid_at": order.paid_at, "organization": order.organization.name,
-                 "order_url": link("account.order_detail", order_id=order.id)},
+                 "order_url": link("account.order_detail", order_id=order.id),
+                 "invoice_number": invoice.number if invoice else None,
+                 "invoice_url": link("account.invoice_detail", invoice_id=invoice.id) if invoice else None},
     )
 
 

@@ -19,7 +19,7 @@ from app.models import (
     Cart, CartLine, CreditPack, Instance, InstanceStatus, LedgerEntry, LineKind, MemberRole, Membership, Order, OrderLine,
     OrderStatus, Organization, Plan, User, utcnow,
 )
-from app.services import audit, identity, recovery
+from app.services import audit, identity, invoices, recovery
 from app.services import cart as carts
 from app.services.errors import ServiceError
 
@@ -324,7 +324,10 @@ def provisioned_items(session: Session, *, order: Order) -> ProvisionedItems:
 # --- payment state -----------------------------------------------------------------------
 
 def mark_order_paid(session: Session, *, order: Order, actor: User | None = None, actor_label: str | None = None) -> bool:
-    """Pending -> paid, once: True only for the call that made the change (safe under concurrency)."""
+    """Pending -> paid, once: True only for the call that made the change (safe under concurrency).
+
+    The call that makes the change also issues the order's invoice, in the same transaction: every
+    paid order (first purchase or renewal, local or Saleor) has exactly one."""
     now = utcnow()
     changed = session.execute(
         update(Order).where(Order.id == order.id, Order.status == OrderStatus.PENDING.value)
@@ -338,6 +341,7 @@ def mark_order_paid(session: Session, *, order: Order, actor: User | None = None
             organization_id=order.organization_id, actor=actor, actor_label=actor_label,
             data={"number": order.number, "total_minor": order.total_minor, "currency": order.currency},
         )
+        invoices.issue_invoice_for_order(session, order=order, now=now)
     return bool(changed)
 
 

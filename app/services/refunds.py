@@ -34,7 +34,7 @@ from app.models import (
     CreditGrant, Instance, InstanceStatus, LedgerEntry, LedgerKind, LineKind, Order, OrderLine, OrderStatus,
     Organization, Refund, RefundSource, User, Wallet, WebhookEvent, utcnow,
 )
-from app.services import audit, billing, mail, payouts, plan_credits
+from app.services import audit, billing, invoices, mail, payouts, plan_credits
 from app.services.errors import ServiceError
 from app.services.provisioning import credit_key, plan_credit_key
 
@@ -213,8 +213,17 @@ def _record_refund(
 
 
 def _after_refund(session: Session, refund: Refund) -> None:
-    """The one place a recorded refund is announced to the rest of the app, in the refund's transaction
-    (e.g. the credit note of the order's invoice)."""
+    """The one place a recorded refund is announced to the rest of the app, in the refund's transaction:
+    the credit note of the order's invoice. The money has already gone back at the backend, so a credit
+    note that cannot be issued (an invoice line a store discount made smaller than the refund) is logged
+    for the finance team rather than undoing the refund's record."""
+    order = session.get(Order, refund.order_id)
+    try:
+        with session.begin_nested():
+            invoices.issue_credit_note(session, order=order, lines={refund.order_line_id: refund.amount_minor},
+                                       reason=refund.reason, reference=f"refund:{refund.id}", now=refund.created_at)
+    except invoices.InvoiceError:
+        log.exception("refund %s of order %s: no credit note could be issued", refund.id, order.number)
 
 
 def _grant_of_line(session: Session, line: OrderLine) -> CreditGrant | None:

@@ -13,9 +13,9 @@ from flask import (
 )
 from flask_wtf import FlaskForm
 from jinja2_fragments.flask import render_block
-from wtforms import BooleanField, EmailField, HiddenField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, EmailField, HiddenField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, InputRequired, Length
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional
 
 from app.adapters.commerce.checkout import BillingDetails, CheckoutError, CheckoutLine, get_checkout
 from app.adapters.commerce import CommerceUnavailable
@@ -23,7 +23,8 @@ from app.auth.session_user import login_required, safe_next
 from app.extensions import db
 from app.models import OrderStatus
 from app.services import cart as carts
-from app.services import orders, payments
+from app.services import invoices, orders, payments
+from app.storefront import checkout_billing
 from app.storefront.views import bp
 
 CART_TOKEN_KEY = "cart_token"
@@ -58,6 +59,12 @@ class CheckoutForm(FlaskForm):
                                   description="Instances and credits go to this organization.")
     country = SelectField("Billing country", choices=[SelectChoice(code, name) for code, name in BILLING_COUNTRIES],
                           default="US")
+    billing_name = StringField("Name on the invoice", validators=[Optional(), Length(max=120)])
+    billing_company = StringField("Company (optional)", validators=[Optional(), Length(max=200)])
+    billing_address = TextAreaField("Billing address", validators=[Optional(), Length(max=500)],
+                                    description="Street, postal code and city, one per line.")
+    billing_vat_id = StringField("VAT ID (optional)", validators=[Optional(), Length(max=30)],
+                                 description="With its country prefix, e.g. DE123456789.")
 
 
 class PaymentForm(FlaskForm):
@@ -228,11 +235,13 @@ def checkout():
     organizations = orders.checkout_organizations(db.session, user=g.user)
     backend = current_app.config.get("COMMERCE_BACKEND", "local")
     form = CheckoutForm()
+    checkout_billing.widen_countries(form)
     form.organization_id.choices = [
         SelectChoice(org.id, org.name + (" (personal)" if org.is_personal else "")) for org in organizations]
     if request.method == "GET":
         form.email.data = resumable.email if resumable else g.user.email
         form.organization_id.data = resumable.organization_id if resumable else organizations[0].id
+        checkout_billing.prefill(form, organization_id=form.organization_id.data)
     status = 200
     if form.validate_on_submit():
         try:
@@ -243,7 +252,7 @@ def checkout():
             order_id = exc.order.id
             db.session.rollback()
             return _to_placed_order(orders.get_order_for_user(db.session, user=g.user, order_id=order_id))
-        except (orders.OrderError, payments.PaymentError) as exc:
+        except (orders.OrderError, payments.PaymentError, invoices.InvoiceError) as exc:
             db.session.rollback()
             target = getattr(form, exc.field, None) if exc.field else None
             (target.errors if target is not None else form.form_errors).append(str(exc))
@@ -299,6 +308,7 @@ def _place_order(cart_, form: CheckoutForm, backend: str):
         db.session, user=g.user, cart=cart_, organization_id=form.organization_id.data, email=form.email.data,
         backend=port.backend,
     )
+    checkout_billing.save(form, organization=order.organization, user=g.user)
     db.session.commit()
     return _submit_order(order, form, port, cart_=cart_)
 

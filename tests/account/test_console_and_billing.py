@@ -188,10 +188,12 @@ def test_the_ledger_pages_with_a_cursor_and_exports_every_entry_as_csv(buyer_cli
     assert "Welcome credits" in second and "Welcome credits" not in first
     assert export.headers["Content-Disposition"].startswith("attachment; filename=\"credits-ledger-")
     rows = list(csv.reader(io.StringIO(export.get_data(as_text=True))))
-    assert rows[0] == ["id", "created_at", "kind", "amount", "held_change", "balance_after", "instance", "reference"]
+    assert rows[0] == ["id", "created_at", "kind", "amount", "held_change", "balance_after", "instance", "reference",
+                       "description"]
     assert len(rows) == 1 + session.scalar(select(func.count()).select_from(LedgerEntry))
     assert rows[1][7] == "'=HYPERLINK(1)"  # no formula injection into spreadsheets
     assert rows[-1][7] == "Welcome credits"
+    assert rows[-1][8] == "Welcome credits — 500 credits" and rows[1][8] == "Added 1 credit"
 
 
 def test_a_low_balance_threshold_notifies_once_when_crossed(buyer_client, session, buyer):

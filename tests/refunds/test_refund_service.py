@@ -135,3 +135,20 @@ def test_a_refund_mails_the_buyer_audits_and_moves_the_sellers_earnings(session,
         ("refund", 0, 4300, -645, -3655),  # half of the fee given back
     ]
     assert payouts.verify_payouts(session) == []
+
+
+def test_each_refund_gets_a_credit_note_against_the_orders_invoice(session, buyer, operator, local_gateway):
+    from app.models import Invoice
+
+    order = paid_order(session, buyer, (PLAN, 1))
+    line = order.lines[0]
+
+    first = _refund(session, order, line, 1000, operator, local_gateway)
+    second = _refund(session, order, line, 2500, operator, local_gateway)
+
+    notes = session.scalars(select(Invoice).where(Invoice.order_id == order.id, Invoice.credited_invoice_id.is_not(None))
+                            .order_by(Invoice.id)).all()
+    assert [(n.number[:3], n.total_minor) for n in notes] == [("CN-", 1000), ("CN-", 2500)]
+    assert notes[0].sequence + 1 == notes[1].sequence
+    assert all(n.credited_invoice_id == notes[0].credited_invoice_id for n in notes)
+    assert (first.amount_minor, second.amount_minor) == (1000, 2500)

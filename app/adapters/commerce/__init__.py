@@ -94,6 +94,7 @@ class PlanOption:
     credits_per_run: int | None
     max_runs_per_period: int | None  # None: unlimited (or not stated)
     features: tuple[str, ...] = ()
+    credits_per_1k_units: int = 0  # extra credits per 1,000 units of text a run reads and writes; 0: flat per run
 
 
 @dataclass(frozen=True)

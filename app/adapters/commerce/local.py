@@ -285,6 +285,7 @@ class LocalCatalog:
                 sku=p.sku, tier=p.tier, name=p.name, price_minor=p.price_minor, currency=p.currency,
                 interval=p.interval, included_credits=p.included_credits, credits_per_run=p.credits_per_run,
                 max_runs_per_period=p.max_runs_per_period, features=tuple(p.feature_list),
+                credits_per_1k_units=p.credits_per_1k_units or 0,
             )
             for p in sorted(offering.plans, key=lambda p: (tier_order.get(p.tier, 9), p.price_minor))
         )

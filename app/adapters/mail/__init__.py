@@ -24,6 +24,13 @@ class MailError(Exception):
 
 
 @dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # e.g. application/pdf
+    data: bytes
+
+
+@dataclass(frozen=True)
 class OutgoingMail:
     to: str
     subject: str
@@ -31,6 +38,7 @@ class OutgoingMail:
     html: str
     message_id: str  # the Message-ID header, stable across retries so receivers can drop a repeat
     headers: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Mailer(Protocol):
@@ -39,7 +47,8 @@ class Mailer(Protocol):
 
 
 def build_message(mail: OutgoingMail, *, sender: str) -> EmailMessage:
-    """A multipart/alternative message: the text part first, the HTML part preferred by readers."""
+    """A multipart/alternative message: the text part first, the HTML part preferred by readers; with
+    attachments, that alternative and the attachments in a multipart/mixed."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = mail.to
@@ -53,6 +62,10 @@ def build_message(mail: OutgoingMail, *, sender: str) -> EmailMessage:
         message[name] = value
     message.set_content(mail.text)
     message.add_alternative(mail.html, subtype="html")
+    for attachment in mail.attachments:  # the alternative part goes inside a multipart/mixed
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(attachment.data, maintype=maintype, subtype=subtype or "octet-stream",
+                               filename=attachment.filename)
     return message
 
 

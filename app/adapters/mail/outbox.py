@@ -5,6 +5,8 @@ lost together: a message is in the mailbox exactly once.
 """
 from __future__ import annotations
 
+import base64
+
 from sqlalchemy.orm import Session
 
 from app.adapters.mail import OutgoingMail, build_message
@@ -22,5 +24,7 @@ class OutboxMailer:
             message_id_header=mail.message_id, from_address=self.sender, to_address=mail.to,
             subject=mail.subject, text_body=mail.text, html_body=mail.html,
             headers={name: str(value) for name, value in message.items()},
+            attachments=[{"filename": a.filename, "content_type": a.content_type, "size": len(a.data),
+                          "data": base64.b64encode(a.data).decode("ascii")} for a in mail.attachments],
         ))
         self.session.flush()
