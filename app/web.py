@@ -179,6 +179,8 @@ def layout_context() -> dict:
     }
     if g.get("database_unavailable"):  # an error page for a database outage: nothing to look up
         return context
+    if g.get("page_cache_rendering"):  # a page kept for everyone: the per-user parts are filled per request
+        return context
     counter = current_app.extensions.get("cart_count")
     if counter is not None:
         try:
