@@ -199,7 +199,9 @@ def layout_context() -> dict:
             from app.extensions import db
             from app.services import identity
 
-            memberships = identity.memberships_of(db.session, user)
+            # most people belong to one organization: count first, load the list only for the switch
+            memberships = identity.memberships_of(db.session, user) \
+                if identity.count_memberships(db.session, user_id=user.id) > 1 else []
             if len(memberships) > 1:
                 context["org_switch"] = {
                     "action": url_for("account.organization_switch"),

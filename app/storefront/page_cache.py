@@ -71,13 +71,16 @@ class Dependency:
     max_age: float | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry:
     body: str
     digest: str
     last_modified: datetime
     mimetype: str
     stored_at: float
+    # the page as every anonymous visitor without a cart or a message sees it, but for the CSRF token
+    # (their parts depend on the URL alone): made on the first such request, then only the token changes
+    plain: tuple[str, str] | None = None  # (body, digest of the parts)
 
 
 class PageStore:
@@ -136,14 +139,15 @@ def dont_keep() -> None:
     g.page_cache_dont_keep = True
 
 
+_REVISION = select(CatalogRevision.token, CatalogRevision.changed_at).where(CatalogRevision.id == 1)
+
+
 def current_dependency() -> Dependency | None:
     """What the catalog pages depend on right now, or None when there is nothing to key them by."""
     config = current_app.config
     if config.get("COMMERCE_BACKEND") == "saleor":
         return Dependency(f"saleor:{saleor_generation()}", None, float(config["PAGE_CACHE_SALEOR_TTL"]))
-    row = db.session.execute(
-        select(CatalogRevision.token, CatalogRevision.changed_at).where(CatalogRevision.id == 1)
-    ).first()
+    row = db.session.connection().execute(_REVISION).first()  # Core: no ORM bookkeeping on every page
     if row is None:  # no revision row yet: nothing tells us when the catalog changes
         return None
     return Dependency(f"local:{row.token}", _as_utc(row.changed_at), None)
@@ -216,8 +220,19 @@ def _fill_response(response):
 def _respond(entry: Entry):
     had_flashes = bool(session.get("_flashes"))
     had_token = "csrf_token" in session  # a new session's token cannot be in a copy the browser kept
-    parts, context = _user_parts()
-    body = _fill(entry.body, parts)
+    if g.get("user") is None and not had_flashes and not session.get("cart_token"):
+        if entry.plain is None:
+            parts, _ = _user_parts()
+            entry.plain = (_MARKER.sub(lambda m: parts.get(m.group(1), m.group(0)), entry.body),
+                           _digest(*(parts[name] for name in SLOTS)))
+        body, parts_digest = entry.plain
+        body = body.replace(CSRF_MARK, generate_csrf()) if CSRF_MARK in body else body
+        own_parts = not had_token
+    else:
+        parts, context = _user_parts()
+        body = _fill(entry.body, parts)
+        parts_digest = _digest(*(parts[name] for name in SLOTS))
+        own_parts = had_flashes or not had_token or bool(context.get("cart_count"))
     response = current_app.response_class(body, mimetype=entry.mimetype)
     response.vary.update(("Cookie", "HX-Request"))
     if g.get("user") is not None:
@@ -225,17 +240,20 @@ def _respond(entry: Entry):
         return response
     # the visitor's CSRF token is valid as long as the session's raw token (WTF_CSRF_TIME_LIMIT is None),
     # so a copy the browser keeps stays usable while the page, its parts and that raw token are unchanged
-    fingerprint = hashlib.blake2b(digest_size=12)
-    for piece in (entry.digest, *(parts[name] for name in SLOTS), str(session.get("csrf_token", ""))):
-        fingerprint.update(piece.encode())
-        fingerprint.update(b"\0")
-    response.set_etag(fingerprint.hexdigest(), weak=True)
+    response.set_etag(_digest(entry.digest, parts_digest, str(session.get("csrf_token", ""))), weak=True)
     response.last_modified = entry.last_modified
     response.headers["Cache-Control"] = "private, no-cache"
-    own_parts = had_flashes or not had_token or bool(context.get("cart_count"))
     if _not_modified(response, entry, own_parts=own_parts):
         return _not_modified_response(response)
     return response
+
+
+def _digest(*pieces: str) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    for piece in pieces:
+        digest.update(piece.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def _not_modified(response, entry: Entry, *, own_parts: bool) -> bool:
