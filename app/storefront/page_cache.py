@@ -40,10 +40,9 @@ from functools import wraps
 from flask import Flask, current_app, g, request, session
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
-from sqlalchemy import select
 
 from app.extensions import db
-from app.models import CatalogRevision
+from app.services import catalog as catalog_service
 
 # markers are random per process: catalog text cannot spell one and receive a visitor's token
 _NONCE = secrets.token_hex(12)
@@ -139,18 +138,16 @@ def dont_keep() -> None:
     g.page_cache_dont_keep = True
 
 
-_REVISION = select(CatalogRevision.token, CatalogRevision.changed_at).where(CatalogRevision.id == 1)
-
-
 def current_dependency() -> Dependency | None:
     """What the catalog pages depend on right now, or None when there is nothing to key them by."""
     config = current_app.config
     if config.get("COMMERCE_BACKEND") == "saleor":
         return Dependency(f"saleor:{saleor_generation()}", None, float(config["PAGE_CACHE_SALEOR_TTL"]))
-    row = db.session.connection().execute(_REVISION).first()  # Core: no ORM bookkeeping on every page
-    if row is None:  # no revision row yet: nothing tells us when the catalog changes
+    revision = catalog_service.catalog_revision(db.session)
+    if revision is None:  # no revision row yet: nothing tells us when the catalog changes
         return None
-    return Dependency(f"local:{row.token}", _as_utc(row.changed_at), None)
+    token, changed_at = revision
+    return Dependency(f"local:{token}", _as_utc(changed_at), None)
 
 
 def cached_page(view):

@@ -288,3 +288,19 @@ def _member_of(session, organization_id: int) -> User:
 def _sku(session) -> str:
     offering = session.scalar(select(Offering).where(Offering.slug == "customer-support-agent"))
     return offering.plans[0].sku
+
+
+def test_a_description_is_rendered_once_per_text(monkeypatch):
+    from app.services.offerings import rendering
+
+    calls = []
+    original = rendering._render
+    monkeypatch.setattr(rendering, "_render", lambda text: calls.append(text) or original(text))
+    text = f"# Title {id(calls)}\n\nSome *notes*."
+
+    first, second = rendering.render_description(text), rendering.render_description(text)
+    changed = rendering.render_description(text + " More.")
+
+    assert first == second == '<h2>Title %d</h2>\n<p>Some <em>notes</em>.</p>' % id(calls)
+    assert "More." in changed
+    assert calls == [text, text + " More."]
