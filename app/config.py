@@ -16,6 +16,9 @@ _ENV_KEYS: dict[str, type] = {
     "DATABASE_URL": str,
     "COMMERCE_BACKEND": str,
     "CATALOG_INDEX": str,
+    "PAGE_CACHE_ENABLED": bool,
+    "PAGE_CACHE_ENTRIES": int,
+    "PAGE_CACHE_SALEOR_TTL": float,
     "AUTH_BACKEND": str,
     "SECRETS_BACKEND": str,
     "SECRETS_KEY": str,
@@ -110,6 +113,9 @@ class Defaults:
     DATABASE_URL = ""  # empty: a SQLite file in the instance folder
     COMMERCE_BACKEND = "local"
     CATALOG_INDEX = "memory"  # local catalog: facet counts and order from an in-process index, or "sql"
+    PAGE_CACHE_ENABLED = True  # catalog pages rendered once per catalog state (app/storefront/page_cache.py)
+    PAGE_CACHE_ENTRIES = 300  # pages each process keeps, least recently used dropped first
+    PAGE_CACHE_SALEOR_TTL = 30.0  # seconds a Saleor-mode page is kept at most (changes made in Saleor itself)
     AUTH_BACKEND = "local"
     SECRETS_BACKEND = "local"
     SECRETS_KEY = ""  # empty: derived from SECRET_KEY

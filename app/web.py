@@ -247,6 +247,8 @@ def layout_context() -> dict:
     }
     if g.get("database_unavailable"):  # an error page for a database outage: nothing to look up
         return context
+    if g.get("page_cache_rendering"):  # a page kept for everyone: the per-user parts are filled per request
+        return context
     counter = current_app.extensions.get("cart_count")
     if counter is not None:
         try:
@@ -265,7 +267,9 @@ def layout_context() -> dict:
             from app.extensions import db
             from app.services import identity
 
-            memberships = identity.memberships_of(db.session, user)
+            # most people belong to one organization: count first, load the list only for the switch
+            memberships = identity.memberships_of(db.session, user) \
+                if identity.count_memberships(db.session, user_id=user.id) > 1 else []
             if len(memberships) > 1:
                 context["org_switch"] = {
                     "action": url_for("account.organization_switch"),

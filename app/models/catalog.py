@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean, CheckConstraint, Connection, ForeignKey, Index, Integer, String, Text, UniqueConstraint, event, func, false,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.models.base import Model, StrEnum
@@ -183,6 +184,10 @@ class CatalogRevision(Model):
 
 
 CATALOG_SEARCH_MODELS = (Offering, OfferingFacet, Plan, FacetValue, Review, ReviewVote)
+# what the catalog pages show beyond the search data: a product page's versions, every card's publisher
+# name. Cached catalog pages (app/storefront/page_cache.py) are valid for one revision token too.
+CATALOG_PAGE_MODELS = (OfferingVersion,)
+CATALOG_PAGE_ATTRIBUTES = {"organization": ("name",)}
 
 
 def bump_catalog_revision(connection: Connection) -> None:
@@ -204,8 +209,18 @@ def _bump_revision_on_catalog_change(session: Session, flush_context, instances)
     """Every ORM change to the catalog's search data moves the revision in the same transaction.
 
     (Bulk statements that bypass the ORM must call bump_catalog_revision themselves.)"""
-    changed = any(isinstance(obj, CATALOG_SEARCH_MODELS) for obj in (*session.new, *session.deleted)) or any(
-        isinstance(obj, CATALOG_SEARCH_MODELS) and session.is_modified(obj) for obj in session.dirty
-    )
+    watched = CATALOG_SEARCH_MODELS + CATALOG_PAGE_MODELS
+    changed = any(isinstance(obj, watched) for obj in (*session.new, *session.deleted)) or any(
+        isinstance(obj, watched) and session.is_modified(obj) for obj in session.dirty
+    ) or any(_page_attribute_changed(obj) for obj in session.dirty)
     if changed:
         bump_catalog_revision(session.connection())
+
+
+def _page_attribute_changed(obj: object) -> bool:
+    """A change to a column the catalog pages show of a model that is not catalog data (a publisher's name)."""
+    names = CATALOG_PAGE_ATTRIBUTES.get(getattr(obj, "__tablename__", ""), ())
+    if not names:
+        return False
+    state = sa_inspect(obj)
+    return any(state.attrs[name].history.has_changes() for name in names)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.adapters.commerce import (
     FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, SORTS, supports_ratings, CatalogPort, Category, FacetChip, OfferingCard, OfferingDetail, SearchQuery, SearchResult,
 )
-from app.models import Offering
+from app.models import CatalogRevision, Offering
 from app.services.errors import ServiceError
 
 PER_PAGE = 24
@@ -211,6 +212,16 @@ def product_page(catalog: CatalogPort, slug: str, *, related: int = 4) -> Produc
         detail=detail, description_html=render_description(detail.description_md),
         related=catalog.related(detail, related),
     )
+
+
+def catalog_revision(session: Session) -> tuple[str, datetime] | None:
+    """The local catalog's revision token and when it last changed (None before the first change): what
+    every catalog page depends on. One prepared statement, as it is read on every catalog page."""
+    row = session.connection().execute(_REVISION).first()
+    return (row.token, row.changed_at) if row is not None else None
+
+
+_REVISION = select(CatalogRevision.token, CatalogRevision.changed_at).where(CatalogRevision.id == 1)
 
 
 def facet_label(catalog: CatalogPort, group: str, value: str) -> str | None:

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, delete, func, literal, null, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, literal, null, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 from zxcvbn import zxcvbn
@@ -165,6 +165,15 @@ def create_organization(session: Session, *, name: str, owner: User, is_personal
     audit.record(session, action="organization.created", target_type="organization", target_id=org.id,
                  organization_id=org.id, actor=owner)
     return org
+
+
+def count_memberships(session: Session, *, user_id: int) -> int:
+    """How many organizations the user belongs to (the header asks on every page: one prepared statement)."""
+    return int(session.connection().execute(_MEMBERSHIP_COUNT, {"user_id": user_id}).scalar_one())
+
+
+_MEMBERSHIP_COUNT = select(func.count()).select_from(Membership).where(
+    Membership.user_id == bindparam("user_id"))
 
 
 def memberships_of(session: Session, user: User) -> list[Membership]:

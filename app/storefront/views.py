@@ -2,6 +2,9 @@
 
 Every page reads the catalog through the commerce port, so it renders the same over the local
 tables and over Saleor. Search pages answer htmx requests with the `search_region` block only.
+The catalog pages are rendered once per catalog state and URL (page_cache.py): what they show
+must depend on the catalog and the URL only; a visitor's own parts are base.html's per-user
+blocks or htmx fragments of their own.
 """
 from __future__ import annotations
 
@@ -15,8 +18,15 @@ from app.adapters.commerce import FACET_GROUPS, CommerceUnavailable, SearchQuery
 from app.extensions import db
 from app.services import catalog as catalog_service
 from app.services import reviews as reviews_service
+from app.storefront import page_cache
+from app.storefront.page_cache import cached_page
 
 bp = Blueprint("storefront", __name__)
+
+
+@bp.record_once
+def _init_page_cache(state) -> None:
+    page_cache.init_app(state.app)
 
 
 class AddToCartForm(FlaskForm):
@@ -46,18 +56,21 @@ def commerce_unavailable(error: CommerceUnavailable):
 
 
 @bp.get("/")
+@cached_page
 def home():
     page = catalog_service.home_page(get_catalog())
     return render_template("storefront/home.html", page=page)
 
 
 @bp.get("/browse")
+@cached_page
 def browse():
     return _search_response(heading="Browse the catalog",
                             intro="Every agent, app, assistant and automation on the marketplace.")
 
 
 @bp.get("/browse/<category>")
+@cached_page
 def browse_category(category: str):
     catalog = get_catalog()
     label = catalog_service.facet_label(catalog, "category", category)
@@ -68,6 +81,7 @@ def browse_category(category: str):
 
 
 @bp.get("/browse/<group>/<value>")
+@cached_page
 def browse_facet(group: str, value: str):
     if group not in catalog_service.BROWSE_GROUPS:
         abort(404)
@@ -81,11 +95,13 @@ def browse_facet(group: str, value: str):
 
 
 @bp.get("/search")
+@cached_page
 def search():
     return _search_response(heading="Search", intro="")
 
 
 @bp.get("/p/<slug>")
+@cached_page
 def product(slug: str):
     page = catalog_service.product_page(get_catalog(), slug)
     if page is None:
@@ -116,6 +132,8 @@ def _search_response(*, heading: str, intro: str, catalog=None, preset: dict[str
     catalog = catalog or get_catalog()
     query = catalog_service.parse_search_args(request.args, catalog, preset=preset)
     page = catalog_service.search_page(catalog, query)
+    if page.popular:  # suggestions ordered by subscriptions, which the catalog revision does not follow
+        page_cache.dont_keep()
     context = {
         "page": page, "result": page.result, "query": query, "heading": heading, "intro": intro,
         "sort_labels": catalog_service.sort_labels(catalog), "search_url": _search_url, "facet_groups": FACET_GROUPS,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, func, select, tuple_
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.adapters.commerce import (
     FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard,
@@ -256,10 +256,17 @@ class LocalCatalog:
         offering = self.session.scalar(
             select(Offering).where(Offering.slug == slug, Offering.status == PUBLISHED)
             .options(selectinload(Offering.plans), selectinload(Offering.versions),
-                     selectinload(Offering.facets), selectinload(Offering.publisher))
+                     selectinload(Offering.facets), joinedload(Offering.publisher))
         )
         if offering is None:
             return None
+        wanted: dict[str, set[str]] = {"category": {offering.category}}
+        for f in offering.facets:
+            wanted.setdefault(f.group, set()).add(f.value)
+        labels = self.facet_labels(wanted)  # the page's labels in one query, not one per facet group
+
+        def label(group: str, value: str) -> str:
+            return labels.get(group, {}).get(value, value.replace("-", " ").capitalize())
         cheapest = min(offering.plans, key=lambda p: (p.price_minor, p.id), default=None)
         images = self.session.scalars(
             select(OfferingMedia).where(OfferingMedia.offering_id == offering.id)
@@ -267,7 +274,7 @@ class LocalCatalog:
         ).all()
         card = OfferingCard(
             key=str(offering.id), slug=offering.slug, name=offering.name, summary=offering.summary,
-            category=offering.category, category_label=self._label("category", offering.category),
+            category=offering.category, category_label=label("category", offering.category),
             publisher=offering.publisher.name, price_from_minor=cheapest.price_minor if cheapest else None,
             currency=cheapest.currency if cheapest else "USD", has_trial=offering.has_trial,
             featured=offering.featured, published_at=offering.published_at, publisher_slug=offering.publisher.slug,
@@ -275,7 +282,7 @@ class LocalCatalog:
             **dict(zip(("rating_average", "rating_count"), self._ratings([offering.id]).get(offering.id, (None, 0)))),
         )
         facets = tuple(
-            FacetChip(f.group, f.value, self._label(f.group, f.value))
+            FacetChip(f.group, f.value, label(f.group, f.value))
             for f in sorted(offering.facets, key=lambda f: (FACET_GROUPS.index(f.group)
                                                             if f.group in FACET_GROUPS else 99, f.value))
         )
