@@ -74,3 +74,22 @@ class RunForm(FlaskForm):
 class LowBalanceForm(FlaskForm):
     threshold = IntegerField("Notify me when the balance falls below", validators=[Optional(), NumberRange(min=1, max=10_000_000)],
                              description="In credits. Leave empty to switch notifications off.")
+
+
+ROLE_CHOICES = [SelectChoice("member", "Member"), SelectChoice("admin", "Admin"), SelectChoice("owner", "Owner")]
+
+
+class OrganizationCreateForm(FlaskForm):
+    name = StringField("Organization name", validators=[DataRequired(), Length(max=120)],
+                       description="Your team or company, e.g. “Acme Support”. You become its owner.")
+
+
+class InvitationForm(FlaskForm):
+    email = StringField("Email address", validators=[DataRequired(), Length(max=254)],
+                        description="We mail them a link that works for a week.")
+    role = SelectField("Role", choices=ROLE_CHOICES, default="member",
+                       description="Admins invite and manage members; only owners manage owners.")
+
+
+class MemberRoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)

@@ -16,6 +16,10 @@ from app.models.instances import (
 from app.models.integrations import ConnectorBinding, StoredSecret, WebhookEvent
 from app.models.jobs import JobFailure, PeriodicRun
 from app.models.mail import MailMessage, MailStatus, OutboxDelivery
+from app.models.seller_webhooks import (
+    SellerWebhookAttempt, SellerWebhookDelivery, SellerWebhookEndpoint, SellerWebhookEvent, WebhookDeliveryStatus,
+)
+from app.models.teams import OrganizationInvitation
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack",
@@ -24,4 +28,6 @@ __all__ = [
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
+    "OrganizationInvitation", "SellerWebhookAttempt", "SellerWebhookDelivery", "SellerWebhookEndpoint",
+    "SellerWebhookEvent", "WebhookDeliveryStatus",
 ]
