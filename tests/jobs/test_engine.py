@@ -47,6 +47,7 @@ def test_the_periodic_tasks_are_registered_with_their_settings():
         "purge-finished-jobs": (3600, "JOB_EVERY_PURGE_FINISHED_JOBS"),
         "retry-stalled-jobs": (60, "JOB_EVERY_RETRY_STALLED_JOBS"),
         "purge-sessions": (3600, "JOB_EVERY_PURGE_SESSIONS"),
+        "deliver-seller-webhooks": (60, "JOB_EVERY_DELIVER_SELLER_WEBHOOKS"),
     }
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "local"}) is False
     assert TASKS["reconcile-orders"].enabled({"COMMERCE_BACKEND": "saleor"}) is True
