@@ -85,8 +85,7 @@ class OrganizationCreateForm(FlaskForm):
 
 
 class InvitationForm(FlaskForm):
-    email = StringField("Email address", validators=[DataRequired(), Length(max=254)],
-                        description="We mail them a link that works for a week.")
+    email = StringField("Email address", validators=[DataRequired(), Length(max=254)])
     role = SelectField("Role", choices=ROLE_CHOICES, default="member",
                        description="Admins invite and manage members; only owners manage owners.")
 

@@ -75,14 +75,21 @@ def _team_page(organization_id: int, status: int = 200, **overrides):
         "owner_count": sum(1 for m in members if m.role == "owner"),
         "invitations": teams.list_invitations(db.session, user=g.user, organization_id=organization_id)
         if manager else [],
-        "invite_form": InvitationForm(formdata=None),
+        "invite_form": _invite_form(InvitationForm(formdata=None)),
         "action_form": ActionForm(formdata=None),
         "role_labels": teams.ROLE_LABELS,
         "refusal": None,
         "now": utcnow(),
     }
     context.update(overrides)
+    _invite_form(context["invite_form"])
     return render_template("account/team_detail.html", **context), status, {"Cache-Control": "no-store"}
+
+
+def _invite_form(form: InvitationForm) -> InvitationForm:
+    days = _days()
+    form.email.description = f"We mail them a link that works for {days} day{'s' if days != 1 else ''}."
+    return form
 
 
 @bp.get("/teams/<int:organization_id>")

@@ -77,6 +77,7 @@ def test_owner_invites_by_email_and_the_invitee_accepts_signed_in(app, client, s
     assert (invitation.email, invitation.role, invitation.invited_by_id) == ("ivan@example.test", "admin", owner.id)
     page = client.get(f"/account/teams/{org.id}").get_data(as_text=True)
     assert "Invitations waiting" in page and "ivan@example.test" in page
+    assert "We mail them a link that works for 7 days." in page and "You are an owner of this organization." in page
     link = _invitation_link(session, "ivan@example.test")
 
     other = app.test_client()
