@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.adapters.secrets import get_secret_store
 from app.adapters.webhooks import DestinationRefused, HttpWebhookSender, check_destination
@@ -322,3 +322,38 @@ def test_an_endpoint_that_does_not_answer_in_time_is_a_failed_try():
         listener.close()
     assert not result.ok and result.status_code is None
     assert result.error == "No answer within 0.5 seconds."
+
+
+@pytest.mark.postgres_only
+def test_parallel_workers_claim_a_due_delivery_once(app, session, shop, receiver):
+    seller, publisher, offering, buyer, customer = shop
+    receiver.status = 500
+    seller_webhooks.create_endpoint(session, user=seller, organization_id=publisher.id, url=receiver.url,
+                                    events=["instance.created"])
+    session.commit()
+    instances.create_instance(session, organization=customer, plan=offering.plans[0], created_by=buyer)
+    session.commit()
+    run_jobs(app)
+    delivery_id = session.scalar(select(SellerWebhookDelivery.id))
+    session.execute(update(SellerWebhookDelivery).values(next_attempt_at=datetime.now(timezone.utc)
+                                                         - timedelta(seconds=1)))
+    session.commit()
+    outcomes, barrier = [], threading.Barrier(8)
+
+    def worker():
+        with app.app_context():
+            barrier.wait()
+            outcomes.append(deliver_seller_webhook(db.session, delivery_id=delivery_id))
+            db.session.commit()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    tried = [o for o in outcomes if "failed on try 2" in o]
+    assert len(tried) == 1 and len(outcomes) == 8
+    assert len(receiver.requests) == 2  # the first try, and one of the eight workers
+    session.expire_all()
+    assert session.get(SellerWebhookDelivery, delivery_id).attempts == 2
