@@ -14,6 +14,9 @@ from app.services import identity, organizations, teams
 from app.services.errors import ServiceError
 
 
+_A_ROLE = {"owner": "an owner", "admin": "an admin", "member": "a member"}
+
+
 def _secret() -> str:
     return current_app.config["SECRET_KEY"]
 
@@ -172,7 +175,7 @@ def team_member_role(organization_id: int, user_id: int):
         return redirect(url_for("account.team_detail", organization_id=organization_id), 303)
     _button(organization_id, lambda: organizations.change_member_role(
         db.session, organization_id=organization_id, actor=g.user, user_id=user_id, role=form.role.data,
-    ), lambda m: f"{m.user.name} is now {teams.ROLE_LABELS[m.role].lower()}.")
+    ), lambda m: f"{m.user.name} is now {_A_ROLE[m.role]}.")
     return redirect(url_for("account.team_detail", organization_id=organization_id), 303)
 
 

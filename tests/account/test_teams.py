@@ -276,7 +276,7 @@ def test_roles_change_and_the_last_owner_can_neither_be_demoted_nor_leave(app, c
 
     promote = client.post(f"/account/teams/{org.id}/members/{mia.id}/role", data={"role": "owner"},
                           follow_redirects=True)
-    assert "Mia is now owner." in promote.get_data(as_text=True)
+    assert "Mia is now an owner." in promote.get_data(as_text=True)
     left = client.post(f"/account/teams/{org.id}/members/{owner.id}/remove")
     assert left.status_code == 303 and left.headers["Location"] == "/account/teams"
     assert _members(session, org.id) == {(mia.id, "owner")}
