@@ -113,3 +113,19 @@ def test_the_suggestion_script_needs_no_inline_code(client):
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert "<script>" not in response.get_data(as_text=True)
     assert client.get("/static/js/search-suggest.js").status_code == 200
+
+
+def test_suggestions_read_the_catalog_port_so_they_work_over_saleor(make_app, saleor_fake):
+    from tests.storefront.test_saleor_catalog import _attributes, _collection, _product_by_slug, _products
+
+    saleor_fake.resolvers.update({"attributes": _attributes, "products": _products, "product": _product_by_slug,
+                                  "collection": _collection})
+    app = make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_CHANNEL="web",
+                   SALEOR_APP_TOKEN="app-secret", SEARCH_SUGGEST_LIMIT=4)
+
+    html = app.test_client().get("/search/suggest?q=bot").get_data(as_text=True)
+
+    assert _options(html) == ["suggestion-0", "suggestion-search"]
+    assert "Support Bot" in html and "Agents" in html and 'data-href="/p/support-bot"' in html
+    [listing] = saleor_fake.received("ProductList")
+    assert (listing.variables["search"], listing.variables["first"]) == ("bot", 4)
