@@ -357,3 +357,62 @@ def test_parallel_workers_claim_a_due_delivery_once(app, session, shop, receiver
     assert len(receiver.requests) == 2  # the first try, and one of the eight workers
     session.expire_all()
     assert session.get(SellerWebhookDelivery, delivery_id).attempts == 2
+
+
+def _self_signed(tmp_path, hostname: str):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+def test_https_goes_to_the_checked_address_with_the_host_name_for_tls(tmp_path, receiver):
+    import ssl
+
+    cert_file, key_file = _self_signed(tmp_path, "hooks.test")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    port = receiver.server.server_port
+    lookups = []
+
+    def resolve(host, port, type=None):
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    sender = HttpWebhookSender(timeout=3.0, allow_private=True, resolve=resolve, ca_certs=cert_file)
+    result = sender.send(f"https://hooks.test:{port}/in?x=1", body=b'{"a":1}', headers={"webhook-id": "evt_1"})
+
+    assert result.ok and result.status_code == 200 and result.response_excerpt == "ok"
+    assert lookups == ["hooks.test"]  # one lookup: the address checked is the address used
+    [(headers, body)] = receiver.requests
+    assert headers["host"] == f"hooks.test:{port}" and headers["webhook-id"] == "evt_1" and body == b'{"a":1}'
+
+    other_name = HttpWebhookSender(timeout=3.0, allow_private=True, resolve=resolve, ca_certs=cert_file).send(
+        f"https://elsewhere.test:{port}/in", body=b"{}", headers={})
+    assert not other_name.ok and other_name.error == "The endpoint's TLS certificate could not be verified."
+    assert len(receiver.requests) == 1
+
+
+def test_a_redirect_is_not_followed_and_counts_as_a_failed_try(receiver):
+    receiver.status = 307
+
+    result = HttpWebhookSender(timeout=2.0, allow_private=True).send(receiver.url, body=b"{}", headers={})
+
+    assert not result.ok and result.status_code == 307 and result.error == "The endpoint answered 307."
+    assert len(receiver.requests) == 1
