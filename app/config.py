@@ -60,6 +60,11 @@ _ENV_KEYS: dict[str, type] = {
     "RATE_LIMITS_ENABLED": bool,
     "RATE_LIMIT_AUTH": str,
     "RATE_LIMIT_API": str,
+    "RATE_LIMIT_SUGGEST": str,
+    "SEARCH_SUGGEST_LIMIT": int,
+    "TEAM_INVITE_DAYS": int,
+    "SELLER_WEBHOOK_TIMEOUT": float,
+    "SELLER_WEBHOOK_ALLOW_PRIVATE": bool,
     "WEBHOOK_MAX_BYTES": int,
     "PLATFORM_FEE_PERCENT": str,
     "PORT": int,
@@ -158,6 +163,11 @@ class Defaults:
     RATE_LIMITS_ENABLED = True
     RATE_LIMIT_AUTH = "60 per minute"  # per address, on /auth/*
     RATE_LIMIT_API = "600 per minute"  # per credential (or address), on /api; not the gateway's service token
+    RATE_LIMIT_SUGGEST = "120 per minute"  # per address, on the search box's suggestions
+    SEARCH_SUGGEST_LIMIT = 6  # offerings suggested under the search box
+    TEAM_INVITE_DAYS = 7  # how long an invitation to join an organization works
+    SELLER_WEBHOOK_TIMEOUT = 10.0  # seconds a seller's endpoint has to answer one delivery
+    SELLER_WEBHOOK_ALLOW_PRIVATE = False  # deliver to loopback/private addresses (development and tests only)
     WEBHOOK_MAX_BYTES = 256 * 1024
     PLATFORM_FEE_PERCENT = "15"  # the platform's share of each sale, e.g. "15" or "12.5"; operators may set one per publisher
     PORT = 5000

@@ -22,7 +22,7 @@ def test_buyer_searches_buys_runs_and_reviews_the_order(page: Page, journey):
 
     results = page.get_by_role("region", name=re.compile(r"^\d+ results?$"))
     with journey.step("search"):
-        page.get_by_role("searchbox", name="Search the marketplace").fill("tickets")
+        page.get_by_role("combobox", name="Search the marketplace").fill("tickets")
         page.get_by_role("button", name="Search", exact=True).click()
         expect(page).to_have_url(re.compile(r"/search\?q=tickets$"))
         expect(page.get_by_role("heading", level=1)).to_have_text("Results for “tickets”")

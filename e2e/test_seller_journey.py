@@ -95,7 +95,7 @@ def test_seller_lists_an_offering_that_is_approved_bought_and_counted(page: Page
             [re.compile(name), "Published", "—", "0", "0", "0", re.compile("Edit")])
 
     with journey.step("a visitor finds it in the catalog", visitor):
-        visitor.get_by_role("searchbox", name="Search the marketplace").fill(name)
+        visitor.get_by_role("combobox", name="Search the marketplace").fill(name)
         visitor.get_by_role("button", name="Search", exact=True).click()
         card = visitor.get_by_role("article", name=name)
         expect(card).to_contain_text(f"by {publisher}")

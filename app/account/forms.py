@@ -106,3 +106,21 @@ class BillingDetailsForm(FlaskForm):
                           description="The two-letter code, e.g. DE, FR or US.")
     vat_id = StringField("VAT ID (optional)", validators=[Optional(), Length(max=30)],
                          description="With its country prefix, e.g. DE123456789. Shown on your invoices.")
+
+
+ROLE_CHOICES = [SelectChoice("member", "Member"), SelectChoice("admin", "Admin"), SelectChoice("owner", "Owner")]
+
+
+class OrganizationCreateForm(FlaskForm):
+    name = StringField("Organization name", validators=[DataRequired(), Length(max=120)],
+                       description="Your team or company, e.g. “Acme Support”. You become its owner.")
+
+
+class InvitationForm(FlaskForm):
+    email = StringField("Email address", validators=[DataRequired(), Length(max=254)])
+    role = SelectField("Role", choices=ROLE_CHOICES, default="member",
+                       description="Admins invite and manage members; only owners manage owners.")
+
+
+class MemberRoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)

@@ -41,6 +41,14 @@ def init_app(app: Flask) -> Limiter:
     return limiter
 
 
+def limit_view(app: Flask, endpoint: str, setting: str) -> None:
+    """Give one registered view its own per-address budget, the `setting` of the configuration (e.g.
+    the search box's suggestions, asked on every pause in typing); called once the view is registered."""
+    for limiter in app.extensions.get("limiter", ()):
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = limiter.limit(lambda: current_app.config[setting], error_message=MESSAGE)(view)
+
+
 def api_caller() -> str:
     """Whom an API request is counted for: its credential (never stored, only a digest of it), or its
     address when it carries none (browser sessions, anonymous calls)."""

@@ -1,14 +1,14 @@
 """Organizations and members: /api/organizations/..."""
 from __future__ import annotations
 
-from flask import g
+from flask import current_app, g
 
 from app.cp import schemas, serializers
 from app.cp.auth import USER_KINDS, api_auth
 from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import db
-from app.services import listings, organizations
+from app.services import listings, organizations, teams
 
 ID = "int(min=1, max=2147483647)"
 TAGS = ["organizations"]
@@ -82,6 +82,64 @@ def remove_member(organization_id: int, user_id: int):
     organizations.remove_member(db.session, organization_id=organization_id, actor=g.api_user, user_id=user_id)
     db.session.commit()
     return "", 204
+
+
+def _invite_settings() -> dict:
+    return {"secret_key": current_app.config["SECRET_KEY"], "days": int(current_app.config.get("TEAM_INVITE_DAYS") or 7)}
+
+
+@bp.get(f"/organizations/<{ID}:organization_id>/invitations/")
+@api_auth(*USER_KINDS)
+@spec.validate(resp=responses(200, schemas.InvitationList, 403, 404), tags=TAGS)
+def list_invitations(organization_id: int):
+    """Invitations not yet accepted or revoked, newest first (owners and admins)."""
+    rows = teams.list_invitations(db.session, user=g.api_user, organization_id=organization_id)
+    return schemas.InvitationList(items=[serializers.invitation_out(i) for i in rows])
+
+
+@bp.post(f"/organizations/<{ID}:organization_id>/invitations/")
+@api_auth(*USER_KINDS)
+@spec.validate(resp=responses(201, schemas.InvitationOut, 400, 403, 404, 409), tags=TAGS)
+def create_invitation(organization_id: int, json: schemas.InvitationCreate):
+    """Invite an email address with a role: we mail a signed link that expires (owners and admins; only
+    owners invite owners). Accepting it, signed in with that address, makes them a member."""
+    invitation = teams.invite_member(db.session, organization_id=organization_id, actor=g.api_user,
+                                     email=json.email, role=json.role, **_invite_settings())
+    db.session.commit()
+    return serializers.invitation_out(invitation), 201
+
+
+@bp.post(f"/organizations/<{ID}:organization_id>/invitations/<{ID}:invitation_id>/resend")
+@api_auth(*USER_KINDS)
+@spec.validate(resp=responses(200, schemas.InvitationOut, 403, 404, 409, 429), tags=TAGS)
+def resend_invitation(organization_id: int, invitation_id: int):
+    """Mail a fresh link with a new expiry; the previous link stops working."""
+    invitation = teams.resend_invitation(db.session, organization_id=organization_id, actor=g.api_user,
+                                         invitation_id=invitation_id, **_invite_settings())
+    db.session.commit()
+    return serializers.invitation_out(invitation)
+
+
+@bp.delete(f"/organizations/<{ID}:organization_id>/invitations/<{ID}:invitation_id>")
+@api_auth(*USER_KINDS)
+@spec.validate(resp=responses(204, None, 403, 404, 409), tags=TAGS)
+def revoke_invitation(organization_id: int, invitation_id: int):
+    """Revoke an invitation that was not accepted yet; its link stops working."""
+    teams.revoke_invitation(db.session, organization_id=organization_id, actor=g.api_user,
+                            invitation_id=invitation_id)
+    db.session.commit()
+    return "", 204
+
+
+@bp.post("/invitations/accept")
+@api_auth(*USER_KINDS)
+@spec.validate(resp=responses(201, schemas.MemberOut, 400, 403, 404, 409, 410), tags=TAGS)
+def accept_invitation(json: schemas.InvitationAccept):
+    """Accept an invitation with the token from its link; you must be the invited email address."""
+    member = teams.accept_invitation(db.session, token=json.token, user=g.api_user,
+                                     secret_key=current_app.config["SECRET_KEY"])
+    db.session.commit()
+    return serializers.member_out(member), 201
 
 
 @bp.get(f"/organizations/<{ID}:organization_id>/offerings")

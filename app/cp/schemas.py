@@ -127,6 +127,28 @@ class MemberRoleChange(In):
     role: MemberRoleName
 
 
+class InvitationCreate(In):
+    email: text(254, 3)
+    role: MemberRoleName = "member"
+
+
+class InvitationOut(Out):
+    id: int
+    organization_id: int
+    email: str
+    role: MemberRoleName
+    sent_at: datetime
+    expires_at: datetime
+
+
+class InvitationList(Out):
+    items: list[InvitationOut]
+
+
+class InvitationAccept(In):
+    token: text(500, 1)
+
+
 # --- offerings -------------------------------------------------------------------------------------
 
 class PublisherOut(Out):

@@ -22,6 +22,11 @@ def member_out(membership: Membership) -> schemas.MemberOut:
                              role=membership.role, joined_at=membership.created_at)
 
 
+def invitation_out(invitation) -> schemas.InvitationOut:
+    return schemas.InvitationOut(id=invitation.id, organization_id=invitation.organization_id, email=invitation.email,
+                                 role=invitation.role, sent_at=invitation.sent_at, expires_at=invitation.expires_at)
+
+
 def plan_out(plan: Plan) -> schemas.PlanOut:
     return schemas.PlanOut(
         id=plan.id, tier=plan.tier, name=plan.name, sku=plan.sku, price_minor=plan.price_minor,

@@ -21,7 +21,7 @@ from typing import Any
 from procrastinate import RetryStrategy
 
 # modules whose import registers tasks; add yours here
-TASK_MODULES = ("app.jobs.tasks",)
+TASK_MODULES = ("app.jobs.tasks", "app.jobs.webhook_tasks")
 
 
 @dataclass(frozen=True)

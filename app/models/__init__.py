@@ -26,6 +26,10 @@ from app.models.reviews import Review, ReviewerKind, ReviewVote
 from app.models.publishing import (
     MediaKind, OfferingMedia, PublisherProfile, PublisherStatus, SellerTerms, SellerTermsAcceptance,
 )
+from app.models.seller_webhooks import (
+    SellerWebhookAttempt, SellerWebhookDelivery, SellerWebhookEndpoint, SellerWebhookEvent, WebhookDeliveryStatus,
+)
+from app.models.teams import OrganizationInvitation
 
 __all__ = [
     "ApiKey", "AuditEvent", "CATEGORIES", "Cart", "CartLine", "CatalogRevision", "ConnectorBinding", "CreditGrant", "CreditPack", "EarningEntry", "EarningKind",
@@ -39,4 +43,6 @@ __all__ = [
     "Run", "RunStatus",
     "MediaKind", "OfferingMedia", "PublisherProfile", "PublisherStatus", "SellerTerms", "SellerTermsAcceptance", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
     "BillingDetails", "DocumentKind", "DocumentSequence", "Invoice", "InvoiceLine",
+    "OrganizationInvitation", "SellerWebhookAttempt", "SellerWebhookDelivery", "SellerWebhookEndpoint",
+    "SellerWebhookEvent", "WebhookDeliveryStatus",
 ]

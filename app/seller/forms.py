@@ -184,3 +184,19 @@ class MoveForm(FlaskForm):
 
 class AltTextForm(FlaskForm):
     alt_text = StringField("Description", validators=[Length(max=200)])
+
+
+class WebhookEndpointForm(FlaskForm):
+    """A seller webhook endpoint: the address and which events to send there."""
+
+    url = StringField("Endpoint URL", validators=[DataRequired(), Length(max=2000)],
+                      description="Where we POST each event, e.g. https://example.com/webhooks/digitlify.")
+    description = StringField("Description (optional)", validators=[Optional(), Length(max=200)])
+    events = MultiCheckboxField("Events to send")
+    is_active = BooleanField("Send events to this endpoint", default=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from app.services.seller_webhooks import EVENTS
+
+        self.events.choices = as_choices((name, f"{name}: {text}") for name, text in EVENTS.items())

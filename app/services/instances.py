@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.models import (
     Hold, Instance, InstanceStatus, Membership, Organization, Plan, Run, RunStatus, User, Wallet, utcnow,
 )
-from app.services import audit, billing, mail, organizations, plan_credits, subscriptions
+from app.services import audit, billing, mail, organizations, plan_credits, seller_webhooks, subscriptions
 from app.services.errors import ServiceError
 
 
@@ -55,6 +55,7 @@ def create_instance(
         target_id=instance.id, organization_id=organization.id, actor=created_by, actor_label=actor_label,
         data={"offering": offering.slug, "plan": plan.sku},
     )
+    seller_webhooks.emit_instance_event(session, instance=instance, event="instance.created")
     return instance
 
 
@@ -151,10 +152,13 @@ def _transition(session: Session, *, instance: Instance, actor: User, action: st
         raise InstanceError(f"A {instance.status} instance cannot be {_PAST[action]}.", status=409)
     audit.record(session, action=f"instance.{_PAST[action]}", target_type="instance", target_id=instance.id,
                  organization_id=instance.organization_id, actor=actor, data={"status": to})
+    if action in _SELLER_EVENTS:
+        seller_webhooks.emit_instance_event(session, instance=instance, event=_SELLER_EVENTS[action])
     return instance
 
 
 _PAST = {"suspend": "suspended", "resume": "resumed", "cancel": "cancelled"}
+_SELLER_EVENTS = {"suspend": "instance.suspended", "cancel": "instance.cancelled"}  # told to the publisher
 
 
 def expire_ended_trials(session: Session, *, now: datetime | None = None) -> list[int]:

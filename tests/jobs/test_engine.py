@@ -48,6 +48,7 @@ def test_the_periodic_tasks_are_registered_with_their_settings():
         "retry-stalled-jobs": (60, "JOB_EVERY_RETRY_STALLED_JOBS"),
         "purge-sessions": (3600, "JOB_EVERY_PURGE_SESSIONS"),
         "renew-subscriptions": (300, "JOB_EVERY_RENEW_SUBSCRIPTIONS"),
+        "deliver-seller-webhooks": (60, "JOB_EVERY_DELIVER_SELLER_WEBHOOKS"),
     }
     assert TASKS["renew-subscriptions"].enabled({"COMMERCE_BACKEND": "local"}) is True
     assert TASKS["renew-subscriptions"].enabled({"COMMERCE_BACKEND": "saleor"}) is True

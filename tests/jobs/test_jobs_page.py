@@ -54,5 +54,5 @@ def test_the_page_lists_every_periodic_task_with_its_schedule_and_last_run(app, 
     assert '<span class="badge badge-failed">Failed</span> <span class="small">OperationalError: database is locked</span>' in page
     # Saleor's sweeps (and, on SQLite, the queue purge) are listed, but this configuration does not run them
     assert page.count("Not with this configuration") == (2 if ON_POSTGRES else 4)
-    assert page.count("<span class=\"muted\">Never</span>") == 11  # 13 periodic tasks, 2 of them ran
+    assert page.count("<span class=\"muted\">Never</span>") == 12  # 14 periodic tasks, 2 of them ran
     assert "Send queued mail that is due" in page and "Mail &#34;your free trial ends in two days&#34;" in page
