@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from jinja2_fragments.flask import render_block
 
 from datetime import date
@@ -17,9 +17,9 @@ from app import formatting
 from app.extensions import db
 from app.formatting import money
 from app.adapters.commerce.checkout import get_checkout
-from app.models import OrderStatus
+from app.models import Order, OrderStatus
 from app.services import (
-    account, connectors, instances, keys, knowledge, organizations, payments, runs, subscriptions,
+    account, connectors, instances, keys, knowledge, organizations, payments, refunds, runs, subscriptions,
 )
 
 MANAGER_ROLES = organizations.MANAGER_ROLES
@@ -147,13 +147,33 @@ def instance_cancel(instance_id: int):
             flash(message, "error")
             return redirect(url_for("account.agents"), 303)
         db.session.commit()
-        refund = (f" The unused part of this period, {money(quote.refund_minor, quote.currency)}, is due back to "
-                  "you." if quote.refund_minor else "")
-        flash(f"{instance.offering.name} is cancelled. Its API keys no longer run it.{refund}", "success")
+        flash(f"{instance.offering.name} is cancelled. Its API keys no longer run it.{_refund_unused(quote)}",
+              "success")
         return redirect(url_for("account.agents"), 303)
     quote = subscriptions.quote_cancel_now(db.session, instance=instance)
     return render_template("account/instance_cancel.html", instance=instance, form=ActionForm(formdata=None),
                            quote=quote, is_subscription=instance.period_end is not None and not instance.is_trial)
+
+
+def _refund_unused(quote) -> str:
+    """Give back the unused part of the period the cancelled subscription had paid for; the sentence
+    that tells the buyer what happened. A refund the store refuses stays recorded as due (the
+    cancellation's audit event), for the marketplace's team to settle."""
+    if not quote.refund_minor or quote.order_line_id is None:
+        return ""
+    amount = money(quote.refund_minor, quote.currency)
+    order = db.session.get(Order, quote.order_id)
+    try:
+        refunds.refund_unused_period(db.session, order_id=quote.order_id, line_id=quote.order_line_id,
+                                     amount_minor=quote.refund_minor, actor=g.user,
+                                     gateway=get_checkout(order.backend))
+    except refunds.RefundError:
+        db.session.rollback()
+        current_app.logger.exception("cancel now: the refund of order %s could not be made", order.number)
+        return (f" The unused part of this period, {amount}, is due back to you: we could not refund it "
+                "automatically, so our team will, and you will get an email when it is done.")
+    db.session.commit()
+    return f" The unused part of this period, {amount}, is refunded to your payment method."
 
 
 @bp.post("/instances/<int:instance_id>/cancel-at-period-end")

@@ -31,10 +31,10 @@ from sqlalchemy.orm import Session, selectinload
 from app.adapters.commerce.checkout import CheckoutError, CheckoutPort, RemoteRefund
 from app.formatting import minor_units, money
 from app.models import (
-    CreditGrant, Instance, InstanceStatus, LedgerEntry, LedgerKind, LineKind, Order, OrderLine, OrderStatus,
+    CreditGrant, Instance, InstanceStatus, LedgerEntry, LedgerKind, LineKind, Offering, Order, OrderLine, OrderStatus,
     Organization, Refund, RefundSource, User, Wallet, WebhookEvent, utcnow,
 )
-from app.services import audit, billing, invoices, mail, payouts, plan_credits
+from app.services import audit, billing, invoices, mail, organizations, payouts, plan_credits, seller_webhooks
 from app.services.errors import ServiceError
 from app.services.provisioning import credit_key, plan_credit_key
 
@@ -177,6 +177,20 @@ def refund_order_line(
     )
 
 
+def refund_unused_period(session: Session, *, order_id: int, line_id: int, amount_minor: int, actor: User,
+                         gateway: CheckoutPort, now: datetime | None = None) -> Refund:
+    """The refund a buyer's "Cancel now" gives: the prorated unused part of the period that the order line
+    paid for (computed by `subscriptions.quote_cancel_now`), through the commerce backend like any refund.
+    The buyer must manage the order's organization. Flushes; the caller commits."""
+    order = session.get(Order, order_id)
+    if order is None:
+        raise OrderNotFound()
+    organizations.require_role(session, user=actor, organization_id=order.organization_id, not_found=OrderNotFound())
+    return refund_order_line(session, order_id=order_id, line_id=line_id, amount_minor=amount_minor,
+                             reason="Cancelled before the end of the period: the unused part is refunded.",
+                             actor=actor, gateway=gateway, now=now)
+
+
 # --- recording a refund --------------------------------------------------------------------------
 
 def _record_refund(
@@ -224,6 +238,14 @@ def _after_refund(session: Session, refund: Refund) -> None:
                                        reason=refund.reason, reference=f"refund:{refund.id}", now=refund.created_at)
     except invoices.InvoiceError:
         log.exception("refund %s of order %s: no credit note could be issued", refund.id, order.number)
+    line = session.get(OrderLine, refund.order_line_id)
+    offering = session.get(Offering, line.offering_id) if line.offering_id else None
+    if offering is not None:  # a credit pack is the marketplace's own: no publisher to tell
+        seller_webhooks.emit(session, publisher_id=offering.publisher_id, event="order.refunded", data={
+            "order_number": order.number, "refund_id": refund.id, "amount_minor": refund.amount_minor,
+            "currency": refund.currency, "offerings": [{"id": offering.id, "slug": offering.slug,
+                                                        "name": offering.name}],
+        }, now=refund.created_at)
 
 
 def _grant_of_line(session: Session, line: OrderLine) -> CreditGrant | None:
@@ -286,12 +308,15 @@ def _cancel_refunded_instance(session: Session, *, order: Order, line: OrderLine
 
     The operator is not a member of the buyer's organization, so this is the refund's own cancellation
     (the same conditional change of status as `instances.cancel_instance`, and the same end of credits)."""
-    instance = session.scalar(select(Instance).where(Instance.source_order_line_id == line.id))
+    if order.renews_instance_id is not None:  # a renewal (or an upgrade) paid for a period of an existing one
+        instance = session.get(Instance, order.renews_instance_id)
+    else:
+        instance = session.scalar(select(Instance).where(Instance.source_order_line_id == line.id))
     if instance is None:
         return False
     changed = session.execute(
-        update(Instance).where(Instance.id == instance.id,
-                               Instance.status.in_((InstanceStatus.ACTIVE.value, InstanceStatus.SUSPENDED.value)))
+        update(Instance).where(Instance.id == instance.id, Instance.status.in_((
+            InstanceStatus.ACTIVE.value, InstanceStatus.PAST_DUE.value, InstanceStatus.SUSPENDED.value)))
         .values(status=InstanceStatus.CANCELLED.value, cancelled_at=now).execution_options(synchronize_session=False)
     ).rowcount
     session.refresh(instance)
@@ -303,6 +328,7 @@ def _cancel_refunded_instance(session: Session, *, order: Order, line: OrderLine
                  data={"status": InstanceStatus.CANCELLED.value, "reason": f"order {order.number} refunded"})
     plan_credits.end_included_credits(session, instance=instance, reason="the plan was refunded", actor=actor,
                                       actor_label=None if actor else WEBHOOK_SOURCE, now=now)
+    seller_webhooks.emit_instance_event(session, instance=instance, event="instance.cancelled", now=now)
     return True
 
 

@@ -24,7 +24,7 @@ from app.models import (
     User, utcnow,
 )
 from app.models.catalog import bump_catalog_revision
-from app.services import audit, mail
+from app.services import audit, mail, seller_webhooks
 from app.services.errors import ServiceError
 from app.services.oversight import Page, paginate
 from app.services.text_rules import refuse_spoofing_characters
@@ -296,6 +296,11 @@ def on_review_created(session: Session, *, review: Review, actor: User) -> None:
         organization_id=review.organization_id, actor=actor,
         data={"offering": review.offering.slug, "rating": review.rating},
     )
+    offering = review.offering
+    seller_webhooks.emit(session, publisher_id=offering.publisher_id, event="review.created", data={
+        "review_id": review.id, "offering": {"id": offering.id, "slug": offering.slug, "name": offering.name},
+        "rating": review.rating, "title": review.title,
+    })
 
 
 def edit_review(session: Session, *, user: User, review: Review, rating: int, title: str, body: str) -> Review:

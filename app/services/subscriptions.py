@@ -38,7 +38,7 @@ from app.models import (
     CreditGrant, GrantOrigin, Instance, InstanceStatus, LineKind, Order, OrderLine, OrderPurpose, OrderStatus,
     Payment, PaymentMethod, Plan, User, utcnow,
 )
-from app.services import audit, mail, organizations, plan_credits
+from app.services import audit, mail, organizations, plan_credits, seller_webhooks
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -395,6 +395,8 @@ def _renewal_failed(session: Session, *, instance: Instance, order: Order, now: 
                        "next_attempt": next_attempt.isoformat() if next_attempt else None})
     mail.renewal_failed(session, instance=instance, order=order, failures=failures,
                         grace_ends_at=since + timedelta(days=grace_days(config)))
+    if outcome == "suspended":
+        seller_webhooks.emit_instance_event(session, instance=instance, event="instance.suspended", now=now)
     return outcome
 
 
@@ -413,6 +415,7 @@ def _end_at_period_end(session: Session, *, instance: Instance, now: datetime) -
     audit.record(session, action="instance.cancelled", target_type="instance", target_id=instance.id,
                  organization_id=instance.organization_id, actor_label="system",
                  data={"status": InstanceStatus.CANCELLED.value, "at_period_end": True})
+    seller_webhooks.emit_instance_event(session, instance=instance, event="instance.cancelled", now=now)
     return "ended"
 
 
@@ -452,6 +455,7 @@ def apply_paid_renewal(session: Session, *, order: Order, line: OrderLine, now: 
                  organization_id=instance.organization_id, actor_label="system",
                  data={"order": order.number, "period_start": start.isoformat(), "period_end": end.isoformat(),
                        "plan": plan.sku, "after_failed_payment": late})
+    seller_webhooks.emit_instance_event(session, instance=instance, event="instance.renewed", now=now)
     return True
 
 

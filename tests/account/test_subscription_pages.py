@@ -80,7 +80,15 @@ def test_cancel_now_from_the_page_cancels_and_tells_the_refund(buyer_client, ses
 
     session.expire_all()
     assert session.get(Instance, instance.id).status == "cancelled"
-    assert "is due back to you" in done.get_data(as_text=True)
+    from app.models import Invoice, Refund
+
+    [refund] = session.scalars(select(Refund)).all()
+    assert refund.order_line_id == instance.source_order_line_id and 0 < refund.amount_minor <= 8600
+    assert "is refunded to your payment method" in done.get_data(as_text=True)
+    assert session.scalar(select(Invoice).where(Invoice.credited_invoice_id.is_not(None))).total_minor == refund.amount_minor
+
+    again = buyer_client.post(f"/account/instances/{instance.id}/cancel", follow_redirects=True)  # a second submit
+    assert again.status_code == 200 and len(session.scalars(select(Refund)).all()) == 1
 
 
 def test_a_downgrade_from_the_page_is_scheduled_and_a_bad_plan_is_refused(buyer_client, session, buyer):
