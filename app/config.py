@@ -28,6 +28,7 @@ _ENV_KEYS: dict[str, type] = {
     "SALEOR_WEBHOOK_SECRET": str,
     "SALEOR_JWKS_URL": str,
     "SALEOR_TIMEOUT": float,
+    "SALEOR_PAYMENT_TIMEOUT": float,
     "SALEOR_PAYMENT_GATEWAY": str,
     "SALEOR_ATTRIBUTE_PREFIX": str,
     "SALEOR_CATALOG_COLLECTION": str,
@@ -130,6 +131,7 @@ class Defaults:
     SALEOR_WEBHOOK_SECRET = ""
     SALEOR_JWKS_URL = ""  # empty: <origin of SALEOR_API_URL>/.well-known/jwks.json
     SALEOR_TIMEOUT = 3.0
+    SALEOR_PAYMENT_TIMEOUT = 20.0  # paying and completing a checkout (Saleor may deliver webhooks inline)
     SALEOR_PAYMENT_GATEWAY = ""  # empty: Saleor's Dummy Payment App (development)
     # our attributes and product types in a shared Saleor: <prefix>category, <prefix>offering, ...
     SALEOR_ATTRIBUTE_PREFIX = "digitlify-"

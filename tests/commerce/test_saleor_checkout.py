@@ -379,3 +379,34 @@ def test_credit_packs_synced_to_saleor_sell_on_their_own_and_with_a_plan(saleor_
     assert {checkout_store._sku(v) for c in checkout_store.checkouts.values() for v in c["lines"]} == {
         PLAN, PACK, "CREDITS-100"}
     assert store.variant_by_sku(PACK)["product"] == store.variant_by_sku("CREDITS-100")["product"] == pack_product["id"]
+
+
+def test_paying_may_take_longer_than_a_page_read(make_app, saleor_fake, session, buyer):
+    """Completing a checkout waits for the payment app (and, without a broker, for Saleor's inline
+    webhooks): it has SALEOR_PAYMENT_TIMEOUT, not the short timeout that keeps pages fast."""
+    store = FakeStore()
+    app = _saleor_app(make_app, saleor_fake, store, SALEOR_TIMEOUT=0.3, SALEOR_PAYMENT_TIMEOUT=5)
+    saleor_fake.fail_with_delay(0.8, operation="CheckoutComplete")
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PACK, "quantity": "1"})
+
+    response = _checkout(client, session, buyer)
+
+    order = session.scalar(select(Order))
+    assert response.status_code == 303 and response.headers["Location"] == f"/account/orders/{order.id}"
+    assert order.external_id == ORDER_ID
+
+
+def test_a_catalog_call_keeps_the_short_timeout(make_app, saleor_fake, session, buyer):
+    store = FakeStore()
+    app = _saleor_app(make_app, saleor_fake, store, SALEOR_TIMEOUT=0.3, SALEOR_PAYMENT_TIMEOUT=5)
+    saleor_fake.fail_with_delay(0.8, operation="VariantsBySku")
+    client = app.test_client()
+    login(client, buyer)
+    client.post("/cart/add", data={"sku": PACK, "quantity": "1"})
+
+    response = _checkout(client, session, buyer)
+
+    assert response.status_code == 503  # the store did not answer a quick read in time: nothing placed
+    assert session.scalar(select(func.count()).select_from(Order)) == 0

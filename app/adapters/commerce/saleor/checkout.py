@@ -259,7 +259,7 @@ class SaleorCheckout:
         payload = self._execute("TransactionInitialize", {
             "id": checkout_id, "amount": to_major(total_minor, currency), "gateway": self.gateway, "data": data,
             "idempotencyKey": f"{reference}:{checkout_id}"[:512],
-        }).get("transactionInitialize") or {}
+        }, timeout=client.payment_timeout_seconds()).get("transactionInitialize") or {}
         if _errors(payload):
             raise CheckoutError("The payment was refused: " + "; ".join(_errors(payload)), checkout_id=checkout_id)
         event = (payload.get("transactionEvent") or {}).get("type")
@@ -270,7 +270,7 @@ class SaleorCheckout:
     def _complete(self, checkout_id: str, reference: str) -> RemoteOrder:
         payload = self._execute("CheckoutComplete", {
             "id": checkout_id, "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
-        }).get("checkoutComplete") or {}
+        }, timeout=client.payment_timeout_seconds()).get("checkoutComplete") or {}
         if _errors(payload) or not payload.get("order"):
             raise CheckoutError("The store could not complete the order: " + "; ".join(_errors(payload) or ["no order"]),
                                 checkout_id=checkout_id, may_be_charged=True)

@@ -108,6 +108,14 @@ def timeout_seconds() -> float:
     return min(configured, MAX_TIMEOUT_SECONDS) if configured > 0 else MAX_TIMEOUT_SECONDS
 
 
+def payment_timeout_seconds() -> float:
+    """SALEOR_PAYMENT_TIMEOUT: paying and completing a checkout. Saleor runs the payment app and, without
+    a task broker, delivers the order-paid webhooks inline before it answers, so these calls take
+    longer than a catalog read; the buyer is looking at "Paying…" meanwhile."""
+    configured = float(current_app.config.get("SALEOR_PAYMENT_TIMEOUT") or 0)
+    return configured if configured > 0 else 20.0
+
+
 POOL_SIZE = 16  # connections kept open to Saleor per process (pages run a few calls at once)
 _http: tuple[int, requests.Session] | None = None
 _http_lock = threading.Lock()
@@ -141,6 +149,7 @@ def execute(
     *,
     bearer_token: str | None = None,
     anonymous: bool = False,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Send one operation and return its `data`.
 
@@ -149,7 +158,8 @@ def execute(
     neither (storefront reads: Saleor then shows only what a visitor may see).
     Raises SaleorUnavailable (timeout, connection error, HTTP 5xx) or SaleorError (GraphQL errors,
     a refused request, an answer that is not GraphQL). No hidden retries: a retry would double the
-    wait behind a page.
+    wait behind a page. `timeout` replaces the page timeout for the few calls a buyer waits on
+    knowingly (paying: see `payment_timeout_seconds`).
     """
     config = current_app.config
     token = "" if anonymous else (bearer_token or config.get("SALEOR_APP_TOKEN") or "")
@@ -159,7 +169,7 @@ def execute(
     payload = {"query": document_source(operation), "variables": variables or {}, "operationName": operation}
     try:
         response = http_session().post(config["SALEOR_API_URL"], json=payload, headers=headers,
-                                       timeout=timeout_seconds())
+                                       timeout=timeout or timeout_seconds())
     except requests.RequestException as error:
         raise SaleorUnavailable(f"Saleor is unreachable for {operation}: {error}", operation=operation) from error
     if response.status_code >= 500:
