@@ -243,7 +243,9 @@ def bench_saleor(url: str, channel: str, iterations: int, *, quiet: bool = False
         app = create_app({"TESTING": True, "SECRET_KEY": "bench-secret-key-0123456789",
                           "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp}/saleor-bench.db", "WTF_CSRF_ENABLED": False,
                           "SERVER_NAME": None, "COMMERCE_BACKEND": "saleor", "SALEOR_API_URL": url,
-                          "SALEOR_CHANNEL": channel})
+                          "SALEOR_CHANNEL": channel,
+                          # every request renders its page and asks Saleor: a kept page would time the cache
+                          "PAGE_CACHE_ENABLED": False})
         results: dict[str, dict[str, float]] = {}
         with app.app_context():
             from flask_migrate import upgrade
