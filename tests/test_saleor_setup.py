@@ -53,6 +53,8 @@ class StandIn:
                                                    "errors": []}},
             "OrderPaidWebhookCreate": {"webhookCreate": {"webhook": {"id": "V2ViaG9vazox", "asyncEvents": [
                 {"eventType": "ORDER_PAID"}, {"eventType": "ORDER_FULLY_PAID"}]}, "errors": []}},
+            "OrderRefundedWebhookCreate": {"webhookCreate": {"webhook": {"id": "V2ViaG9vazoy", "asyncEvents": [
+                {"eventType": "ORDER_REFUNDED"}, {"eventType": "ORDER_FULLY_REFUNDED"}]}, "errors": []}},
         }[operation]
         return Response(json.dumps({"data": data}), content_type="application/json")(environ, start_response)
 
@@ -72,12 +74,16 @@ def test_setup_creates_the_app_and_its_signed_webhook_and_prints_the_settings():
                                           "SALEOR_ATTRIBUTE_PREFIX=digitlify-",
                                           "SALEOR_FEATURED_COLLECTION=digitlify-featured"]
     assert "Celery worker and beat" in result.stderr
-    (op1, v1, auth1), (op2, v2, auth2), (op3, v3, auth3) = saleor.calls
+    (op1, v1, auth1), (op2, v2, auth2), (op3, v3, auth3), (op4, v4, auth4) = saleor.calls
     assert (op1, v1, auth1) == ("StaffToken", {"email": "staff@example.com", "password": "staff-pass"}, None)
     assert (op2, auth2) == ("MarketplaceAppCreate", "Bearer staff-jwt")
     assert (op3, auth3) == ("OrderPaidWebhookCreate", "Bearer staff-jwt")
     assert v3["app"] == "QXBwOjE=" and v3["targetUrl"].endswith("/api/integrations/saleor/order-paid")
     assert v3["query"].startswith("subscription OrderPaidForMarketplace")
+    assert (op4, auth4, v4["app"], v4["targetUrl"]) == ("OrderRefundedWebhookCreate", "Bearer staff-jwt", "QXBwOjE=",
+                                                         v3["targetUrl"])
+    assert v4["query"].startswith("subscription OrderRefundedForMarketplace")
+    assert "ORDER_FULLY_REFUNDED" in result.stderr
 
 
 def test_setup_refuses_to_run_without_the_staff_password():

@@ -1,5 +1,5 @@
 """Connect a Saleor to the marketplace, once per Saleor: an app for the marketplace (its token is
-SALEOR_APP_TOKEN) and the order-paid webhook on it, pointing at the marketplace.
+SALEOR_APP_TOKEN) and its order-paid and order-refunded webhooks, pointing at the marketplace.
 
     python deploy/scripts/saleor_setup.py --api-url http://127.0.0.1:8000/graphql/ \
         --staff-email admin@example.com --target-url https://market.example.com/api/integrations/saleor/order-paid
@@ -67,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     app = call(args.api_url, "MarketplaceAppCreate", {"name": args.app_name}, staff)
     webhook = call(args.api_url, "OrderPaidWebhookCreate", {
         "app": app["app"]["id"], "targetUrl": args.target_url, "query": document("OrderPaidForMarketplace")}, staff)
-    events = sorted(e["eventType"] for e in webhook["webhook"]["asyncEvents"])
-    print(f"# Saleor app {app['app']['id']} with webhook {webhook['webhook']['id']} for {', '.join(events)}",
-          file=sys.stderr)
+    refunds = call(args.api_url, "OrderRefundedWebhookCreate", {
+        "app": app["app"]["id"], "targetUrl": args.target_url, "query": document("OrderRefundedForMarketplace")},
+        staff)
+    for hook in (webhook, refunds):
+        events = sorted(e["eventType"] for e in hook["webhook"]["asyncEvents"])
+        print(f"# Saleor app {app['app']['id']} with webhook {hook['webhook']['id']} for {', '.join(events)}",
+              file=sys.stderr)
     print("COMMERCE_BACKEND=saleor")
     print(f"SALEOR_API_URL={args.api_url}")
     print(f"SALEOR_APP_TOKEN={app['authToken']}")
