@@ -160,8 +160,9 @@ class SaleorCheckout:
                 "id": transaction["id"], "amount": to_major(amount_minor, currency), "reason": reason[:1000],
             }).get("transactionRequestAction") or {}
         except client.SaleorError as exc:
-            raise CheckoutError("The store did not answer in time, so nothing was recorded here. Check the order in "
-                                "the store before trying again.", retryable=True) from exc
+            raise CheckoutError("The store did not answer in time, so nothing was recorded from this request. The "
+                                "refund may still go through: it appears on this order when the store reports it. "
+                                "Reload the order before trying again.", retryable=True) from exc
         if _errors(payload):
             raise CheckoutError("The store refused the refund: " + "; ".join(_errors(payload)))
         events = (payload.get("transaction") or {}).get("events") or []
