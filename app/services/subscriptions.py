@@ -35,7 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.models import (
-    CreditGrant, GrantOrigin, Instance, InstanceStatus, LineKind, Order, OrderLine, OrderPurpose, OrderStatus,
+    BillingDetails, CreditGrant, GrantOrigin, Instance, InstanceStatus, LineKind, Order, OrderLine, OrderPurpose, OrderStatus,
     Payment, PaymentMethod, Plan, User, utcnow,
 )
 from app.services import audit, mail, organizations, plan_credits, seller_webhooks
@@ -263,12 +263,14 @@ def _record_payment(session: Session, *, order: Order, succeeded: bool, last4: s
 
 def _renew_through_saleor(session: Session, *, instance: Instance, order: Order, now: datetime, gateway,
                           config=None) -> str:
-    """Charge the customer's stored payment method through Saleor. A charged renewal waits for Saleor's
+    """Have Saleor's payment app charge the card it keeps for the customer. A charged renewal waits for Saleor's
     order-paid webhook (or reconciliation), which provisions the period through the order-paid handler;
     a declined one goes through dunning like a local one."""
+    details = session.scalar(select(BillingDetails).where(BillingDetails.organization_id == order.organization_id))
     charge = gateway.charge_renewal(reference=order.number, email=order.email, sku=order.lines[0].sku,
-                                    total_minor=order.total_minor, currency=order.currency)
-    last4 = charge.card.last4 if charge.card else None
+                                    total_minor=order.total_minor, currency=order.currency,
+                                    country=details.country if details else "US")
+    last4 = None  # the payment app keeps the card: its digits are not known here
     if charge.succeeded and charge.order is not None:
         order.external_id = charge.order.external_id[:64]
     _record_payment(session, order=order, succeeded=charge.succeeded, last4=last4, message=charge.message, now=now)

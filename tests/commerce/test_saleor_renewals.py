@@ -1,7 +1,8 @@
-"""Renewals with the Saleor backend against the fake Saleor: the customer's stored payment method pays
-a new Saleor order for the next period; the signed order-paid webhook then provisions the period; a
+"""Renewals with the Saleor backend against the fake Saleor: the payment app charges the card it keeps
+for the customer (off-session) for a new Saleor order for the next period; the signed order-paid webhook then provisions the period; a
 declined charge goes through dunning."""
 import base64
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
@@ -110,20 +111,19 @@ def test_a_renewal_pays_a_new_saleor_order_with_the_stored_method_and_the_webhoo
 
     # then: one Saleor checkout, charged once with the stored method of our payment app, completed
     assert first.submitted == [instance.id] and again.count == 0
-    assert saleor_fake.operation_names() == ["UserStoredPaymentMethods", "VariantsBySku", "CheckoutCreate",
-                                             "TransactionInitialize", "CheckoutComplete"]
+    assert saleor_fake.operation_names() == ["VariantsBySku", "CheckoutCreate", "TransactionInitialize",
+                                             "CheckoutComplete"]
     session.expire_all()
     [renewal] = session.scalars(select(Order).where(Order.renews_instance_id == instance.id)).all()
     [checkout_input] = store.checkouts.values()
     assert checkout_input["metadata"] == [{"key": "digitlify_order", "value": renewal.number}]
-    assert checkout_input["billingAddress"] == {"firstName": "Bea", "lastName": "Buyer", "country": "DE",
-                                                "skipValidation": False}
+    assert checkout_input["billingAddress"] == {"country": "US", "skipValidation": False}  # no billing details saved
     assert [charge[1:] for charge in store.charges] == [
-        (f"{price / 100:.2f}", GATEWAY, {"storedPaymentMethodId": STORED, "paymentMethodId": "pm_4242",
-                                         "offSession": True})]
+        (f"{price / 100:.2f}", GATEWAY, {"offSession": True, "customerEmail": buyer.email,
+                                         "reference": renewal.number})]
     assert (renewal.backend, renewal.status, renewal.external_id, renewal.total_minor) == (
         "saleor", "pending", SALEOR_ORDER, price)
-    assert [(p.status, p.card_last4) for p in session.scalars(select(Payment))] == [("succeeded", "4242")]
+    assert [(p.status, p.card_last4) for p in session.scalars(select(Payment))] == [("succeeded", None)]
     assert session.get(Instance, instance.id).period_end == end  # not before Saleor confirms the payment
 
     # when: Saleor's order-paid webhook arrives (twice)
@@ -158,3 +158,28 @@ def test_a_declined_stored_method_makes_the_subscription_past_due(make_app, sale
     assert (instance.status, instance.renewal_failures) == ("past_due", 1)
     assert [(p.status, p.message) for p in session.scalars(select(Payment))] == [
         ("declined", "Your saved card was declined. Card declined.")]
+
+
+def test_a_charged_renewal_that_saleor_did_not_complete_is_never_charged_again(make_app, saleor_fake, session, buyer):
+    """Seen on a real Saleor: the payment went through, then checkoutComplete refused ("Billing address is
+    not set"). The card was charged, so this is no decline: the renewal waits for Saleor to complete the
+    paid checkout (and its webhook), and the next run charges nothing."""
+    price = session.scalar(select(Plan.price_minor).where(Plan.sku == PLAN))
+    store = RenewalStore(price / 100)
+    resolvers = store.resolvers()
+    resolvers["checkoutComplete"] = lambda info, id, metadata=None, **_: {
+        "order": None, "confirmationNeeded": False,
+        "errors": [{"field": "billingAddress", "message": "Billing address is not set", "code": "BILLING_ADDRESS_NOT_SET"}]}
+    saleor_fake.resolvers.update(resolvers)
+    app = make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_CHANNEL="default-channel",
+                   SALEOR_APP_TOKEN="app-token", SALEOR_PAYMENT_GATEWAY=GATEWAY)
+    instance = _subscribed(session, buyer)
+
+    first = _renew(app, instance.period_end)
+    later = _renew(app, instance.period_end + timedelta(days=2))
+
+    assert (first.submitted, first.failed, later.count) == ([instance.id], [], 0)
+    assert len(store.charges) == 1
+    session.expire_all()
+    assert session.get(Instance, instance.id).status == "active"
+    assert [p.status for p in session.scalars(select(Payment))] == ["succeeded"]

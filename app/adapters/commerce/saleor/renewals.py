@@ -1,12 +1,13 @@
-"""Renewals through Saleor: a new Saleor order for the next period, paid with the customer's stored
-payment method.
+"""Renewals through Saleor: a new Saleor order for the next period, paid with the card the payment app
+keeps for the customer.
 
-Saleor 3.23 lists the payment methods a payment app keeps for a customer (`User.storedPaymentMethods`,
-per channel). A renewal picks the one of our payment app (SALEOR_PAYMENT_GATEWAY), creates a checkout
-for the customer's email with the plan's variant and our order number as metadata, asks the payment
-app to charge the stored method off-session (`transactionInitialize` with the method's ids in `data`),
-and completes the checkout. Saleor then reports the paid order through the order-paid webhook, which
-provisions the new period like a first purchase.
+Saleor 3.23 shows a customer's stored payment methods (`User.storedPaymentMethods`) to that customer
+only: an app's token, whatever its permissions, reads an empty list (seen on a real Saleor 3.23.28).
+So a renewal does not pick a method itself: it creates a checkout for the customer's email with the
+plan's variant and our order number as metadata, asks our payment app (SALEOR_PAYMENT_GATEWAY) to
+charge off-session the card it saved for that customer (`transactionInitialize` with
+`data: {offSession: true, customerEmail, reference}`), and completes the checkout. Saleor then reports
+the paid order through the order-paid webhook, which provisions the new period like a first purchase.
 """
 from __future__ import annotations
 
@@ -24,18 +25,9 @@ ADDRESS_RULES = {"checkRequiredFields": False, "checkFieldsFormat": False}  # di
 
 
 @dataclass(frozen=True)
-class StoredCard:
-    id: str
-    payment_method_id: str
-    brand: str
-    last4: str
-
-
-@dataclass(frozen=True)
 class RenewalCharge:
     succeeded: bool
     message: str
-    card: StoredCard | None = None
     order: RemoteOrder | None = None  # the Saleor order made, when the charge went through
 
 
@@ -57,57 +49,45 @@ class SaleorRenewals:
                    gateway=config.get("SALEOR_PAYMENT_GATEWAY") or DUMMY_PAYMENT_APP)
 
     def charge_renewal(self, *, reference: str, email: str, sku: str, total_minor: int,
-                       currency: str) -> RenewalCharge:
-        """Make and pay the Saleor order of a renewal. A refusal (no stored method, a declined charge,
+                       currency: str, country: str = "US") -> RenewalCharge:
+        """Make and pay the Saleor order of a renewal. A refusal (a declined charge, a plan no longer sold,
         a price that differs) is a RenewalCharge that did not succeed; an unreachable Saleor raises
         client.SaleorError (nothing to count against the customer: try again later)."""
-        user = self._execute("UserStoredPaymentMethods", {"email": email, "channel": self.channel}).get("user")
-        methods = [m for m in (user or {}).get("storedPaymentMethods") or []
-                   if (m.get("gateway") or {}).get("id") == self.gateway]
-        if not methods:
-            return RenewalCharge(False, "No payment method is saved at the store for renewals.")
-        method = methods[0]
-        info = method.get("creditCardInfo") or {}
-        card = StoredCard(id=method["id"], payment_method_id=method["paymentMethodId"],
-                          brand=info.get("brand") or method.get("type") or "Card",
-                          last4=(info.get("lastDigits") or method.get("name") or "")[-4:])
         variants = self._execute("VariantsBySku", {"channel": self.channel, "skus": [sku], "first": 1})
         edges = (variants.get("productVariants") or {}).get("edges") or []
         if not edges:
-            return RenewalCharge(False, "The plan is no longer sold in the store.", card)
+            return RenewalCharge(False, "The plan is no longer sold in the store.")
         checkout_input: dict[str, Any] = {
             "channel": self.channel, "email": email,
             "lines": [{"variantId": edges[0]["node"]["id"], "quantity": 1}],
             "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
+            # Saleor completes no checkout without a billing address; digital goods need only the country
+            "billingAddress": {"country": country}, "validationRules": {"billingAddress": ADDRESS_RULES},
         }
-        billing = (user or {}).get("defaultBillingAddress")
-        if billing:
-            checkout_input["billingAddress"] = {"firstName": billing["firstName"], "lastName": billing["lastName"],
-                                                "country": billing["country"]["code"]}
-            checkout_input["validationRules"] = {"billingAddress": ADDRESS_RULES}
         payload = self._execute("CheckoutCreate", {"input": checkout_input}).get("checkoutCreate") or {}
         if _errors(payload) or not payload.get("checkout"):
-            return RenewalCharge(False, "The store refused the renewal: " + "; ".join(_errors(payload) or ["no checkout"]),
-                                 card)
+            return RenewalCharge(False, "The store refused the renewal: " + "; ".join(_errors(payload) or ["no checkout"]))
         checkout = payload["checkout"]
         gross = checkout["totalPrice"]["gross"]
         if gross["currency"] != currency or to_minor(gross["amount"], gross["currency"]) != total_minor:
             return RenewalCharge(False, "The store's price for the plan differs from the subscription's; nothing "
-                                        "was charged.", card)
+                                        "was charged.")
         paid = self._execute("TransactionInitialize", {
             "id": checkout["id"], "amount": to_major(total_minor, currency), "gateway": self.gateway,
-            "data": {"storedPaymentMethodId": card.id, "paymentMethodId": card.payment_method_id,
-                     "offSession": True},
+            "data": {"offSession": True, "customerEmail": email, "reference": reference},
             "idempotencyKey": f"{reference}:{checkout['id']}"[:512],
-        }).get("transactionInitialize") or {}
+        }, timeout=client.payment_timeout_seconds()).get("transactionInitialize") or {}
         event = (paid.get("transactionEvent") or {}).get("type")
         if _errors(paid) or event not in CHARGED_EVENTS:
             message = (paid.get("transactionEvent") or {}).get("message") or "; ".join(_errors(paid))
-            return RenewalCharge(False, f"Your saved card was declined. {message}".strip(), card)
+            return RenewalCharge(False, f"Your saved card was declined. {message}".strip())
         done = self._execute("CheckoutComplete", {
             "id": checkout["id"], "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
-        }).get("checkoutComplete") or {}
+        }, timeout=client.payment_timeout_seconds()).get("checkoutComplete") or {}
         if _errors(done) or not done.get("order"):
-            return RenewalCharge(False, "The store could not complete the renewal: "
-                                 + "; ".join(_errors(done) or ["no order"]), card)
-        return RenewalCharge(True, "Renewal paid through the store.", card, order_from_graphql(done["order"]))
+            # the card was charged: never a decline (that would charge it again on the next try). Saleor
+            # completes a fully paid checkout itself (the channel's setting), and the order-paid webhook
+            # or reconciliation then finds the order by its reference.
+            return RenewalCharge(True, "Paid; the store has not completed the order yet ("
+                                 + "; ".join(_errors(done) or ["no order"]) + ").")
+        return RenewalCharge(True, "Renewal paid through the store.", order=order_from_graphql(done["order"]))
