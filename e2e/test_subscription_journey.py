@@ -1,6 +1,6 @@
 """A buyer subscribes with a saved card; the renewal runs as of a later date (the development command);
-the renewal order is on the buyer's orders page; then the buyer cancels at the end of the period and
-resumes."""
+the renewal order is on the buyer's orders page with its own invoice; then the buyer cancels at the end
+of the period and resumes."""
 import os
 import re
 import subprocess
@@ -58,6 +58,15 @@ def test_buyer_subscribes_with_a_saved_card_is_renewed_and_cancels_at_period_end
         row.get_by_role("link", name=re.compile(r"^DM-")).click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("DM-")
         expect(page.get_by_role("region", name="Items")).to_contain_text(re.compile(r"Instance #\d+\s*Active"))
+
+    with journey.step("the renewal has its own invoice, numbered after the first one"):
+        order_url = page.url
+        page.get_by_role("link", name=re.compile(r"^INV-\d{4}-\d{6}$")).click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text(re.compile(r"INV-\d{4}-\d{6}"))
+        expect(page.get_by_text(PRICE).first).to_be_visible()
+        page.goto("/account/invoices")
+        expect(page.get_by_role("link", name=re.compile(r"^INV-\d{4}-\d{6}$"))).to_have_count(2)
+        page.goto(order_url)
 
     with journey.step("cancel at the end of the period, then resume"):
         page.get_by_role("region", name="Items").get_by_role("link", name=re.compile(r"^Instance #")).click()
