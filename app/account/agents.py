@@ -10,7 +10,7 @@ from app.account.forms import ActionForm, ApiKeyCreateForm, ConnectorForm, Docum
 from app.account.views import bp, has_endpoint, refusal_text, wants_fragment
 from app.auth.session_user import current_org, login_required
 from app.extensions import db
-from app.services import account, connectors, instances, keys, knowledge, organizations, runs
+from app.services import account, connectors, instances, keys, knowledge, offerings, organizations, runs
 
 MANAGER_ROLES = organizations.MANAGER_ROLES
 
@@ -62,7 +62,7 @@ def _can_manage(instance) -> bool:
 
 
 def _runtime_ref(instance) -> str:
-    version = instance.version or instance.offering.current_version
+    version = offerings.version_for_instance(db.session, instance)
     return version.runtime_ref if version else ""
 
 
@@ -95,6 +95,7 @@ def _detail_context(instance, **overrides) -> dict:
         "product_url": url_for("storefront.product", slug=instance.offering.slug) if has_endpoint("storefront.product") else None,
         "oob": False,
         "config_of": connectors.config_of,
+        "versions": offerings.version_state(db.session, instance),
     }
     context.update(overrides)
     return context
