@@ -178,7 +178,28 @@ def offering_versions(offering_id: int):
     offering = offering_or_404(offering_id)  # reloaded after a rollback
     versions = sorted(offering.versions, key=lambda v: v.semver, reverse=True)
     return _html("seller/offering_versions.html", done.status, offering=offering, form=form, versions=versions,
-                 runtime_choices=choices)
+                 runtime_choices=choices, **_flow_details(form.runtime.kind_and_ref()))
+
+
+def _flow_details(kind_and_ref: tuple[str, str]) -> dict:
+    """The chosen flow's outputs and components (what the output component and tweaks name), or why not."""
+    kind, ref = kind_and_ref
+    details = {"flow": None, "flow_error": None, "protected": svc.PROTECTED_TWEAK_FIELDS}
+    if kind == "langflow":
+        try:
+            details["flow"] = svc.describe_runtime_reference(runtime_kind=kind, runtime_ref=ref)
+        except OfferingError as exc:
+            details["flow_error"] = exc.message
+    return details
+
+
+@bp.get("/offerings/<int:offering_id>/versions/flow")
+def offering_version_flow(offering_id: int):
+    """The flow details block for the flow just chosen in the version form (htmx)."""
+    offering_or_404(offering_id)
+    form = VersionForm(formdata=request.args, meta={"csrf": False})
+    html = render_block("seller/offering_versions.html", "flow_details", **_flow_details(form.runtime.kind_and_ref()))
+    return html, {"Vary": "HX-Request", "Cache-Control": "no-store"}
 
 
 # --- plans -------------------------------------------------------------------------------------

@@ -132,3 +132,39 @@ def test_the_create_form_offers_the_same_list(client, session, seller, configure
 
     assert list(_options(page)) == ["Built-in agents", "Langflow flows"]
     assert session.scalar(select(func.count()).select_from(OfferingVersion)) > 0
+
+
+def test_choosing_a_flow_shows_its_outputs_and_the_fields_a_tweak_may_set(client, session, seller,
+                                                                            configured_langflow):
+    offering = _draft(session, seller)
+    login(client, seller)
+
+    chosen = client.get(f"/seller/offerings/{offering.id}/versions/flow", query_string={
+        "runtime": f"langflow:{TWO_OUTPUTS_ID}"}, headers={"HX-Request": "true"})
+    agent = client.get(f"/seller/offerings/{offering.id}/versions/flow", query_string={"runtime": "builtin:triage"},
+                       headers={"HX-Request": "true"})
+    broken = client.get(f"/seller/offerings/{offering.id}/versions/flow", query_string={
+        "runtime": f"langflow:{NO_OUTPUT_ID}"}, headers={"HX-Request": "true"})
+
+    text = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", chosen.get_data(as_text=True))))
+    assert chosen.status_code == 200 and "<html" not in chosen.get_data(as_text=True)
+    assert "Two answers : outputs ChatOutput-main , ChatOutput-other ." in text
+    assert "ChatInput-a1 ChatInput: input_value, sender_name, should_store_message" in text
+    assert "code" not in text
+    assert agent.get_data(as_text=True).strip() == ""
+    assert "has no Chat Output" in html.unescape(broken.get_data(as_text=True))
+
+
+def test_another_publishers_flow_details_are_not_found(client, session, seller, configured_langflow):
+    from tests.factories import make_offering, make_org, make_user
+
+    stranger = make_user(session, email="other-seller@example.com", roles=("seller",))
+    theirs = make_offering(session, publisher=make_org(session, owner=stranger))
+    session.commit()
+    login(client, seller)
+
+    response = client.get(f"/seller/offerings/{theirs.id}/versions/flow", query_string={
+        "runtime": f"langflow:{TWO_OUTPUTS_ID}"})
+
+    assert response.status_code == 404
+    assert [r.path for r in configured_langflow.requests] == []

@@ -30,7 +30,7 @@ from app.services.offerings.rules import (
 from app.services.offerings.sync import build_product_data, offerings_to_sync, sync_offering
 from app.services.offerings.versions import (
     PROTECTED_TWEAK_FIELDS, RuntimeChoices, VersionState, add_version, check_published_versions,
-    check_runtime_reference, clean_tweaks, follow_updates, latest_version, next_version, parse_semver, pin_version,
+    check_runtime_reference, clean_tweaks, describe_runtime_reference, follow_updates, latest_version, next_version, parse_semver, pin_version,
     run_options, runtime_choices, set_plan, upgrade_for_instance, upgrade_instance, version_for_instance,
     version_state,
 )
@@ -41,7 +41,7 @@ __all__ = [
     "REASON_MAX", "RUNTIME_KINDS", "RUNTIME_REF_RE", "SELLER_FACET_GROUPS", "SEMVER_RE", "SLUG_MAX", "SLUG_RE",
     "SUMMARY_MAX", "SYNC_ERROR_MAX", "SYNC_FAILED", "SYNC_PENDING", "SYNC_SYNCED", "TRIAL_CREDITS_MAX",
     "TRIAL_DAYS_MAX", "OfferingError", "OfferingNotFound", "PROTECTED_TWEAK_FIELDS", "RuntimeChoices", "VersionState",
-    "check_published_versions", "check_runtime_reference", "clean_tweaks", "follow_updates", "pin_version",
+    "check_published_versions", "check_runtime_reference", "clean_tweaks", "describe_runtime_reference", "follow_updates", "pin_version",
     "run_options", "runtime_choices", "upgrade_for_instance", "upgrade_instance", "version_for_instance",
     "version_state",
     "add_version", "approve", "archive", "build_product_data", "create_offering", "facet_vocabulary",

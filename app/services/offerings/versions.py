@@ -206,6 +206,14 @@ def check_runtime_reference(
     return described
 
 
+def describe_runtime_reference(*, runtime_kind: str, runtime_ref: str) -> RuntimeDescription:
+    """What the version form shows about a chosen flow (its outputs, components and their fields), checked as
+    for publishing; OfferingError as `check_runtime_reference`."""
+    if runtime_kind not in RUNTIME_KINDS or not RUNTIME_REF_RE.match(runtime_ref or ""):
+        raise OfferingError("Choose a built-in agent or a Langflow flow from the list.", field="runtime_ref")
+    return check_runtime_reference(runtime_kind=runtime_kind, runtime_ref=runtime_ref)
+
+
 def check_published_versions(offering: Offering) -> None:
     """Before an offering is submitted or approved: the version new buyers would get must still run
     (its flow may have been deleted since it was added). OfferingError as `check_runtime_reference`."""
