@@ -168,3 +168,14 @@ def test_another_publishers_flow_details_are_not_found(client, session, seller, 
 
     assert response.status_code == 404
     assert [r.path for r in configured_langflow.requests] == []
+
+
+def test_without_langflow_the_create_form_offers_the_builtin_agents_and_says_why(client, session, seller, app):
+    app.config.update(LANGFLOW_API_KEY="")
+    login(client, seller)
+
+    page = client.get("/seller/offerings/create").get_data(as_text=True)
+
+    assert list(_options(page)) == ["Built-in agents"]
+    assert ("Langflow's flows are not listed: Langflow is not configured. You can choose a built-in agent. A Langflow "
+            "flow is checked when you publish") in html.unescape(page)
