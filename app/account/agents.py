@@ -8,9 +8,10 @@ from jinja2_fragments.flask import render_block
 
 from app.account.forms import ActionForm, ApiKeyCreateForm, ConnectorForm, DocumentForm, RunForm
 from app.account.views import bp, has_endpoint, refusal_text, wants_fragment
+from app.services.offerings import version_for_instance, version_state
 from app.auth.session_user import current_org, login_required
 from app.extensions import db
-from app.services import account, connectors, instances, keys, knowledge, offerings, organizations, runs
+from app.services import account, connectors, instances, keys, knowledge, organizations, runs
 
 MANAGER_ROLES = organizations.MANAGER_ROLES
 
@@ -62,7 +63,7 @@ def _can_manage(instance) -> bool:
 
 
 def _runtime_ref(instance) -> str:
-    version = offerings.version_for_instance(db.session, instance)
+    version = version_for_instance(db.session, instance)
     return version.runtime_ref if version else ""
 
 
@@ -95,7 +96,7 @@ def _detail_context(instance, **overrides) -> dict:
         "product_url": url_for("storefront.product", slug=instance.offering.slug) if has_endpoint("storefront.product") else None,
         "oob": False,
         "config_of": connectors.config_of,
-        "versions": offerings.version_state(db.session, instance),
+        "versions": version_state(db.session, instance),
     }
     context.update(overrides)
     return context

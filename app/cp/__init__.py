@@ -1,6 +1,7 @@
 from app.cp.views import bp
 from app.cp import audit, connectors, instances, offerings, organizations, tokens, wallets  # noqa: F401
 from app.cp import runs, webhooks  # noqa: F401  (routes on the same blueprint)
-from app.cp import instance_versions  # noqa: F401
 
 __all__ = ["bp"]
+
+from app.cp import instance_versions  # noqa: F401,E402  (routes on the same blueprint)

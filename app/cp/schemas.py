@@ -285,17 +285,17 @@ class InstanceOut(Out):
     organization_id: int
     offering: OfferingRef
     plan: PlanRef
-    version: str | None = Field(description="The version its runs use now: the pinned one, or the latest of its "
-                                            "major line.")
-    pinned: bool = Field(False, description="True: runs stay on `version` until unpinned (POST …/follow).")
-    upgrade_available: VersionNote | None = Field(
-        None, description="A newer major version, offered: accept it with POST …/upgrade {\"version\": …}.")
+    version: str | None
     status: Literal["active", "suspended", "cancelled", "expired"]
     is_trial: bool
     trial_ends_at: datetime | None
     period_start: datetime
     created_at: datetime
     cancelled_at: datetime | None
+    pinned: bool = Field(False, description="`version` is what its runs use now: the pinned version when true, "
+                                            "otherwise the latest of its major line (unpin with POST …/follow).")
+    upgrade_available: VersionNote | None = Field(
+        None, description="A newer major version, offered: accept it with POST …/upgrade {\"version\": …}.")
 
 
 class InstanceList(Out):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 from app.cp import schemas
-from app.extensions import db
 from app.models import (
-    ApiKey, AuditEvent, ConnectorBinding, Hold, Instance, LedgerEntry, Membership, Offering, OfferingVersion,
-    Organization, PersonalAccessToken, Plan,
+    ApiKey, AuditEvent, ConnectorBinding, Hold, Instance, LedgerEntry, Membership, Offering, Organization,
+    PersonalAccessToken, Plan,
 )
+from app.models import OfferingVersion
+from app.extensions import db
 from app.services import offerings
 
 

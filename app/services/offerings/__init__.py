@@ -28,25 +28,30 @@ from app.services.offerings.rules import (
     SYNC_SYNCED, TRIAL_CREDITS_MAX, TRIAL_DAYS_MAX, OfferingError, OfferingNotFound,
 )
 from app.services.offerings.sync import build_product_data, offerings_to_sync, sync_offering
-from app.services.offerings.versions import (
-    PROTECTED_TWEAK_FIELDS, RuntimeChoices, VersionState, add_version, check_published_versions,
-    check_runtime_reference, clean_tweaks, describe_runtime_reference, follow_updates, latest_version, next_version, parse_semver, pin_version,
-    run_options, runtime_choices, set_plan, upgrade_for_instance, upgrade_instance, version_for_instance,
-    version_state,
-)
+from app.services.offerings.versions import add_version, latest_version, next_version, parse_semver, set_plan
 
 __all__ = [
     "CHANGELOG_MAX", "CONTROL_RE", "CREDITS_MAX", "DERIVED_PRICING", "DESCRIPTION_MAX", "DESCRIPTION_TAGS",
     "EDITABLE_FIELDS", "FEATURES_MAX", "ISO_4217", "MARKUP_RE", "NAME_MAX", "PLAN_NAME_MAX", "PRICE_MAX",
     "REASON_MAX", "RUNTIME_KINDS", "RUNTIME_REF_RE", "SELLER_FACET_GROUPS", "SEMVER_RE", "SLUG_MAX", "SLUG_RE",
     "SUMMARY_MAX", "SYNC_ERROR_MAX", "SYNC_FAILED", "SYNC_PENDING", "SYNC_SYNCED", "TRIAL_CREDITS_MAX",
-    "TRIAL_DAYS_MAX", "OfferingError", "OfferingNotFound", "PROTECTED_TWEAK_FIELDS", "RuntimeChoices", "VersionState",
-    "check_published_versions", "check_runtime_reference", "clean_tweaks", "describe_runtime_reference", "follow_updates", "pin_version",
-    "run_options", "runtime_choices", "upgrade_for_instance", "upgrade_instance", "version_for_instance",
-    "version_state",
+    "TRIAL_DAYS_MAX", "OfferingError", "OfferingNotFound",
     "add_version", "approve", "archive", "build_product_data", "create_offering", "facet_vocabulary",
     "get_offering_for_seller", "get_publisher_for_seller", "latest_version", "next_version", "offerings_of_publisher",
     "offerings_to_sync", "parse_semver", "publisher_organizations", "reject", "render_description",
     "review_blockers", "review_queue", "set_plan", "submit_for_review", "suggest_slug", "sync_offering",
     "update_offering",
+]
+
+# which version an instance runs, and the check of a version's agent or flow before it is published
+from app.services.offerings.versions import (  # noqa: E402
+    PROTECTED_TWEAK_FIELDS, RuntimeChoices, VersionState, check_published_versions, check_runtime_reference,
+    clean_tweaks, describe_runtime_reference, follow_updates, pin_version, run_options, runtime_choices,
+    upgrade_for_instance, upgrade_instance, version_for_instance, version_state,
+)
+
+__all__ += [
+    "PROTECTED_TWEAK_FIELDS", "RuntimeChoices", "VersionState", "check_published_versions", "check_runtime_reference",
+    "clean_tweaks", "describe_runtime_reference", "follow_updates", "pin_version", "run_options", "runtime_choices",
+    "upgrade_for_instance", "upgrade_instance", "version_for_instance", "version_state",
 ]
