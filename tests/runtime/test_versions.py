@@ -375,3 +375,36 @@ def test_the_migration_rewrites_versions_that_are_not_semver_keeping_their_order
 
     assert migration.semver_rewrites(rows) == {
         1: "1.0.0", 2: "1.1.0", 4: "1.2.1", 5: "1.2.2", 6: "0.0.1", 8: "0.0.1"}
+
+
+def test_the_migration_keeps_existing_instances_following_and_renumbers_their_versions(tmp_path):
+    from flask_migrate import upgrade
+    from sqlalchemy import create_engine, text
+
+    from app import create_app
+    from app.extensions import db
+
+    url = f"sqlite:///{tmp_path / 'before.db'}"
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key-123456", "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade(revision="5e1d0c7a9b42")  # the schema before versions could be pinned
+        db.engine.dispose()
+    engine = create_engine(url)  # no foreign keys enforced: only the rows the migration reads are made
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO offering_version (id, offering_id, version, changelog, runtime_kind, runtime_ref)"
+                          " VALUES (1, 7, '1.0', '', 'builtin', 'triage'), (2, 7, '1.1.0', '', 'builtin', 'triage'),"
+                          " (3, 7, 'v2', '', 'builtin', 'triage')"))
+        conn.execute(text("INSERT INTO instance (id, organization_id, offering_id, plan_id, version_id, status, is_trial)"
+                          " VALUES (5, 1, 7, 1, 1, 'active', 0)"))
+
+    with app.app_context():
+        upgrade(revision="c4a7e2d9f613")
+        db.engine.dispose()
+
+    with engine.connect() as conn:
+        versions = conn.execute(text("SELECT id, version, tweaks_json, output_component FROM offering_version "
+                                     "ORDER BY id")).all()
+        instance = conn.execute(text("SELECT version_id, version_pinned FROM instance")).one()
+    engine.dispose()
+    assert [tuple(v) for v in versions] == [(1, "1.0.0", None, None), (2, "1.1.0", None, None), (3, "2.0.0", None, None)]
+    assert tuple(instance) == (1, 0)  # follows its line: runs use 1.1.0 from now on
