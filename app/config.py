@@ -43,6 +43,7 @@ _ENV_KEYS: dict[str, type] = {
     "LANGFLOW_URL": str,
     "LANGFLOW_API_KEY": str,
     "LANGFLOW_TIMEOUT": float,
+    "LANGFLOW_CHECK_TIMEOUT": float,
     "VAULT_ADDR": str,
     "VAULT_TOKEN": str,
     "VAULT_MOUNT": str,
@@ -147,6 +148,7 @@ class Defaults:
     LANGFLOW_URL = "http://127.0.0.1:7860"
     LANGFLOW_API_KEY = ""
     LANGFLOW_TIMEOUT = 30.0
+    LANGFLOW_CHECK_TIMEOUT = 5.0  # listing flows and checking a version's flow: a form waits on it
     VAULT_ADDR = "http://127.0.0.1:8200"
     VAULT_TOKEN = ""
     VAULT_MOUNT = "secret"

@@ -46,7 +46,7 @@ def test_seller_lists_an_offering_that_is_approved_bought_and_counted(page: Page
         seller.get_by_role("group", name="Roles").get_by_role("checkbox", name="Support").check()
         seller.get_by_role("group", name="Capabilities").get_by_role("checkbox", name="Classification").check()
         seller.get_by_role("group", name="Pricing").get_by_role("checkbox", name="Subscription").check()
-        seller.get_by_label("Agent or flow id").fill("triage")
+        seller.get_by_label("Agent or flow", exact=True).select_option(label="Ticket triage")
         seller.get_by_role("button", name="Save draft").click()
         expect(seller.get_by_text(f"Draft “{name}” saved. Add its plans, then submit it for review.")).to_be_visible()
 

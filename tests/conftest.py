@@ -209,3 +209,16 @@ def saleor_app(make_app, saleor_fake, store, demo):
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def configured_langflow(app):
+    """A Langflow stand-in (tests/runtime/fake_langflow.py) that `app` lists flows from and checks them with."""
+    from tests.runtime import fake_langflow
+
+    server, state = fake_langflow.start()
+    app.config.update(LANGFLOW_URL=state.url, LANGFLOW_API_KEY=fake_langflow.API_KEY, LANGFLOW_CHECK_TIMEOUT=2.0)
+    yield state
+    state.release.set()
+    server.shutdown()
+    server.server_close()

@@ -12,6 +12,7 @@ from app.account.forms import (
     ActionForm, ApiKeyCreateForm, ConnectorForm, DocumentForm, PlanChangeForm, RenewalPaymentForm, RunForm,
 )
 from app.account.views import bp, has_endpoint, refusal_text, wants_fragment
+from app.services.offerings import version_for_instance, version_state
 from app.auth.session_user import current_org, login_required
 from app import formatting
 from app.extensions import db
@@ -76,7 +77,7 @@ def _can_manage(instance) -> bool:
 
 
 def _runtime_ref(instance) -> str:
-    version = instance.version or instance.offering.current_version
+    version = version_for_instance(db.session, instance)
     return version.runtime_ref if version else ""
 
 
@@ -114,6 +115,7 @@ def _detail_context(instance, **overrides) -> dict:
         "product_url": url_for("storefront.product", slug=instance.offering.slug) if has_endpoint("storefront.product") else None,
         "oob": False,
         "config_of": connectors.config_of,
+        "versions": version_state(db.session, instance),
     }
     context.update(overrides)
     return context

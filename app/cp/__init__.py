@@ -4,3 +4,5 @@ from app.cp import runs, webhooks  # noqa: F401  (routes on the same blueprint)
 from app.cp import reviews  # noqa: F401  (routes on the same blueprint)
 
 __all__ = ["bp"]
+
+from app.cp import instance_versions  # noqa: F401,E402  (routes on the same blueprint)

@@ -101,17 +101,17 @@ def update_offering(offering_id: int, json: schemas.OfferingUpdate):
 
 @bp.post(f"/offerings/<{ID}:offering_id>/versions")
 @api_auth(*USER_KINDS)
-@spec.validate(resp=responses(201, schemas.VersionOut, 400, 404), tags=TAGS)
+@spec.validate(resp=responses(201, schemas.VersionOut, 400, 404, 503), tags=TAGS)
 def add_version(offering_id: int, json: schemas.VersionCreate):
-    """A new version (semantic version above every earlier one) with its runtime reference."""
+    """Publish a new version with its runtime reference, after checking it (see the request body): instances
+    on the same major line run it from their next run; a new major is offered to them as an upgrade."""
     offering = _editable(offering_id)
     version = offerings.add_version(db.session, offering=offering, actor=g.api_user, version=json.version,
                                     changelog=json.changelog, runtime_kind=json.runtime_kind,
-                                    runtime_ref=json.runtime_ref)
+                                    runtime_ref=json.runtime_ref, output_component=json.output_component,
+                                    tweaks=json.tweaks)
     db.session.commit()
-    return schemas.VersionOut(id=version.id, version=version.version, changelog=version.changelog,
-                              runtime_kind=version.runtime_kind, runtime_ref=version.runtime_ref,
-                              created_at=version.created_at), 201
+    return serializers.version_out(version, private=True), 201
 
 
 @bp.put(f"/offerings/<{ID}:offering_id>/plans/<any(starter, pro, enterprise):tier>")

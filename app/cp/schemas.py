@@ -179,6 +179,11 @@ class VersionOut(Out):
     changelog: str
     runtime_kind: str
     runtime_ref: str | None = Field(None, description="Shown to the publisher and operators only.")
+    output_component: str | None = Field(None, description="Langflow: the output component a run reads. Shown to "
+                                                           "the publisher and operators only.")
+    tweaks: dict[str, dict[str, Any]] | None = Field(
+        None, description="Langflow: {component id: {field: value}} sent with every run. Shown to the publisher and "
+                          "operators only.")
     created_at: datetime
 
 
@@ -253,10 +258,18 @@ class OfferingUpdate(In):
 
 
 class VersionCreate(In):
-    version: text(32, 1)
+    """Publishing a version checks its runtime reference first: the built-in agent exists, or the Langflow
+    flow exists with a Chat Input and a Chat Output (and the output component and tweaks name what it has).
+    A missing one is a 400 naming the field; a Langflow that cannot be asked is a 503 ("could not check")."""
+
+    version: text(32, 1) = Field(description="MAJOR.MINOR.PATCH, above the latest version of its major line (a new "
+                                             "major line starts above every version).")
     changelog: text(5_000) = ""
     runtime_kind: Literal["builtin", "langflow"] = "builtin"
-    runtime_ref: text(200, 1)
+    runtime_ref: text(200, 1) = Field(description="A built-in agent, or a Langflow flow id (or endpoint name).")
+    output_component: text(200, 1) | None = Field(None, description="Langflow: which output a run reads.")
+    tweaks: dict[str, dict[str, Any]] | None = Field(
+        None, description="Langflow: {component id: {field: value}}. Fields that hold code (e.g. `code`) are refused.")
 
 
 class PlanSet(In):
@@ -362,6 +375,11 @@ class PlanRef(Out):
     sku: str
 
 
+class VersionNote(Out):
+    version: str
+    changelog: str
+
+
 class InstanceOut(Out):
     id: int
     organization_id: int
@@ -374,6 +392,10 @@ class InstanceOut(Out):
     period_start: datetime
     created_at: datetime
     cancelled_at: datetime | None
+    pinned: bool = Field(False, description="`version` is what its runs use now: the pinned version when true, "
+                                            "otherwise the latest of its major line (unpin with POST …/follow).")
+    upgrade_available: VersionNote | None = Field(
+        None, description="A newer major version, offered: accept it with POST …/upgrade {\"version\": …}.")
 
 
 class InstanceList(Out):
@@ -383,6 +405,15 @@ class InstanceList(Out):
 class InstanceQuery(BaseModel):
     organization_id: QueryId | None = None
     status: Literal["active", "suspended", "cancelled", "expired", "past_due"] | None = None
+
+
+class VersionPin(In):
+    version: text(32, 1) | None = Field(None, description="A version of the same major line; default: the one it "
+                                                          "runs now.")
+
+
+class VersionUpgrade(In):
+    version: text(32, 1) = Field(description="The version offered in `upgrade_available`.")
 
 
 class TrialStart(In):

@@ -10,6 +10,9 @@ from app.models import (
     ApiKey, AuditEvent, ConnectorBinding, Hold, Instance, LedgerEntry, Membership, Offering, Organization,
     PersonalAccessToken, Plan,
 )
+from app.models import OfferingVersion
+from app.extensions import db
+from app.services import offerings
 
 
 def organization_out(org: Organization, role: str | None = None) -> schemas.OrganizationOut:
@@ -49,23 +52,33 @@ def offering_out(offering: Offering, *, private: bool = False) -> schemas.Offeri
                                        slug=offering.publisher.slug),
         facets=facets, trial_days=offering.trial_days, trial_credits=offering.trial_credits,
         published_at=offering.published_at, review_note=offering.review_note if private else None,
-        versions=[
-            schemas.VersionOut(id=v.id, version=v.version, changelog=v.changelog, runtime_kind=v.runtime_kind,
-                               runtime_ref=v.runtime_ref if private else None, created_at=v.created_at)
-            for v in offering.versions
-        ],
+        versions=[version_out(v, private=private) for v in offering.versions],
         plans=[plan_out(p) for p in offering.plans],
     )
 
 
+def version_out(version: OfferingVersion, *, private: bool = False) -> schemas.VersionOut:
+    """`private`: the runtime reference, output component and tweaks are for its publisher and operators."""
+    return schemas.VersionOut(
+        id=version.id, version=version.version, changelog=version.changelog, runtime_kind=version.runtime_kind,
+        runtime_ref=version.runtime_ref if private else None,
+        output_component=version.output_component if private else None,
+        tweaks=(version.tweaks or None) if private else None, created_at=version.created_at,
+    )
+
+
 def instance_out(instance: Instance) -> schemas.InstanceOut:
+    state = offerings.version_state(db.session, instance)
+    upgrade = (schemas.VersionNote(version=state.upgrade.version, changelog=state.upgrade.changelog)
+               if state.upgrade is not None else None)
     return schemas.InstanceOut(
         id=instance.id, organization_id=instance.organization_id,
         offering=schemas.OfferingRef(id=instance.offering.id, slug=instance.offering.slug,
                                      name=instance.offering.name),
         plan=schemas.PlanRef(id=instance.plan.id, tier=instance.plan.tier, name=instance.plan.name,
                              sku=instance.plan.sku),
-        version=instance.version.version if instance.version else None, status=instance.status,
+        version=state.running.version if state.running else None, pinned=state.pinned, upgrade_available=upgrade,
+        status=instance.status,
         is_trial=instance.is_trial, trial_ends_at=instance.trial_ends_at, period_start=instance.period_start,
         created_at=instance.created_at, cancelled_at=instance.cancelled_at,
     )

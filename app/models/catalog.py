@@ -1,6 +1,8 @@
 """Offerings, their versions, plans and facet values; credit packs; controlled facet vocabularies."""
 from __future__ import annotations
 
+import json
+
 import secrets
 from datetime import datetime
 
@@ -69,7 +71,9 @@ class Offering(Model):
 
     @property
     def current_version(self) -> "OfferingVersion | None":
-        return self.versions[-1] if self.versions else None
+        """The highest version by semantic order: what a new buyer gets. (A patch to an older major
+        line may be released after a newer major, so the last one added is not always the highest.)"""
+        return max(self.versions, key=lambda v: v.semver, default=None)
 
     def facet_values(self, group: str) -> list[str]:
         return sorted(f.value for f in self.facets if f.group == group)
@@ -114,9 +118,28 @@ class OfferingVersion(Model):
     changelog: Mapped[str] = mapped_column(Text, default="")
     runtime_kind: Mapped[str] = mapped_column(String(16), default="builtin")  # builtin | langflow
     runtime_ref: Mapped[str] = mapped_column(String(200))
+    # Langflow only: which output component a run reads, and {component id: {field: value}} overrides (JSON)
+    output_component: Mapped[str | None] = mapped_column(String(200))
+    tweaks_json: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     offering: Mapped[Offering] = relationship(back_populates="versions")
+
+    @property
+    def semver(self) -> tuple[int, int, int]:
+        """(major, minor, patch); a version that is not MAJOR.MINOR.PATCH sorts first, as (-1, -1, -1)."""
+        parts = self.version.split(".")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            return (-1, -1, -1)
+        return int(parts[0]), int(parts[1]), int(parts[2])
+
+    @property
+    def major(self) -> int:
+        return self.semver[0]
+
+    @property
+    def tweaks(self) -> dict:
+        return json.loads(self.tweaks_json) if self.tweaks_json else {}
 
 
 class Plan(Model):

@@ -7,6 +7,7 @@ from sqlalchemy import CheckConstraint, false as sa_false, ForeignKey, Index, In
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Model, StrEnum
+from sqlalchemy.sql.expression import false
 
 
 class InstanceStatus(StrEnum):
@@ -37,7 +38,9 @@ class Instance(Model):
     organization_id: Mapped[int] = mapped_column(ForeignKey("organization.id", ondelete="CASCADE"), index=True)
     offering_id: Mapped[int] = mapped_column(ForeignKey("offering.id"), index=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id"))
+    # the version the buyer is on; unless pinned, runs use the latest version of the same major line
     version_id: Mapped[int | None] = mapped_column(ForeignKey("offering_version.id"))
+    version_pinned: Mapped[bool] = mapped_column(default=False, server_default=false())
     status: Mapped[str] = mapped_column(String(16), default=InstanceStatus.ACTIVE.value)
     is_trial: Mapped[bool] = mapped_column(default=False)
     trial_ends_at: Mapped[datetime | None]

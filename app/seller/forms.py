@@ -43,6 +43,39 @@ class MultiCheckboxField(SelectMultipleField):
         pass
 
 
+def runtime_value(kind: str, ref: str) -> str:
+    return f"{kind}:{ref}"
+
+
+class RuntimeField(SelectField):
+    """One list of what a version can run: the built-in agents and the configured Langflow's flows.
+
+    Values are "kind:ref". The list is set per request (`set_runtime_choices`); a value not in it is
+    left for the service to check, so a flow Langflow no longer lists is named in a clear error."""
+
+    def __init__(self, label="Agent or flow", **kwargs):
+        kwargs.setdefault("validators", [DataRequired(message="Choose a built-in agent or a Langflow flow.")])
+        super().__init__(label, validate_choice=False, choices=[], **kwargs)
+
+    def kind_and_ref(self) -> tuple[str, str]:
+        kind, _, ref = (self.data or "").partition(":")
+        return (kind, ref) if kind in RUNTIME_KINDS else ("", self.data or "")
+
+
+def set_runtime_choices(field: RuntimeField, choices, current: tuple[str, str] | None = None) -> None:
+    """Group the choices (agents, then flows as "name (id)"); the current reference stays choosable when
+    the list lacks it, e.g. while Langflow cannot be reached."""
+    groups = {
+        "Built-in agents": [(runtime_value("builtin", r.ref), r.name) for r in choices.agents],
+        "Langflow flows": [(runtime_value("langflow", r.ref), f"{r.name} ({r.ref})") for r in choices.flows],
+    }
+    listed = {value for options in groups.values() for value, _ in options}
+    if current is not None and runtime_value(*current) not in listed:
+        kind, ref = current
+        groups["Current"] = [(runtime_value(kind, ref), f"{RUNTIME_LABELS.get(kind, kind)}: {ref} (as now)")]
+    field.choices = {label: options for label, options in groups.items() if options}
+
+
 class OfferingForm(FlaskForm):
     publisher_id = SelectField("Publisher", coerce=int, validators=[InputRequired()])
     name = StringField("Name", validators=[DataRequired(), Length(max=120), no_spoofing_characters])
@@ -65,9 +98,7 @@ class OfferingForm(FlaskForm):
                                  description="Credits the trial comes with.")
     # the first version, on the create form only
     version = StringField("First version", default="1.0.0", validators=[Optional(), Length(max=32)])
-    runtime_kind = SelectField("Runtime", choices=as_choices((k, RUNTIME_LABELS[k]) for k in RUNTIME_KINDS))
-    runtime_ref = StringField("Agent or flow id", validators=[Optional(), Length(max=200)],
-                              description="The built-in agent's name, or the Langflow flow id.")
+    runtime = RuntimeField()
 
     FACET_FIELDS = SELLER_FACET_GROUPS
 
@@ -87,16 +118,24 @@ class OfferingEditForm(OfferingForm):
 
     publisher_id = None
     version = None
-    runtime_kind = None
-    runtime_ref = None
+    runtime = None
 
 
 class VersionForm(FlaskForm):
     version = StringField("Version", validators=[DataRequired(), Length(max=32)],
-                          description="MAJOR.MINOR.PATCH, greater than the latest version.")
+                          description="MAJOR.MINOR.PATCH. A patch or minor release (1.2.1, 1.3.0) reaches every "
+                                      "buyer on 1.x at their next run; a new major (2.0.0) is offered to them as "
+                                      "an upgrade they accept.")
     changelog = TextAreaField("What changed", validators=[Length(max=5000)])
-    runtime_kind = SelectField("Runtime", choices=as_choices((k, RUNTIME_LABELS[k]) for k in RUNTIME_KINDS))
-    runtime_ref = StringField("Agent or flow id", validators=[DataRequired(), Length(max=200)])
+    runtime = RuntimeField()
+    output_component = StringField(
+        "Output component", validators=[Optional(), Length(max=200)],
+        description="Langflow only: the id of the output buyers read (e.g. ChatOutput-yK0AU) when the flow has "
+                    "several. Leave empty for its first output.")
+    tweaks = TextAreaField(
+        "Tweaks", validators=[Optional(), Length(max=20_000)],
+        description='Langflow only: settings this version overrides, as JSON: {"component id": {"field": value}}. '
+                    "Fields that hold code cannot be tweaked.")
 
 
 def _optional_int(value):

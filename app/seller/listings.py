@@ -2,6 +2,7 @@
 versions and its plans."""
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import TypeVar
@@ -13,7 +14,9 @@ from app.extensions import db
 from app.formatting import CURRENCY_EXPONENT, decimal_amount
 from app.forms_flow import Outcome, act, attach_error, submit
 from app.models import Offering, Plan
-from app.seller.forms import ActionForm, OfferingEditForm, OfferingForm, PlansForm, VersionForm, as_choices
+from app.seller.forms import (
+    ActionForm, OfferingEditForm, OfferingForm, PlansForm, VersionForm, as_choices, set_runtime_choices,
+)
 from app.seller.views import PUBLISHER_SESSION_KEY, bp, offering_or_404, publishers, selected_publisher
 from app.services import offerings as svc
 from app.services import publishers as publishing
@@ -29,23 +32,32 @@ def _html(template: str, status: int = 200, **context):
 
 # --- offerings: create and edit ----------------------------------------------------------------
 
-def _prepare(form, offering=None) -> None:
+RUNTIME_FIELDS = {"runtime_kind": "runtime", "runtime_ref": "runtime"}
+
+
+def _prepare(form, offering=None) -> svc.RuntimeChoices | None:
+    """Fill the form's lists; returns the runtime choices when the form picks a version's agent or flow."""
     form.set_vocabulary(svc.facet_vocabulary(db.session))
     if hasattr(form, "publisher_id") and form.publisher_id is not None:
         form.publisher_id.choices = as_choices((p.id, p.name) for p in publishers())
+    if getattr(form, "runtime", None) is None:
+        return None
+    choices = svc.runtime_choices()
+    set_runtime_choices(form.runtime, choices)
+    return choices
 
 
-def _preview_or_submit(form, save: Callable[[], T]) -> tuple[str | None, Outcome[T]]:
+def _preview_or_submit(form, save: Callable[[], T], field_map=None) -> tuple[str | None, Outcome[T]]:
     """The listing form's two buttons: Preview renders the description and saves nothing; Save runs `save`."""
     if request.method == "POST" and request.form.get("action") == "preview":
         return svc.render_description(form.description_md.data or ""), Outcome(ok=False)
-    return None, submit(form, save)
+    return None, submit(form, save, field_map=field_map)
 
 
 @bp.route("/offerings/create", methods=["GET", "POST"])
 def offering_create():
     form = OfferingForm()
-    _prepare(form)
+    choices = _prepare(form)
     if request.method == "GET":
         form.publisher_id.data = selected_publisher(publishers()).id
 
@@ -57,19 +69,21 @@ def offering_create():
             facets=form.facets(), trial_days=form.trial_days.data, trial_credits=form.trial_credits.data,
             slug=form.slug.data or None,
         )
+        kind, ref = form.runtime.kind_and_ref()
         svc.add_version(
             db.session, offering=offering, actor=g.user, version=form.version.data or "1.0.0",
-            changelog="First version.", runtime_kind=form.runtime_kind.data, runtime_ref=form.runtime_ref.data,
+            changelog="First version.", runtime_kind=kind, runtime_ref=ref,
         )
         return offering
 
-    preview, done = _preview_or_submit(form, create)
+    preview, done = _preview_or_submit(form, create, field_map=RUNTIME_FIELDS)
     if done.ok:
         offering = done.value
         session[PUBLISHER_SESSION_KEY] = offering.publisher_id
         flash(f"Draft “{offering.name}” saved. Add its plans, then submit it for review.", "success")
         return redirect(url_for("seller.offering_plans", offering_id=offering.id))
-    return _html("seller/offering_form.html", done.status, form=form, offering=None, preview=preview)
+    return _html("seller/offering_form.html", done.status, form=form, offering=None, preview=preview,
+                 runtime_choices=choices)
 
 
 @bp.route("/offerings/<int:offering_id>/update", methods=["GET", "POST"])
@@ -141,19 +155,53 @@ def offering_versions(offering_id: int):
     offering = offering_or_404(offering_id)
     latest = svc.latest_version(offering)
     form = VersionForm()
+    choices = svc.runtime_choices()
+    current = (latest.runtime_kind, latest.runtime_ref) if latest is not None else None
+    set_runtime_choices(form.runtime, choices, current)
     if request.method == "GET":
         form.version.data = svc.next_version(offering)
         if latest is not None:
-            form.runtime_kind.data, form.runtime_ref.data = latest.runtime_kind, latest.runtime_ref
-    done = submit(form, lambda: svc.add_version(
-        db.session, offering=offering, actor=g.user, version=form.version.data,
-        changelog=form.changelog.data or "", runtime_kind=form.runtime_kind.data, runtime_ref=form.runtime_ref.data,
-    ))
+            form.runtime.data = f"{latest.runtime_kind}:{latest.runtime_ref}"
+            form.output_component.data = latest.output_component or ""
+            form.tweaks.data = json.dumps(latest.tweaks, indent=2) if latest.tweaks else ""
+
+    def publish():
+        kind, ref = form.runtime.kind_and_ref()
+        return svc.add_version(
+            db.session, offering=offering, actor=g.user, version=form.version.data,
+            changelog=form.changelog.data or "", runtime_kind=kind, runtime_ref=ref,
+            output_component=form.output_component.data, tweaks=form.tweaks.data,
+        )
+
+    done = submit(form, publish, field_map=RUNTIME_FIELDS)
     if done.ok:
-        flash(f"Version {done.value.version} added.", "success")
+        flash(f"Version {done.value.version} published.", "success")
         return redirect(url_for("seller.offering_versions", offering_id=offering.id))
-    versions = sorted(offering.versions, key=lambda v: svc.parse_semver(v.version), reverse=True)
-    return _html("seller/offering_versions.html", done.status, offering=offering, form=form, versions=versions)
+    offering = offering_or_404(offering_id)  # reloaded after a rollback
+    versions = sorted(offering.versions, key=lambda v: v.semver, reverse=True)
+    return _html("seller/offering_versions.html", done.status, offering=offering, form=form, versions=versions,
+                 runtime_choices=choices, **_flow_details(form.runtime.kind_and_ref()))
+
+
+def _flow_details(kind_and_ref: tuple[str, str]) -> dict:
+    """The chosen flow's outputs and components (what the output component and tweaks name), or why not."""
+    kind, ref = kind_and_ref
+    details = {"flow": None, "flow_error": None, "protected": svc.PROTECTED_TWEAK_FIELDS}
+    if kind == "langflow":
+        try:
+            details["flow"] = svc.describe_runtime_reference(runtime_kind=kind, runtime_ref=ref)
+        except OfferingError as exc:
+            details["flow_error"] = exc.message
+    return details
+
+
+@bp.get("/offerings/<int:offering_id>/versions/flow")
+def offering_version_flow(offering_id: int):
+    """The flow details block for the flow just chosen in the version form (htmx)."""
+    offering_or_404(offering_id)
+    form = VersionForm(formdata=request.args, meta={"csrf": False})
+    html = render_block("seller/offering_versions.html", "flow_details", **_flow_details(form.runtime.kind_and_ref()))
+    return html, {"Vary": "HX-Request", "Cache-Control": "no-store"}
 
 
 # --- plans -------------------------------------------------------------------------------------

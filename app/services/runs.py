@@ -47,7 +47,7 @@ from app.models import (
     ApiKey, Instance, KnowledgeDocument, LedgerEntry, LedgerKind, Offering, Plan, Run, RunStatus, User, utcnow,
 )
 from app.models.instances import CapOutcome
-from app.services import billing
+from app.services import billing, offerings
 from app.services import instances as instance_service
 from app.services.errors import ServiceError
 
@@ -221,7 +221,7 @@ def start_run(
         status, message = REFUSALS[entitled.reason]
         raise RunError(message, status=status, code=entitled.reason)
     quote = quote_for(instance.plan, spending_cap=spending_cap)
-    version = instance.version or instance.offering.current_version
+    version = offerings.version_for_instance(session, instance)
     if version is None:
         raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
     quote.check_input(_usage_terms(version.runtime_kind, input_text))

@@ -53,7 +53,7 @@ def test_a_seller_publishes_through_review_and_only_an_operator_approves(client,
     }, headers=seller_headers)
     offering_id = created.get_json()["id"]
     version = client.post(f"/api/offerings/{offering_id}/versions", json={
-        "version": "1.0.0", "changelog": "First", "runtime_kind": "builtin", "runtime_ref": "invoice-reader"},
+        "version": "1.0.0", "changelog": "First", "runtime_kind": "builtin", "runtime_ref": "invoice-extract"},
         headers=seller_headers)
     plan = client.put(f"/api/offerings/{offering_id}/plans/starter", json={
         "name": "Starter", "price_minor": 1900, "currency": "eur", "included_credits": 100, "credits_per_run": 2,
@@ -64,7 +64,7 @@ def test_a_seller_publishes_through_review_and_only_an_operator_approves(client,
 
     assert created.status_code == 201 and created.get_json()["status"] == "draft"
     assert created.get_json()["facets"]["pricing"] == ["free-trial"]
-    assert version.status_code == 201 and version.get_json()["runtime_ref"] == "invoice-reader"
+    assert version.status_code == 201 and version.get_json()["runtime_ref"] == "invoice-extract"
     assert plan.status_code == 200
     assert (plan.get_json()["currency"], plan.get_json()["features"]) == ("EUR", ["One", "Two"])
     assert submitted.get_json()["status"] == "in_review"

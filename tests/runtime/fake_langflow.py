@@ -1,18 +1,53 @@
 """A small HTTP server that answers `POST /api/v1/run/{flow}` in the shapes Langflow 1.13 uses.
 
-Flows (the path segment) choose the behaviour; every request is recorded for assertions.
+Flows (the path segment) choose the behaviour; every request is recorded for assertions. It also lists
+flows (`GET /api/v1/flows/`) and serves one flow's graph (`GET /api/v1/flows/{uuid}`) from `FLOWS`.
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 API_KEY = "sk-test-key"
 FLOW_ID = "bbdb1e0a-4c1f-4d9e-9f57-0a2c7f1e2d11"
+
+
+TWO_OUTPUTS_ID = "5c0e8a51-2f3b-4a6d-8e1c-9b7d2f4a6c10"
+NO_OUTPUT_ID = "7a1d3c5e-9b2f-4e6a-8c0d-1f3e5a7b9c21"
+COMPONENT_ID = "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c54"
+STARTER_ID = "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"
+
+
+def flow_node(node_id: str, kind: str, fields: dict[str, str]) -> dict:
+    """A node of a flow's graph as Langflow stores it: the component's fields are in data.node.template."""
+    template = {name: {"type": ftype, "name": name, "value": "", "show": True} for name, ftype in fields.items()}
+    template["_type"] = "Component"
+    return {"id": node_id, "type": "genericNode", "position": {"x": 0, "y": 0},
+            "data": {"id": node_id, "type": kind, "node": {"display_name": kind, "template": template, "outputs": []}}}
+
+
+CHAT_INPUT_FIELDS = {"input_value": "str", "should_store_message": "bool", "sender_name": "str", "code": "code"}
+CHAT_OUTPUT_FIELDS = {"input_value": "other", "should_store_message": "bool", "code": "code"}
+FLOWS = {
+    FLOW_ID: {"name": "Echo", "endpoint_name": "echo", "is_component": False, "nodes": [
+        flow_node("ChatInput-csNAb", "ChatInput", CHAT_INPUT_FIELDS),
+        flow_node("ChatOutput-yK0AU", "ChatOutput", CHAT_OUTPUT_FIELDS)]},
+    TWO_OUTPUTS_ID: {"name": "Two answers", "endpoint_name": "two-outputs", "is_component": False, "nodes": [
+        flow_node("ChatInput-a1", "ChatInput", CHAT_INPUT_FIELDS),
+        flow_node("ChatOutput-main", "ChatOutput", CHAT_OUTPUT_FIELDS),
+        flow_node("ChatOutput-other", "ChatOutput", CHAT_OUTPUT_FIELDS)]},
+    NO_OUTPUT_ID: {"name": "Ingest documents", "endpoint_name": None, "is_component": False, "nodes": [
+        flow_node("ChatInput-b2", "ChatInput", CHAT_INPUT_FIELDS),
+        flow_node("File-c3", "File", {"path": "file"})]},
+    COMPONENT_ID: {"name": "Saved component", "endpoint_name": None, "is_component": True, "nodes": []},
+    STARTER_ID: {"name": "Basic Prompting", "endpoint_name": None, "is_component": False, "starter": True,
+                 "nodes": []},
+}
 
 
 def run_response(text: str, session_id: str, usage: dict | None = None, component: str = "ChatOutput-yK0AU",
@@ -46,6 +81,7 @@ class FakeLangflow:
     url: str
     requests: list[Recorded] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    flows_delay: float = 0.0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -149,7 +185,50 @@ class Handler(BaseHTTPRequestHandler):
         self._stream([joined[:7], joined[7:40], joined[40:]])
 
 
-class StreamingHandler(Handler):
+class FlowsHandler(Handler):
+    """`GET /api/v1/flows/` and `GET /api/v1/flows/{uuid}` as Langflow answers them; `state.flows_delay`
+    makes every GET wait that long first (a Langflow that does not answer in time)."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query)
+        self.state.requests.append(Recorded(parts.path, query, dict(self.headers), None))
+        if self.state.flows_delay:
+            time.sleep(self.state.flows_delay)
+        if self.headers.get("x-api-key") != API_KEY:
+            self._send(403, {"detail": "Invalid or missing API key"})
+            return
+        if parts.path == "/api/v1/flows/":
+            listed = [(flow_id, f) for flow_id, f in FLOWS.items()
+                      if not (f.get("starter") and query.get("remove_example_flows") == ["true"])]
+            headers_only = query.get("header_flows") == ["true"]
+            self._send(200, [self._flow(flow_id, f, with_data=not headers_only) for flow_id, f in listed])
+            return
+        if parts.path.startswith("/api/v1/flows/"):
+            flow_id = parts.path.rsplit("/", 1)[1]
+            try:
+                uuid.UUID(flow_id)
+            except ValueError:
+                self._send(422, {"detail": [{"type": "uuid_parsing", "loc": ["path", "flow_id"]}]})
+                return
+            if flow_id not in FLOWS:
+                self._send(404, {"detail": "Flow not found"})
+                return
+            self._send(200, self._flow(flow_id, FLOWS[flow_id], with_data=True))
+            return
+        self._send(404, {"detail": "Not Found"})
+
+    @staticmethod
+    def _flow(flow_id: str, flow: dict, *, with_data: bool) -> dict:
+        body = {"id": flow_id, "name": flow["name"], "description": "", "endpoint_name": flow["endpoint_name"],
+                "is_component": flow["is_component"], "folder_id": None, "access_type": "PRIVATE", "tags": [],
+                "data": None}
+        if with_data:
+            body["data"] = {"nodes": flow["nodes"], "edges": [], "viewport": {"x": 0, "y": 0, "zoom": 1}}
+        return body
+
+
+class StreamingHandler(FlowsHandler):
     """Flows only reachable with ?stream=true that misbehave mid-stream."""
 
     def do_POST(self) -> None:  # noqa: N802

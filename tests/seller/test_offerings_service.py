@@ -10,6 +10,7 @@ from app.models import AuditEvent, FacetValue, Offering, OfferingStatus, Offerin
 from app.services import offerings as svc
 from app.services.offerings import OfferingError, OfferingNotFound
 from tests.factories import make_offering, make_org, make_user
+from tests.runtime.fake_langflow import FLOW_ID
 
 
 def _publisher(session, seller):
@@ -175,7 +176,7 @@ def test_the_slug_of_a_published_offering_cannot_change(session, seller, operato
     assert error.value.field == "slug"
 
 
-def test_versions_must_increase(session, seller):
+def test_versions_must_increase(session, seller, configured_langflow):
     offering = _create(session, seller)
     svc.add_version(session, offering=offering, actor=seller, version="1.2.0", changelog="",
                     runtime_kind="builtin", runtime_ref="support-faq")
@@ -187,7 +188,7 @@ def test_versions_must_increase(session, seller):
                             runtime_kind="builtin", runtime_ref="support-faq")
         assert error.value.field == "version"
     added = svc.add_version(session, offering=offering, actor=seller, version="1.10.0", changelog="Tens.",
-                            runtime_kind="langflow", runtime_ref="3f2a-flow")
+                            runtime_kind="langflow", runtime_ref=FLOW_ID)
 
     assert added.version == "1.10.0"
     assert svc.latest_version(offering).version == "1.10.0"

@@ -10,6 +10,7 @@ from app.models import AuditEvent, Offering, OfferingStatus, OfferingVersion, Pl
 from app.services import offerings as svc
 from tests.conftest import login
 from tests.factories import make_offering, make_org, make_user
+from tests.runtime.fake_langflow import FLOW_ID
 
 
 def _northwind(session, seller):
@@ -46,8 +47,8 @@ def _field_error(html: str, field_id: str) -> str:
 CREATE_FORM = {
     "publisher_id": None, "name": "Deal Desk Bot", "slug": "", "summary": "Drafts deal memos.",
     "description_md": "## Hello\n\nIt writes memos.", "category": "agents", "outcome": ["save-time"],
-    "role": ["sales"], "trial_days": "7", "trial_credits": "20", "version": "1.0.0", "runtime_kind": "builtin",
-    "runtime_ref": "support-faq", "action": "save",
+    "role": ["sales"], "trial_days": "7", "trial_credits": "20", "version": "1.0.0", "runtime": "builtin:support-faq",
+    "action": "save",
 }
 
 
@@ -94,7 +95,7 @@ def test_a_seller_cannot_see_or_edit_another_publishers_offering(client, session
     posts = [
         client.post(f"/seller/offerings/{theirs.id}/update", data={**CREATE_FORM, "name": "Stolen"}),
         client.post(f"/seller/offerings/{theirs.id}/versions",
-                    data={"version": "9.0.0", "runtime_kind": "builtin", "runtime_ref": "x"}),
+                    data={"version": "9.0.0", "runtime": "builtin:x"}),
         client.post(f"/seller/offerings/{theirs.id}/plans", data={"starter-name": "Free", "starter-price": "0",
                                                                   "starter-currency": "USD"}),
         client.post(f"/seller/offerings/{theirs.id}/submit"),
@@ -244,7 +245,7 @@ def test_a_version_that_does_not_increase_shows_an_error_and_adds_nothing(client
     before = _counts(session)
 
     response = client.post(f"/seller/offerings/{offering.id}/versions", data={
-        "version": "1.0.0", "changelog": "Again", "runtime_kind": "builtin", "runtime_ref": "support-faq",
+        "version": "1.0.0", "changelog": "Again", "runtime": "builtin:support-faq",
     })
 
     assert response.status_code == 400
@@ -252,18 +253,18 @@ def test_a_version_that_does_not_increase_shows_an_error_and_adds_nothing(client
     assert _counts(session) == before
 
 
-def test_a_greater_version_is_added(client, session, seller):
+def test_a_greater_version_is_added(client, session, seller, configured_langflow):
     offering = _draft(session, seller)
     login(client, seller)
 
     response = client.post(f"/seller/offerings/{offering.id}/versions", data={
-        "version": "1.1.0", "changelog": "Faster.", "runtime_kind": "langflow", "runtime_ref": "flow-42",
+        "version": "1.1.0", "changelog": "Faster.", "runtime": f"langflow:{FLOW_ID}",
     })
 
     assert response.status_code == 302
     session.expire_all()
     assert [(v.version, v.runtime_kind, v.runtime_ref, v.changelog) for v in offering.versions] == [
-        ("1.0.0", "builtin", "support-faq", ""), ("1.1.0", "langflow", "flow-42", "Faster.")]
+        ("1.0.0", "builtin", "support-faq", ""), ("1.1.0", "langflow", FLOW_ID, "Faster.")]
 
 
 PLANS_FORM = {
@@ -382,7 +383,7 @@ def test_control_characters_are_refused_with_field_errors_not_server_errors(clie
     create = client.post("/seller/offerings/create", data={
         **CREATE_FORM, "publisher_id": _northwind(session, seller).id, "name": "Nul\x00bot", "role": ["sa\x00les"]})
     version = client.post(f"/seller/offerings/{offering.id}/versions", data={
-        "version": "2.0.0", "changelog": "bad\x00byte", "runtime_kind": "builtin", "runtime_ref": "support-faq"})
+        "version": "2.0.0", "changelog": "bad\x00byte", "runtime": "builtin:support-faq"})
     facets = client.post(f"/seller/offerings/{offering.id}/update", data={**CREATE_FORM, "role": ["sa\x00les"]})
     sales = client.get("/seller/sales?offering=%00&start=%00")
     login(client, operator)

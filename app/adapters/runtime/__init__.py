@@ -35,6 +35,43 @@ class RuntimeInputError(RuntimeFailure):
     """The input cannot be processed as given; the message says what to change."""
 
 
+class RuntimeUnavailable(RuntimeFailure):
+    """The runtime could not be asked (not configured, unreachable, refused us, or answered nonsense):
+    nothing can be said about what it has."""
+
+
+@dataclass(frozen=True)
+class RuntimeReference:
+    """Something a version can run: a built-in agent or a Langflow flow, with a name for people."""
+
+    kind: str
+    ref: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Component:
+    """One component of a flow: its id (what tweaks and `output_component` name), its type
+    ("ChatInput", "ChatOutput", ...) and the fields a tweak may set, with each field's type."""
+
+    id: str
+    type: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeDescription:
+    """What a runtime says about one reference: its name, and for a flow its components."""
+
+    kind: str
+    ref: str
+    name: str
+    components: tuple[Component, ...] = ()
+    chat_inputs: tuple[str, ...] = ()  # component ids
+    chat_outputs: tuple[str, ...] = ()
+    output_components: tuple[str, ...] = ()  # every component a run may read its output from
+
+
 @dataclass(frozen=True)
 class FaqEntry:
     question: str
@@ -87,6 +124,15 @@ class Runtime(Protocol):
         usage, which may exceed it."""
         ...
 
+    def list_references(self) -> list[RuntimeReference]:
+        """What this runtime can run, sorted by name; RuntimeUnavailable when it cannot be asked."""
+        ...
+
+    def describe(self, runtime_ref: str) -> RuntimeDescription | None:
+        """`runtime_ref` as the runtime knows it, or None when it has no such thing; RuntimeUnavailable
+        when it cannot be asked."""
+        ...
+
 
 @dataclass(frozen=True)
 class UsageTerms:
@@ -130,5 +176,6 @@ def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:
             base_url=config.get("LANGFLOW_URL", ""),
             api_key=config.get("LANGFLOW_API_KEY", ""),
             timeout=float(config.get("LANGFLOW_TIMEOUT", 30.0)),
+            check_timeout=float(config.get("LANGFLOW_CHECK_TIMEOUT", 5.0)),
         )
     raise RuntimeFailure("This agent's runtime is not available.", detail=f"unknown runtime kind {kind!r}")

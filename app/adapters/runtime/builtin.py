@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import logging
 
-from app.adapters.runtime import RunContext, RunOutput, RuntimeFailure, TokenCallback
+from app.adapters.runtime import (
+    RunContext, RunOutput, RuntimeDescription, RuntimeFailure, RuntimeReference, TokenCallback,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 200_000
+
+# what sellers read in the version form's list; an agent missing here is named after its reference
+AGENT_NAMES = {
+    "support-faq": "Support FAQ answers", "kb-search": "Knowledge base search", "sales-email": "Sales email writer",
+    "summarize": "Meeting summary", "seo-brief": "SEO brief", "triage": "Ticket triage", "lead-score": "Lead scoring",
+    "invoice-extract": "Invoice extraction", "csv-clean": "CSV clean-up", "onboarding": "Onboarding plan",
+}
 
 
 class BuiltinRuntime:
@@ -23,6 +32,19 @@ class BuiltinRuntime:
     @staticmethod
     def input_units(input_text: str) -> int:
         return len(input_text)
+
+    def list_references(self) -> list[RuntimeReference]:
+        from app.adapters.runtime.agents import registry
+
+        found = [RuntimeReference(self.kind, ref, AGENT_NAMES.get(ref, ref)) for ref in registry()]
+        return sorted(found, key=lambda r: r.name.lower())
+
+    def describe(self, runtime_ref: str) -> RuntimeDescription | None:
+        from app.adapters.runtime.agents import registry
+
+        if runtime_ref not in registry():
+            return None
+        return RuntimeDescription(self.kind, runtime_ref, AGENT_NAMES.get(runtime_ref, runtime_ref))
 
     def run(
         self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,

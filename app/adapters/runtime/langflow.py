@@ -9,12 +9,17 @@
 - `?stream=true` answers `text/event-stream` that is NOT standard SSE: bare JSON objects
   `{"event": ..., "data": ...}` separated by a blank line. Errors arrive inside a 200 stream as
   an `error` event; the full result comes in the `end` event's `data.result`.
+- Flows are listed with `GET /api/v1/flows/?remove_example_flows=true&header_flows=true` (a plain
+  list of `{id, name, endpoint_name, is_component, ...}` without the graph) and read one by one with
+  `GET /api/v1/flows/{uuid}`, whose `data.nodes[].data` holds each component's `type` and its
+  `node.template` (the fields a tweak may set). Both answer within `check_timeout`.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -22,13 +27,17 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from app.adapters.runtime import (
-    RunContext, RunOutput, RuntimeFailure, RuntimeInputError, RuntimeTimeout, TokenCallback,
+    Component, RunContext, RunOutput, RuntimeDescription, RuntimeFailure, RuntimeInputError, RuntimeReference,
+    RuntimeTimeout, RuntimeUnavailable, TokenCallback,
 )
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 MAX_ERROR_BODY = 500
+CHAT_INPUT_TYPES = frozenset({"ChatInput"})
+CHAT_OUTPUT_TYPES = frozenset({"ChatOutput"})
+OUTPUT_TYPES = frozenset({"ChatOutput", "TextOutput"})
 
 
 class LangflowRuntime:
@@ -43,12 +52,84 @@ class LangflowRuntime:
         """0: the tokens an input counts for depend on the flow's model and prompts, known only after the run."""
         return 0
 
-    def __init__(self, *, base_url: str, api_key: str, timeout: float = 30.0,
+    def __init__(self, *, base_url: str, api_key: str, timeout: float = 30.0, check_timeout: float = 5.0,
                  http: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        self.check_timeout = check_timeout
         self.http = http or requests.Session()
+
+    # -- what the configured Langflow has ------------------------------------------------------
+
+    def list_flows(self) -> list[RuntimeReference]:
+        """The flows of the key's owner, starter templates and saved components left out, by name."""
+        headers = self._get("/api/v1/flows/", {"remove_example_flows": "true", "header_flows": "true",
+                                                "get_all": "true"})
+        if not isinstance(headers, list):
+            raise RuntimeUnavailable("Langflow sent a flow list we could not read.",
+                                     detail=f"GET flows: not a list: {json.dumps(headers)[:MAX_ERROR_BODY]}")
+        found = [
+            RuntimeReference(self.kind, str(h["id"]), str(h.get("name") or h["id"]))
+            for h in headers if isinstance(h, dict) and h.get("id") and not h.get("is_component")
+        ]
+        return sorted(found, key=lambda r: (r.name.lower(), r.ref))
+
+    def list_references(self) -> list[RuntimeReference]:
+        return self.list_flows()
+
+    def describe(self, runtime_ref: str) -> RuntimeDescription | None:
+        """The flow named by its id or its endpoint name (as the run API accepts both), or None."""
+        flow_id = runtime_ref if _is_uuid(runtime_ref) else self._flow_id_by_endpoint_name(runtime_ref)
+        if flow_id is None:
+            return None
+        flow = self._get(f"/api/v1/flows/{quote(flow_id, safe='')}", {}, missing_ok=True)
+        if flow is None:
+            return None
+        if not isinstance(flow, dict):
+            raise RuntimeUnavailable("Langflow sent a flow we could not read.",
+                                     detail=f"GET flow {flow_id}: not an object")
+        nodes = ((flow.get("data") or {}).get("nodes") or []) if isinstance(flow.get("data"), dict) else []
+        components = tuple(c for c in (_component(node) for node in nodes) if c is not None)
+        return RuntimeDescription(
+            kind=self.kind, ref=runtime_ref, name=str(flow.get("name") or runtime_ref), components=components,
+            chat_inputs=tuple(c.id for c in components if c.type in CHAT_INPUT_TYPES),
+            chat_outputs=tuple(c.id for c in components if c.type in CHAT_OUTPUT_TYPES),
+            output_components=tuple(c.id for c in components if c.type in OUTPUT_TYPES),
+        )
+
+    def _flow_id_by_endpoint_name(self, name: str) -> str | None:
+        headers = self._get("/api/v1/flows/", {"header_flows": "true", "get_all": "true"})
+        for header in headers if isinstance(headers, list) else []:
+            if isinstance(header, dict) and header.get("endpoint_name") == name and header.get("id"):
+                return str(header["id"])
+        return None
+
+    def _get(self, path: str, params: dict, *, missing_ok: bool = False) -> Any:
+        """GET a JSON document within `check_timeout`; None for a 404 (or a malformed id) when `missing_ok`."""
+        if not self.base_url or not self.api_key:
+            raise RuntimeUnavailable("Langflow is not configured.", detail="LANGFLOW_URL or LANGFLOW_API_KEY is not set")
+        url = f"{self.base_url}{path}"
+        try:
+            response = self.http.get(url, params=params, headers={"x-api-key": self.api_key, "accept": "application/json"},
+                                     timeout=(min(CONNECT_TIMEOUT, self.check_timeout), self.check_timeout))
+        except requests.RequestException as exc:
+            raise RuntimeUnavailable("Langflow could not be reached.",
+                                     detail=f"GET {url}: {type(exc).__name__}: {exc}") from exc
+        with response:
+            if missing_ok and response.status_code in (404, 422):  # 422: not a flow id Langflow could parse
+                return None
+            if response.status_code in (401, 403):
+                raise RuntimeUnavailable("Langflow refused our credentials.",
+                                         detail=f"GET {url} -> HTTP {response.status_code}: {response.text[:MAX_ERROR_BODY]}")
+            if response.status_code != 200:
+                raise RuntimeUnavailable("Langflow could not answer.",
+                                         detail=f"GET {url} -> HTTP {response.status_code}: {response.text[:MAX_ERROR_BODY]}")
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise RuntimeUnavailable("Langflow sent an answer we could not read.",
+                                         detail=f"GET {url}: body is not JSON: {response.text[:MAX_ERROR_BODY]!r}") from exc
 
     # -- the port ------------------------------------------------------------------------------
 
@@ -221,3 +302,27 @@ def _total_tokens(usage: dict | None) -> int:
         return total
     parts = [usage.get("input_tokens"), usage.get("output_tokens")]
     return sum(p for p in parts if isinstance(p, int) and p > 0)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _component(node: Any) -> Component | None:
+    """A flow node as a Component: `{id, data: {id, type, node: {template: {field: {type, ...}}}}}`."""
+    if not isinstance(node, dict) or not isinstance(node.get("data"), dict):
+        return None
+    data = node["data"]
+    node_id = node.get("id") or data.get("id")
+    if not isinstance(node_id, str) or not node_id:
+        return None
+    template = (data.get("node") or {}).get("template") if isinstance(data.get("node"), dict) else None
+    fields = {
+        name: str(spec.get("type") or "")
+        for name, spec in (template or {}).items() if isinstance(spec, dict) and not name.startswith("_")
+    }
+    return Component(id=node_id, type=str(data.get("type") or ""), fields=fields)

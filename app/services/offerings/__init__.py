@@ -10,7 +10,7 @@ the lines of the work:
 - `reading`: publishers, listings, the review queue, the facet vocabulary, free slugs;
 - `rendering`: the description's Markdown as safe HTML;
 - `editing`: creating and editing the listing and its facets;
-- `versions`: versions and plans;
+- `versions`: versions (checked against their runtime), plans, and which version an instance runs;
 - `review`: submit, approve, reject, archive;
 - `sync`: pushing an offering to the commerce backend's catalog (`sync_offering`).
 """
@@ -45,4 +45,17 @@ __all__ = [
     "offerings_to_sync", "parse_semver", "publisher_organizations", "reject", "render_description",
     "review_blockers", "review_queue", "set_plan", "submit_for_review", "suggest_slug", "sync_offering",
     "update_offering",
+]
+
+# which version an instance runs, and the check of a version's agent or flow before it is published
+from app.services.offerings.versions import (  # noqa: E402
+    PROTECTED_TWEAK_FIELDS, RuntimeChoices, VersionState, check_published_versions, check_runtime_reference,
+    clean_tweaks, describe_runtime_reference, follow_updates, pin_version, run_options, runtime_choices,
+    upgrade_for_instance, upgrade_instance, version_for_instance, version_state,
+)
+
+__all__ += [
+    "PROTECTED_TWEAK_FIELDS", "RuntimeChoices", "VersionState", "check_published_versions", "check_runtime_reference",
+    "clean_tweaks", "describe_runtime_reference", "follow_updates", "pin_version", "run_options", "runtime_choices",
+    "upgrade_for_instance", "upgrade_instance", "version_for_instance", "version_state",
 ]

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 from app.models import Offering, OfferingStatus, User, utcnow
 from app.services import audit, mail, publishers
 from app.services.offerings.sync import queue_store_sync
+from app.services.offerings.versions import check_published_versions
 from app.services.offerings.rules import (
     REASON_MAX, OfferingError, _clean_multiline, _mark_sync_pending, _require_member, _require_operator,
     _require_status,
@@ -22,6 +23,7 @@ def submit_for_review(session: Session, *, offering: Offering, actor: User) -> O
     missing = review_blockers(offering)
     if missing:
         raise OfferingError("Before submitting: " + "; ".join(missing) + ".")
+    check_published_versions(offering)  # its flow may have been deleted since the version was added
     offering.status = OfferingStatus.IN_REVIEW.value
     offering.review_note = None
     offering.updated_at = utcnow()
@@ -49,6 +51,7 @@ def approve(session: Session, *, offering: Offering, actor: User) -> Offering:
     """In review -> published (operators only)."""
     _require_operator(actor)
     _require_status(offering, {OfferingStatus.IN_REVIEW}, "Only an offering in review can be approved.")
+    check_published_versions(offering)  # what buyers will run must exist now, not only when it was added
     offering.status = OfferingStatus.PUBLISHED.value
     offering.review_note = None
     offering.published_at = offering.published_at or utcnow()
