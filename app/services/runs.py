@@ -32,7 +32,7 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -257,7 +257,7 @@ def start_run(
     return PreparedRun(
         run_id=run.id, replayed=False, hold_id=hold_id, quote=quote, runtime_kind=version.runtime_kind,
         runtime_ref=version.runtime_ref, input_text=input_text, session_id=run.session_id,
-        context=_context(session, instance, now), max_units=quote.max_units,
+        context=replace(_context(session, instance, now), **offerings.run_options(version)), max_units=quote.max_units,
     )
 
 

@@ -10,7 +10,7 @@
   them in is kept.
 
 Revision ID: c4a7e2d9f613
-Revises: 5e1d0c7a9b42
+Revises: cdebb29682b3
 Create Date: 2026-12-06 18:20:00.000000
 
 """
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 
 revision = 'c4a7e2d9f613'
-down_revision = "5e1d0c7a9b42"
+down_revision = "cdebb29682b3"
 branch_labels = None
 depends_on = None
 
