@@ -56,6 +56,9 @@ _ENV_KEYS: dict[str, type] = {
     "WEBHOOK_MAX_BYTES": int,
     "PORT": int,
     "JOB_KEEP_HOURS": int,
+    "JOB_BACKGROUND_THREADS": int,
+    "RUN_TIMEOUT": float,
+    "RUN_LATE_WAIT": float,
     "MAIL_BACKEND": str,
     "MAIL_FROM": str,
     "SMTP_URL": str,
@@ -129,6 +132,9 @@ class Defaults:
     WEBHOOK_MAX_BYTES = 256 * 1024
     PORT = 5000
     JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long
+    JOB_BACKGROUND_THREADS = 4  # SQLite only: runs execute on this many threads of the web process
+    RUN_TIMEOUT = 60.0  # seconds a run may take in the runner before it is stopped and released
+    RUN_LATE_WAIT = 30.0  # seconds the runner keeps listening after giving up, to record a late reply
     MAIL_BACKEND = ""  # outbox (stored in the database, shown at Operator > Outbox) or smtp; empty: smtp when SMTP_URL is set
     MAIL_FROM = "Digitlify Marketplace <no-reply@localhost>"
     SMTP_URL = ""  # smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS)

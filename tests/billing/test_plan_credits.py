@@ -73,7 +73,7 @@ def test_cancelling_right_after_buying_removes_the_unspent_included_credits_but_
     before = wallet_of(session, buyer).balance  # the welcome credits
     order = buy(session, buyer, (PLAN, 1), (PACK, 4))
     instance = session.scalar(select(Instance).where(Instance.source_order_line_id == order.lines[0].id))
-    ran = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION})
+    ran = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"})
     assert ran.status_code == 201 and ran.get_json()["credits"] == 3
     wallet = wallet_of(session, buyer)
     assert wallet.balance == before + 1200 + 2000 - 3

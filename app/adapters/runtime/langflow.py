@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +23,7 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from app.adapters.runtime import (
-    RunContext, RunOutput, RuntimeFailure, RuntimeInputError, RuntimeTimeout, TokenCallback,
+    RunContext, RunControl, RunOutput, RuntimeFailure, RuntimeInputError, RuntimeTimeout, TokenCallback,
 )
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,12 @@ class LangflowRuntime:
 
     def run(
         self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
-        *, on_token: TokenCallback | None = None, max_units: int | None = None,
+        *, on_token: TokenCallback | None = None, max_units: int | None = None, control: RunControl | None = None,
     ) -> RunOutput:
         """Run the flow; stream (and pass each token to `on_token`) when a callback is given.
 
-        `max_units` is not honoured (`can_cut_output` is False): the usage reported may exceed it."""
+        `max_units` is not honoured (`can_cut_output` is False): the usage reported may exceed it.
+        With `control`, a stop closes the stream: Langflow cancels a run whose client disconnects."""
         if not self.base_url or not self.api_key:
             raise RuntimeFailure("This agent's runtime is not configured. It has been logged.",
                                  detail="LANGFLOW_URL or LANGFLOW_API_KEY is not set")
@@ -91,7 +93,14 @@ class LangflowRuntime:
             if response.status_code != 200:
                 raise self._http_error(response, url)
             if stream:
-                result = self._read_stream(response, on_token, deadline=started + self.timeout, url=url)
+                if control is not None:
+                    control.on_stop(lambda: _disconnect(response))
+                try:
+                    result = self._read_stream(response, on_token, deadline=started + self.timeout, url=url)
+                except RuntimeFailure:
+                    if control is not None and control.stopped:
+                        raise RuntimeFailure("The run was stopped.", detail=f"stream from {url} closed by us") from None
+                    raise
             else:
                 try:
                     result = response.json()
@@ -185,6 +194,18 @@ class LangflowRuntime:
                                      detail=f"stream from {url}: end event without a result: {raw[:MAX_ERROR_BODY]!r}")
             return result
         return None
+
+
+def _disconnect(response: requests.Response) -> None:
+    """Close the stream's connection from another thread: a shutdown wakes the reader blocked on it."""
+    connection = getattr(response.raw, "_connection", None) or getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    response.close()
 
 
 def _extract_output(result: Any, output_component: str | None) -> tuple[str, dict | None, str | None]:
