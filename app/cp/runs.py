@@ -333,8 +333,8 @@ def _described_by(described: Callable) -> Callable[[Callable], Callable]:
 
     def decorator(view: Callable) -> Callable:
         for name, value in vars(described).items():
-            if name != "__wrapped__":
-                setattr(view, name, value)
+            setattr(view, name, value)
+        view.__wrapped__ = described  # spectree finds its description along the __wrapped__ chain
         view.__doc__ = described.__doc__
         return view
 

@@ -12,6 +12,10 @@ from app.services import identity, instances
 from tests.conftest import login
 from tests.factories import make_org, make_user
 from tests.runtime.test_gateway import make_instance, wallet_of
+import pytest
+
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
 
 
 def count(session, model):

@@ -18,6 +18,9 @@ from tests.billing.race import run_threads
 from tests.conftest import login
 from tests.factories import make_user
 
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
+
 PLAN = "CUSTOMER-SUPPORT-AGENT-PRO"  # $86, 1,200 credits included
 PACK = "CREDITS-500"
 QUESTION = "How do I reset my password?"

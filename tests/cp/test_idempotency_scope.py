@@ -5,6 +5,10 @@ from sqlalchemy import func, select
 from app.models import Hold, Run, Wallet
 from app.services import billing
 from tests.factories import make_offering, make_org, make_user
+import pytest
+
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
 
 QUESTION = "How do I reset my password?"
 

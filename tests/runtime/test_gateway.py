@@ -11,6 +11,9 @@ from app.services import billing, identity, instances, keys
 from tests.conftest import login
 from tests.factories import make_user
 
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
+
 QUESTION = "How do I reset my password?"
 
 

@@ -11,6 +11,10 @@ from app.models import Hold, HoldStatus, LedgerEntry, Run
 from app.services import analytics, billing
 from tests.conftest import login
 from tests.runtime.test_gateway import QUESTION, make_instance, run_count, wallet_of
+import pytest
+
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
 
 SUMMARY_INPUT = "x " * 20
 
