@@ -1,8 +1,13 @@
 """Gunicorn settings for the web process, every one from the environment (listed in .env.example).
 
 The image runs `gunicorn -c gunicorn.conf.py "app:create_app()"`; `make run` keeps Flask's own server for
-development. Threads suit this app: a request mostly waits on PostgreSQL, Saleor or a runtime, and the
-database pool is sized from the same numbers (DATABASE_POOL_SIZE >= GUNICORN_THREADS).
+development. The workers are gevent workers: a request mostly waits (on PostgreSQL, Saleor, a runtime), and
+an open run event stream (GET /api/runs/<id>/events, a streamed POST of a run) waits for minutes; with gevent
+each of those is a greenlet that costs a few kilobytes, never one of a few threads that serve pages.
+psycopg 3 (3.1.14 and later) cooperates with gevent's monkey-patching by itself, and a waiting event stream
+holds no database connection, so DATABASE_POOL_SIZE bounds only the requests that use the database at once.
+GUNICORN_WORKER_CLASS=gthread goes back to threads (GUNICORN_THREADS per worker), where every open stream
+holds a thread.
 """
 from __future__ import annotations
 
@@ -22,7 +27,9 @@ def _flag(name: str) -> bool:
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+# gevent: the most connections (pages, API calls and open event streams together) one worker serves at once
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 # a request that takes longer than this is stuck (runs have their own, shorter, runtime timeout)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 # on SIGTERM, requests in flight get this long to finish before the worker is stopped

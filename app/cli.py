@@ -193,7 +193,8 @@ def sync_saleor_command(sync_all: bool, slugs: tuple[str, ...]) -> None:
 @click.command("worker")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Jobs this worker runs at the same time (each in its own thread).")
-@click.option("--queue", "queues", multiple=True, help="Only jobs of this queue; repeatable. Default: all.")
+@click.option("--queue", "--queues", "queues", multiple=True,
+              help="Only jobs of this queue (runs: the run queue); repeatable. Default: all.")
 @with_appcontext
 def worker_command(concurrency: int, queues: tuple[str, ...]) -> None:
     """Run jobs and the periodic tasks until stopped (Ctrl-C or SIGTERM finish the running job first).

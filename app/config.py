@@ -73,6 +73,9 @@ _ENV_KEYS: dict[str, type] = {
     "JOB_KEEP_HOURS": int,
     "RENEWAL_GRACE_DAYS": int,
     "RENEWAL_RETRY_DAYS": str,
+    "JOB_BACKGROUND_THREADS": int,
+    "RUN_TIMEOUT": float,
+    "RUN_LATE_WAIT": float,
     "MAIL_BACKEND": str,
     "MAIL_FROM": str,
     "SMTP_URL": str,
@@ -178,6 +181,9 @@ class Defaults:
     JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long
     RENEWAL_GRACE_DAYS = 7  # a subscription whose renewal payment failed keeps running this long
     RENEWAL_RETRY_DAYS = "1,3,5"  # days after the first failed renewal when the saved card is charged again
+    JOB_BACKGROUND_THREADS = 4  # SQLite only: runs execute on this many threads of the web process
+    RUN_TIMEOUT = 60.0  # seconds a run may take in the runner before it is stopped and released
+    RUN_LATE_WAIT = 30.0  # seconds the runner keeps listening after giving up, to record a late reply
     MAIL_BACKEND = ""  # outbox (stored in the database, shown at Operator > Outbox) or smtp; empty: smtp when SMTP_URL is set
     MAIL_FROM = "Digitlify Marketplace <no-reply@localhost>"
     SMTP_URL = ""  # smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS)

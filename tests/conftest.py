@@ -99,7 +99,11 @@ def make_app(db_url):
         apps.append(app)
         return app
 
+    factory.apps = apps  # the run_worker fixture runs jobs for the newest one
     yield factory
+    from app.jobs.engine import wait_for_background
+
+    wait_for_background(timeout=30)  # SQLite: runs still on the in-process pool end before the database goes
     for app in apps:
         with app.app_context():
             _db.session.remove()
@@ -109,6 +113,35 @@ def make_app(db_url):
 @pytest.fixture
 def app(make_app):
     return make_app()
+
+
+@pytest.fixture
+def run_worker(make_app, app):
+    """Runs started by a test are executed: on SQLite they run on the in-process pool anyway; on
+    PostgreSQL a thread works off the job queue (as `flask worker` would) for the newest app, until
+    the test ends."""
+    if not ON_POSTGRES:
+        yield
+        return
+    import threading
+
+    from app.jobs.worker import work_off
+
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                work_off(make_app.apps[-1])
+            except Exception:  # a torn-down database at the end of a test: try again or stop
+                pass
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=loop, name="test-run-worker", daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=60)
 
 
 @pytest.fixture

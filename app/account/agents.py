@@ -458,6 +458,29 @@ def instance_document_delete(instance_id: int, document_id: int):
 # --- the run console ------------------------------------------------------------------------------
 
 
+def _wait_for_run(prepared: runs.PreparedRun) -> runs.FinishedRun:
+    """Follow a queued run until it ends (at most the run timeout and a little more)."""
+    import time
+
+    from flask import current_app
+
+    from app.models import Run, RunStatus
+    from app.services import run_events
+
+    if not prepared.replayed:
+        until = time.monotonic() + float(current_app.config.get("RUN_TIMEOUT") or 60) + 5
+        for event in run_events.follow(db.session, run_id=prepared.run_id, heartbeat=3600, until=until):
+            if event is not None and event.final:
+                break
+    run = db.session.get(Run, prepared.run_id)
+    failure = {RunStatus.SUCCEEDED.value: None, RunStatus.TIMED_OUT.value: "timeout"}.get(run.status, "runtime")
+    if failure == "runtime" and run.status == RunStatus.FAILED.value:
+        final = run_events.events_after(db.session, run_id=run.id)
+        code = next((e.data.get("code") for e in reversed(final) if e.kind == "error"), "")
+        failure = "input" if code == "run_input" else "runtime"
+    return runs.FinishedRun(run, replayed=prepared.replayed, failure=None if prepared.replayed else failure)
+
+
 @bp.post("/instances/<int:instance_id>/runs")
 @login_required
 def instance_run(instance_id: int):
@@ -484,9 +507,10 @@ def instance_run(instance_id: int):
             elif exc.field == "input":
                 form.input.errors = [str(exc)]
         else:
-            db.session.commit()  # the hold is in place before the agent starts
-            result = runs.finish_run(db.session, prepared=prepared)
-            db.session.commit()
+            # queued for a runner like an API run; until the console streams, this page waits for the result
+            runs.queue_run(db.session, prepared=prepared)
+            db.session.commit()  # the hold and the job exist together
+            result = _wait_for_run(prepared)
             status = 200 if result.failure is None else 502
     else:
         status = 400

@@ -139,8 +139,24 @@ def _complete(doc: dict[str, Any]) -> dict[str, Any]:
                 schema_ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
                 if schema_ref.rsplit("/", 1)[-1] in ("Problem", "ValidationProblem"):
                     answer["content"] = {"application/problem+json": content.pop("application/json")}
+    _add_event_streams(doc.get("paths", {}))
     doc.pop("security", None)
     return doc
+
+
+# operations that answer 200 with Server-Sent Events (the stream is not JSON, so spectree cannot describe it)
+EVENT_STREAMS = {("/api/runs/{run_id}/events", "get"), ("/api/instances/{instance_id}/runs", "post")}
+EVENT_STREAM_CONTENT = {"text/event-stream": {"schema": {
+    "type": "string", "description": "Events `id: <seq>`, `event: status|token|done|error`, `data: <JSON>`."}}}
+
+
+def _add_event_streams(paths: dict[str, Any]) -> None:
+    for path, method in EVENT_STREAMS:
+        operation = paths.get(path, {}).get(method)
+        if operation is None:
+            continue
+        answer = operation.setdefault("responses", {}).setdefault("200", {"description": "The run's events."})
+        answer.setdefault("content", {}).update(EVENT_STREAM_CONTENT)
 
 
 ORG_HEADER_PARAMETER = {
@@ -154,6 +170,8 @@ TAGS = [
     ("offerings", "The catalog, and publishing for sellers and operators."),
     ("reviews", "Reviews and ratings of offerings: by verified buyers and trial users, replied to by publishers."),
     ("instances", "Subscriptions and trials, their lifecycle, entitlements and API keys."),
+    ("runs", "Runs of an instance's agent: start (answered at once, streamed, or waited for), read, follow "
+             "their events, cancel."),
     ("tokens", "Personal access tokens."),
     ("wallets", "Credits: balances and the ledger."),
     ("billing", "Credit holds for runs: authorize, settle, release."),

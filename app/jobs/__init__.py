@@ -32,6 +32,8 @@ class TaskSpec:
     every: int | None = None  # seconds between ticks when periodic
     when: Callable[[Mapping[str, Any]], bool] | None = None  # periodic only when this says so
     command: bool = False  # registered as a CLI command of the same name
+    queue: str = "default"  # procrastinate queue: a worker started with `--queues` serves only those
+    background: bool = False  # SQLite: runs on the in-process pool after commit, not inline in the committer
 
     @property
     def periodic(self) -> bool:
@@ -56,11 +58,13 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {}
 
 
-def task(name: str, *, retry: RetryStrategy | None = None) -> Callable[[Callable], Callable]:
-    """Register a one-off task (deferred by the code that needs it)."""
+def task(name: str, *, retry: RetryStrategy | None = None, queue: str = "default",
+         background: bool = False) -> Callable[[Callable], Callable]:
+    """Register a one-off task (deferred by the code that needs it), on `queue`. With `background`,
+    the SQLite engine runs it on its small thread pool instead of in the committing request."""
 
     def register(func: Callable) -> Callable:
-        _add(TaskSpec(name=name, func=func, retry=retry))
+        _add(TaskSpec(name=name, func=func, retry=retry, queue=queue, background=background))
         return func
 
     return register

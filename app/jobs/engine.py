@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +51,7 @@ def build(flask_app: Flask, connector: Any, *, periodic: bool) -> procrastinate.
     engine = procrastinate.App(connector=connector)
     for spec in load_tasks().values():
         registered = engine.task(
-            name=spec.name, pass_context=True, retry=spec.retry or False,
+            name=spec.name, pass_context=True, retry=spec.retry or False, queue=spec.queue,
             # a sweep never runs twice at once, and never piles up behind a slow run
             lock=spec.name if spec.periodic else None, queueing_lock=spec.name if spec.periodic else None,
         )(_job_function(flask_app, spec))
@@ -145,7 +147,35 @@ def _run_committed_jobs(session: Session) -> None:
         return
     pending = session.info.pop(_PENDING, None)
     for job in pending or ():
-        run_inline(job.flask_app, job.spec, job.kwargs)
+        if job.spec.background:
+            run_in_background(job.flask_app, job.spec, job.kwargs)
+        else:
+            run_inline(job.flask_app, job.spec, job.kwargs)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_in_flight: set[Future] = set()
+
+
+def run_in_background(flask_app: Flask, spec: TaskSpec, kwargs: dict[str, Any]) -> Future:
+    """SQLite: run a job on a small in-process thread pool (its size is the setting
+    `JOB_BACKGROUND_THREADS`), so the request that deferred it answers at once."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            size = int(flask_app.config.get("JOB_BACKGROUND_THREADS") or 4)
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="jobs")
+        future = _pool.submit(run_inline, flask_app, spec, kwargs)
+        _in_flight.add(future)
+    future.add_done_callback(_in_flight.discard)
+    return future
+
+
+def wait_for_background(timeout: float = 30.0) -> bool:
+    """Wait until every background job started so far has ended; False when `timeout` passed first."""
+    done, not_done = wait(list(_in_flight), timeout=timeout)
+    return not not_done
 
 
 def run_inline(flask_app: Flask, spec: TaskSpec, kwargs: dict[str, Any]) -> bool:

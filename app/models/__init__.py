@@ -15,7 +15,7 @@ from app.models.commerce import (
 )
 from app.models.identity import LoginThrottle, MemberRole, Membership, Organization, PersonalAccessToken, Role, User, UserSession
 from app.models.instances import (
-    ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunStatus, TrialClaim,
+    RUN_FINISHED, ApiKey, Instance, InstanceStatus, KnowledgeDocument, Run, RunEvent, RunStatus, TrialClaim,
 )
 from app.models.integrations import STORE_SYNC_KEY, ConnectorBinding, StoredSecret, StoreSyncState, WebhookEvent
 from app.models.invoicing import BillingDetails, DocumentKind, DocumentSequence, Invoice, InvoiceLine
@@ -45,4 +45,6 @@ __all__ = [
     "BillingDetails", "DocumentKind", "DocumentSequence", "Invoice", "InvoiceLine",
     "OrganizationInvitation", "SellerWebhookAttempt", "SellerWebhookDelivery", "SellerWebhookEndpoint",
     "SellerWebhookEvent", "WebhookDeliveryStatus",
+    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",
+    "RUN_FINISHED", "Run", "RunEvent", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
 ]

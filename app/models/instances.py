@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, false as sa_false, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Model, StrEnum
@@ -19,9 +19,17 @@ class InstanceStatus(StrEnum):
 
 
 class RunStatus(StrEnum):
+    QUEUED = "queued"  # checked, held and waiting for a runner
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+# a run in one of these has ended: its hold is settled or released and it has a done or error event
+RUN_FINISHED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value,
+                          RunStatus.TIMED_OUT.value})
 
 
 class CapOutcome(StrEnum):
@@ -55,7 +63,7 @@ class Instance(Model):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     cancelled_at: Mapped[datetime | None]
     # the subscription ends at period_end instead of renewing (undone by "Resume subscription")
-    cancel_at_period_end: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False, server_default=false())
     # a downgrade: the plan the next period renews on
     pending_plan_id: Mapped[int | None] = mapped_column(ForeignKey("plan.id"))
     payment_method_id: Mapped[int | None] = mapped_column(ForeignKey("payment_method.id", ondelete="SET NULL"))
@@ -131,8 +139,29 @@ class Run(Model):
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     finished_at: Mapped[datetime | None]
+    # the caller's own conversation id (session_id above is the one the runtime is sent)
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None]  # when a runner took it
+    cancel_requested_at: Mapped[datetime | None]  # the runner stops the run when it sees this
+    # a reply that arrived after the run timed out or was cancelled: kept, never shown as the answer, not charged
+    late_output: Mapped[str | None] = mapped_column(Text)
+    # the runtime may hold a turn the caller never saw: the conversation's next turn starts a new runtime session
+    session_stale: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     instance: Mapped[Instance] = relationship()
+
+
+class RunEvent(Model):
+    """What a run produced, in order: `status`, `token` (batched text), then one `done` or `error`.
+    Replayed to event-stream followers from any `seq` on."""
+
+    __tablename__ = "run_event"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class KnowledgeDocument(Model):

@@ -68,8 +68,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "cancel": (frozenset({InstanceStatus.ACTIVE.value, InstanceStatus.SUSPENDED.value,
                           InstanceStatus.PAST_DUE.value}), InstanceStatus.CANCELLED.value),
 }
-# runs that count against a plan's limit: started or finished well (a failed run is not a use)
-COUNTED_RUN_STATUSES = (RunStatus.RUNNING.value, RunStatus.SUCCEEDED.value)
+# runs that count against a plan's limit: queued, started or finished well (a failed run is not a use)
+COUNTED_RUN_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.SUCCEEDED.value)
 
 
 def get_instance_for_user(session: Session, *, user: User, instance_id: int) -> Instance:

@@ -1,11 +1,13 @@
 """The run gateway: check entitlements, hold credits, run the agent, settle what it used.
 
-A run is two short transactions around the runtime call, so no database lock is held while an
-agent works (a slow run must not queue every other run of the wallet behind its row lock):
+A run is short transactions around the runtime call, so no database lock is held while an
+agent works (a slow run must not queue every other run of the wallet behind its row lock), and
+the runtime is called by a runner, never in a web request:
 
-    start_run   entitlements -> Run(running) -> authorize a hold   -> caller commits
-    (runtime)   the port's adapter runs the agent, outside any transaction
-    finish_run  settle min(actual cost, hold) | release on failure -> caller commits
+    start_run   entitlements -> Run(queued) -> authorize a hold     -> caller commits
+    queue_run   event `status queued` + the job `execute-run`       (same commit)
+    runner      app.services.runner: claim (running), call the runtime, stream `token` events
+    finish_run  settle min(actual cost, hold) | release on failure  -> event `done` | `error`
 
 Cost of a run = plan.credits_per_run + ceil(usage_units / 1000) * plan.credits_per_1k_units,
 never more than the hold. The hold is the most a run may cost (its limit): the plan's
@@ -22,8 +24,9 @@ delivered in full and charged the limit, and the cost above it is recorded on th
 Idempotency: the client's key is stored on the Run (unique, scoped to the instance), and the hold
 and settlement keys derive from the run id (`billing.run_key`: a namespace that callers of the
 billing API cannot write, so none can take or close a run's hold). A retry with the same key returns
-the recorded run and charges nothing; a retry while the first is still running gets 409; the same
-key with a different input is refused (409).
+the recorded run and charges nothing when it succeeded, and starts a new attempt when it failed,
+timed out or was cancelled (the old attempt keeps the key with its id appended); a retry while the
+first is still queued or running gets 409; the same key with a different input is refused (409).
 """
 from __future__ import annotations
 
@@ -34,14 +37,15 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.adapters.runtime import (
-    Document, FaqEntry, RunContext, RunOutput, RuntimeFailure, RuntimeInputError, RuntimeTimeout, UsageTerms,
-    get_runtime, usage_terms,
+    Document, FaqEntry, RunContext, RunControl, RunOutput, Runtime, RuntimeFailure, RuntimeInputError, RuntimeTimeout,
+    TokenCallback, UsageTerms, get_runtime, usage_terms,
 )
 from app.models import (
     ApiKey, Instance, KnowledgeDocument, LedgerEntry, LedgerKind, Offering, Plan, Run, RunStatus, User, utcnow,
@@ -192,7 +196,8 @@ def start_run(
     session_id: str | None = None,
     now: datetime | None = None,
 ) -> PreparedRun:
-    """Check entitlements, record a running Run and hold the most it may cost. Flushes; caller commits.
+    """Check entitlements, record a queued Run and hold the most it may cost. Flushes; caller commits
+    (after `queue_run`, which hands it to a runner).
 
     The caller has already checked that `user` (or `api_key`) may act on `instance`.
     Raises RunError: 402 insufficient credits, 403 not entitled, 409 key in use, 422 bad input, 429 run limit.
@@ -214,7 +219,10 @@ def start_run(
 
     existing = session.scalar(select(Run).where(Run.idempotency_key == run_key))
     if existing is not None:
-        return _replay(existing, input_text)
+        replay = _replay(existing, input_text)
+        if replay is not None:
+            return replay
+        _retire_attempt(session, existing, run_key)
 
     entitled = instance_service.entitlements(session, instance=instance, now=now)
     if not entitled.may_run and entitled.reason in REFUSALS:
@@ -227,9 +235,9 @@ def start_run(
     quote.check_input(_usage_terms(version.runtime_kind, input_text))
 
     run = Run(
-        instance_id=instance.id, status=RunStatus.RUNNING.value, input_text=input_text,
-        session_id=f"inst{instance.id}-{session_id or uuid.uuid4().hex}",
-        idempotency_key=run_key, created_by_id=user.id if user else None,
+        instance_id=instance.id, status=RunStatus.QUEUED.value, input_text=input_text,
+        session_id=_runtime_session(session, instance.id, session_id),
+        conversation_id=session_id, idempotency_key=run_key, created_by_id=user.id if user else None,
         api_key_id=api_key.id if api_key else None, created_at=now,
     )
     session.add(run)
@@ -261,14 +269,49 @@ def start_run(
     )
 
 
-def _replay(existing: Run, input_text: str) -> PreparedRun:
+def _replay(existing: Run, input_text: str) -> PreparedRun | None:
+    """The recorded run for a retry with its key; None when it failed, was cancelled or timed out:
+    that is not a result, so the retry is a new attempt."""
     if existing.input_text != input_text:
         raise RunError("This idempotency key was already used with a different input.", status=409,
                        code="idempotency_conflict", field="idempotency_key")
-    if existing.status == RunStatus.RUNNING.value:
+    if existing.status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value):
         raise RunError("A run with this idempotency key is still in progress. Retry in a moment to get its result.",
                        status=409, code="in_progress", field="idempotency_key")
+    if existing.status != RunStatus.SUCCEEDED.value:
+        return None
     return PreparedRun(run_id=existing.id, replayed=True)
+
+
+def _retire_attempt(session: Session, existing: Run, run_key: str) -> None:
+    """Free the key of a failed attempt for the new one; the old run keeps it with its id appended.
+    Of two retries at once, one renames it and the other is told the key is in use."""
+    renamed = session.execute(
+        update(Run).where(Run.id == existing.id, Run.idempotency_key == run_key)
+        .values(idempotency_key=f"{run_key}#{existing.id}")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if renamed != 1:
+        raise RunError("A run with this idempotency key is already in progress. Retry in a moment to get its "
+                       "result.", status=409, code="in_progress", field="idempotency_key")
+    session.expire(existing)
+
+
+def _runtime_session(session: Session, instance_id: int, conversation_id: str | None) -> str:
+    """The session id the runtime is sent: one per conversation of the instance, and a new one after
+    a turn whose reply the caller never saw (the runtime may have stored it in its memory)."""
+    if conversation_id is None:
+        return f"inst{instance_id}-{uuid.uuid4().hex}"
+    last = session.execute(
+        select(Run.id, Run.session_id, Run.session_stale)
+        .where(Run.instance_id == instance_id, Run.conversation_id == conversation_id)
+        .order_by(Run.id.desc()).limit(1)
+    ).first()
+    if last is None:
+        return f"inst{instance_id}-{conversation_id}"
+    if last.session_stale:
+        return f"inst{instance_id}-{conversation_id}-r{last.id}"
+    return last.session_id
 
 
 def _context(session: Session, instance: Instance, now: datetime) -> RunContext:
@@ -289,12 +332,14 @@ def _context(session: Session, instance: Instance, now: datetime) -> RunContext:
     return RunContext(offering_name=offering.name, faq=faq, documents=documents, today=now.date())
 
 
-def call_runtime(prepared: PreparedRun) -> RunOutput | RuntimeFailure:
+def call_runtime(prepared: PreparedRun, *, runtime: Runtime | None = None, on_token: TokenCallback | None = None,
+                 control: RunControl | None = None) -> RunOutput | RuntimeFailure:
     """Run the agent through the port; a failure is returned, not raised, so the caller can settle it."""
-    runtime = get_runtime(prepared.runtime_kind)
     try:
+        runtime = runtime or get_runtime(prepared.runtime_kind)
+        extra = {"control": control} if control is not None else {}
         return runtime.run(prepared.runtime_ref, prepared.input_text, prepared.session_id, prepared.context,
-                           max_units=prepared.max_units)
+                           max_units=prepared.max_units, on_token=on_token, **extra)
     except RuntimeFailure as exc:
         return exc
     except Exception as exc:  # an adapter bug must still release the hold
@@ -342,6 +387,9 @@ def finish_run(
             billing.release(session, hold_id=prepared.hold_id, idempotency_key=billing.run_key(run.id, "release"),
                             now=now)
         run.status = RunStatus.FAILED.value
+        if isinstance(outcome, RuntimeTimeout):
+            # the runtime may still finish and keep the turn in its memory: the next turn starts afresh
+            run.status, run.session_stale = RunStatus.TIMED_OUT.value, True
         run.error = str(outcome)
         run.credits = 0
         level = logging.INFO if isinstance(outcome, RuntimeInputError) else logging.WARNING
@@ -381,11 +429,15 @@ def finish_run(
 
 
 def fail_stale_runs(session: Session, *, now: datetime | None = None, older_than: timedelta = STALE_AFTER) -> int:
-    """Runs still `running` long after their hold ran out (the process died mid-run): mark them
-    failed and release their holds. Idempotent; for the scheduler."""
+    """Runs whose runner died: still `queued` (the job was lost) or `running` long after their hold
+    ran out. Mark them failed, release their holds and end their event streams. Idempotent; for the
+    scheduler (the `fail-stale-runs` periodic job)."""
+    from app.services import run_events
+
     now = now or utcnow()
     stale = list(session.scalars(
-        select(Run).where(Run.status == RunStatus.RUNNING.value, Run.created_at < now - older_than)
+        select(Run).where(Run.status.in_((RunStatus.QUEUED.value, RunStatus.RUNNING.value)),
+                          Run.created_at < now - older_than)
         .order_by(Run.id).limit(500)
     ))
     for run in stale:
@@ -398,8 +450,108 @@ def fail_stale_runs(session: Session, *, now: datetime | None = None, older_than
         run.status = RunStatus.FAILED.value
         run.error = "The run did not finish. You were not charged."
         run.finished_at = now
+        run.session_stale = True
+        session.flush()
+        run_events.append_event(session, run_id=run.id, kind="error",
+                                data={"message": run.error, "code": "run_failed", "run": run_view(run)})
     session.flush()
     return len(stale)
+
+
+# --- queueing, cancelling, reading ---------------------------------------------------------------
+
+RUN_QUEUE = "runs"  # the job engine queue runs go to: `flask --app app worker --queues runs`
+
+
+def queue_run(session: Session, *, prepared: PreparedRun) -> None:
+    """Hand a started run to a runner (the `execute-run` job on the `runs` queue), with its first
+    event. Flushes; the job exists once the caller commits (SQLite: it starts then, on a thread)."""
+    from app.services import jobs, run_events
+
+    if prepared.replayed:
+        return
+    run_events.append_event(session, run_id=prepared.run_id, kind="status", data={"status": RunStatus.QUEUED.value})
+    jobs.defer(session, "execute-run", run_id=prepared.run_id)
+
+
+def run_view(run: Run, *, replayed: bool = False) -> dict[str, Any]:
+    """The run as the API shows it (RunOut), as JSON values: also the `run` of done and error events."""
+    return {
+        "id": run.id, "instance_id": run.instance_id, "status": run.status, "output": run.output_text,
+        "error": run.error, "credits": run.credits or 0, "usage_units": run.usage_units or 0,
+        "cap_outcome": run.cap_outcome, "overrun_credits": run.overrun_credits or 0,
+        "duration_ms": run.duration_ms, "session_id": run.session_id, "conversation_id": run.conversation_id,
+        "late_output": run.late_output is not None, "session_stale": bool(run.session_stale),
+        "created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at), "replayed": replayed,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def prepared_for(session: Session, run: Run) -> PreparedRun:
+    """What the runner needs to call the runtime for a queued run, read back from its records: the
+    hold is the most it may cost; prices, runtime and context are the instance's now."""
+    from app.models import Hold
+
+    instance = run.instance
+    version = instance.version or instance.offering.current_version
+    if version is None:
+        raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
+    plan = instance.plan
+    hold = session.get(Hold, run.hold_id) if run.hold_id is not None else None
+    base = quote_for(plan)
+    max_credits = hold.amount if hold is not None else base.max_credits
+    quote = Quote(plan.credits_per_run, plan.credits_per_1k_units, max_credits, None, max_credits < base.max_credits)
+    return PreparedRun(
+        run_id=run.id, replayed=False, hold_id=run.hold_id, quote=quote, runtime_kind=version.runtime_kind,
+        runtime_ref=version.runtime_ref, input_text=run.input_text, session_id=run.session_id or "",
+        context=_context(session, instance, utcnow()), max_units=quote.max_units,
+    )
+
+
+class RunNotCancellable(RunError):
+    pass
+
+
+def cancel_run(session: Session, *, run: Run, now: datetime | None = None) -> Run:
+    """Cancel a run. A queued one ends now: its hold is released and its stream ends with an
+    `error` event (code run_cancelled). A running one is flagged: its runner stops the runtime where
+    it can and releases the hold (or settles what the runtime reports as used so far). Flushes.
+    RunNotCancellable (409) when it has already ended."""
+    from app.services import run_events
+
+    now = now or utcnow()
+    taken = session.execute(
+        update(Run).where(Run.id == run.id, Run.status == RunStatus.QUEUED.value)
+        .values(status=RunStatus.CANCELLED.value, finished_at=now, cancel_requested_at=now,
+                error="Cancelled before it started. You were not charged.", credits=0)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.refresh(run)
+    if taken:
+        if run.hold_id is not None:
+            billing.release(session, hold_id=run.hold_id, idempotency_key=billing.run_key(run.id, "release"), now=now)
+        run_events.append_event(session, run_id=run.id, kind="error",
+                                data={"message": run.error, "code": "run_cancelled", "run": run_view(run)})
+        return run
+    if run.status == RunStatus.RUNNING.value:
+        if run.cancel_requested_at is None:
+            run.cancel_requested_at = now
+            session.flush()
+            run_events.notify(session, run.id)
+        return run
+    raise RunNotCancellable("This run has already ended.", status=409, code="run_finished")
+
+
+def list_runs(session: Session, *, instance: Instance, limit: int = 20, before_id: int | None = None) -> list[Run]:
+    """The instance's runs, newest first, `limit` at most, older than run `before_id` when given."""
+    query = select(Run).where(Run.instance_id == instance.id)
+    if before_id is not None:
+        query = query.where(Run.id < before_id)
+    return list(session.scalars(query.order_by(Run.id.desc()).limit(limit)))
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -12,6 +12,10 @@ from app.services import identity, instances
 from tests.conftest import login
 from tests.factories import make_org, make_user
 from tests.runtime.test_gateway import make_instance, wallet_of
+import pytest
+
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
 
 
 def count(session, model):
@@ -109,7 +113,7 @@ def test_switching_to_an_organization_you_are_not_in_is_refused(buyer_client, se
 
 def test_my_agents_lists_plan_status_trial_days_and_credits_used(buyer_client, session, buyer):
     trial = make_instance(session, buyer, is_trial=True, trial_ends_at=utcnow() + timedelta(days=3, hours=2))
-    buyer_client.post(f"/api/instances/{trial.id}/runs", json={"input": "How do I reset my password?"})
+    buyer_client.post(f"/api/instances/{trial.id}/runs", json={"input": "How do I reset my password?"}, headers={"Prefer": "wait=30"})
 
     page = buyer_client.get("/account/agents").get_data(as_text=True)
 
@@ -209,11 +213,11 @@ def test_an_api_key_is_shown_once_and_can_be_revoked(buyer_client, session, buye
     assert secret not in buyer_client.get(f"/account/instances/{instance.id}").get_data(as_text=True)
     api = buyer_client.application.test_client()
     assert api.post(f"/api/instances/{instance.id}/runs", json={"input": "password reset?"},
-                    headers={"X-API-Key": secret}).status_code == 201
+                    headers={"Prefer": "wait=30", "X-API-Key": secret}).status_code == 201
 
     assert buyer_client.post(f"/account/instances/{instance.id}/keys/{key.id}/revoke").status_code == 303
     assert api.post(f"/api/instances/{instance.id}/runs", json={"input": "password reset?"},
-                    headers={"X-API-Key": secret}).status_code == 401
+                    headers={"Prefer": "wait=30", "X-API-Key": secret}).status_code == 401
 
 
 def test_a_plain_member_cannot_create_keys(client, session, buyer):
@@ -268,7 +272,7 @@ def test_knowledge_documents_feed_the_knowledge_base_assistant(buyer_client, ses
     buyer_client.post(f"/account/instances/{instance.id}/documents", data={
         "title": "Security", "body": "Rotate API keys every 90 days."})
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": "hotel price per night"})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": "hotel price per night"}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 201
     assert response.get_json()["output"].startswith("Best match \u2014 \u201cTravel policy\u201d")

@@ -12,6 +12,10 @@ from app.adapters.runtime.builtin import BuiltinRuntime
 from app.models import InstanceStatus, LedgerEntry, Notification, Run, utcnow
 from app.services import billing
 from tests.runtime.test_gateway import make_instance, set_balance, wallet_of
+import pytest
+
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
 
 QUESTION = "How do I reset my password?"
 HTMX = {"HX-Request": "true"}

@@ -18,6 +18,9 @@ from tests.billing.race import run_threads
 from tests.conftest import login
 from tests.factories import make_user
 
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
+
 PLAN = "CUSTOMER-SUPPORT-AGENT-PRO"  # $86, 1,200 credits included
 PACK = "CREDITS-500"
 QUESTION = "How do I reset my password?"
@@ -73,7 +76,7 @@ def test_cancelling_right_after_buying_removes_the_unspent_included_credits_but_
     before = wallet_of(session, buyer).balance  # the welcome credits
     order = buy(session, buyer, (PLAN, 1), (PACK, 4))
     instance = session.scalar(select(Instance).where(Instance.source_order_line_id == order.lines[0].id))
-    ran = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION})
+    ran = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"})
     assert ran.status_code == 201 and ran.get_json()["credits"] == 3
     wallet = wallet_of(session, buyer)
     assert wallet.balance == before + 1200 + 2000 - 3

@@ -5,6 +5,10 @@ from sqlalchemy import func, select
 from app.models import Hold, Run, Wallet
 from app.services import billing
 from tests.factories import make_offering, make_org, make_user
+import pytest
+
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
 
 QUESTION = "How do I reset my password?"
 
@@ -40,7 +44,7 @@ def test_a_tenant_cannot_block_another_tenants_next_run_with_the_gateways_key(cl
         if held.status_code == 201:
             client.post("/api/billing/release", headers=as_a, json={"hold_id": held.get_json()["id"]})
         tried.append(held)
-    ran = client.post(f"/api/instances/{instance_b.id}/runs", headers=as_b, json={"input": QUESTION})
+    ran = client.post(f"/api/instances/{instance_b.id}/runs", headers={**as_b, "Prefer": "wait=30"}, json={"input": QUESTION})
 
     assert ran.status_code == 201, ran.get_json()
     assert ran.get_json()["status"] == "succeeded"

@@ -11,6 +11,9 @@ from app.services import billing, identity, instances, keys
 from tests.conftest import login
 from tests.factories import make_user
 
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
+
 QUESTION = "How do I reset my password?"
 
 
@@ -52,7 +55,7 @@ def test_a_run_deducts_exactly_the_settled_credits_and_records_one_run(buyer_cli
     before = wallet_of(session, instance).balance
     plan = instance.plan
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 201
     body = response.get_json()
@@ -73,13 +76,13 @@ def test_a_run_deducts_exactly_the_settled_credits_and_records_one_run(buyer_cli
 def test_a_retry_with_the_same_idempotency_key_never_charges_twice(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
     first = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION},
-                              headers={"Idempotency-Key": "retry-1"})
+                              headers={"Prefer": "wait=30", "Idempotency-Key": "retry-1"})
     balance = wallet_of(session, instance).balance
 
     second = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION},
-                               headers={"Idempotency-Key": "retry-1"})
+                               headers={"Prefer": "wait=30", "Idempotency-Key": "retry-1"})
     changed = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": "another question",
-                                                                          "idempotency_key": "retry-1"})
+                                                                          "idempotency_key": "retry-1"}, headers={"Prefer": "wait=30"})
 
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.get_json()["id"] == first.get_json()["id"]
@@ -105,17 +108,18 @@ def test_runtime_down_or_timing_out_releases_the_hold_and_charges_nothing(buyer_
     before = wallet_of(session, instance)
     balance, ledger_before = before.balance, session.scalar(select(func.count()).select_from(LedgerEntry))
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == (504 if failure == "timeout" else 502)
     body = response.get_json()
     assert body["detail"] == ("The agent did not answer within 30 seconds. You were not charged." if failure == "timeout"
                               else "The agent runtime cannot be reached right now. Try again in a moment.")
-    assert body["run"]["status"] == "failed" and body["run"]["credits"] == 0
+    status = "timed_out" if failure == "timeout" else "failed"
+    assert body["run"]["status"] == status and body["run"]["credits"] == 0
     wallet = wallet_of(session, instance)
     assert (wallet.balance, wallet.held) == (balance, 0)
     [run] = session.scalars(select(Run)).all()
-    assert run.status == "failed" and run.error == body["detail"]
+    assert run.status == status and run.error == body["detail"]
     assert session.get(Hold, run.hold_id).status == HoldStatus.RELEASED.value
     kinds = session.scalars(select(LedgerEntry.kind).order_by(LedgerEntry.id)).all()[ledger_before:]
     assert kinds == ["hold", "release"]
@@ -124,8 +128,8 @@ def test_runtime_down_or_timing_out_releases_the_hold_and_charges_nothing(buyer_
 def test_the_spending_cap_bounds_the_hold_and_a_cap_below_the_price_is_refused(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
 
-    capped = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION, "spending_cap": 3})
-    too_low = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION, "spending_cap": 1})
+    capped = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION, "spending_cap": 3}, headers={"Prefer": "wait=30"})
+    too_low = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION, "spending_cap": 1}, headers={"Prefer": "wait=30"})
 
     assert capped.status_code == 201
     run = session.get(Run, capped.get_json()["id"])
@@ -140,7 +144,7 @@ def test_usage_above_the_hold_is_never_charged_silently(buyer_client, session, b
     balance = wallet_of(session, instance).balance
     long_question = "How do I reset my password? " + "please " * 700  # ~5,000 characters: 2 + 5 > cap of 4
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": long_question, "spending_cap": 4})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": long_question, "spending_cap": 4}, headers={"Prefer": "wait=30"})
 
     # the input alone costs more than the cap: refused before anything is held (see test_run_caps)
     assert response.status_code == 422
@@ -153,7 +157,7 @@ def test_a_wallet_without_enough_credits_gets_402_and_nothing_changes(buyer_clie
     instance = make_instance(session, buyer)
     set_balance(session, instance, 5)  # the hold is the plan's max per run: 12
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 402
     assert response.get_json()["code"] == "insufficient_credits"
@@ -178,7 +182,7 @@ def test_instances_that_may_not_run_are_refused_without_a_charge(buyer_client, s
     instance = make_instance(session, buyer, **change)
     balance = wallet_of(session, instance).balance
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == status
     assert response.get_json()["code"] == code
@@ -190,9 +194,9 @@ def test_a_run_limit_reached_is_429(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
     instance.plan.max_runs_per_period = 1
     session.commit()
-    assert buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}).status_code == 201
+    assert buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"}).status_code == 201
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 429
     assert response.get_json()["code"] == "run_limit_reached"
@@ -207,7 +211,7 @@ def test_a_member_of_another_organization_can_neither_open_nor_run_the_instance(
     balance = wallet_of(session, instance).balance
 
     page = client.get(f"/account/instances/{instance.id}")
-    run = client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION})
+    run = client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30"})
     console = client.post(f"/account/instances/{instance.id}/runs", data={"input": QUESTION})
 
     assert page.status_code == 404
@@ -224,8 +228,8 @@ def test_an_instance_api_key_runs_only_its_own_instance(client, session, buyer):
     _, secret = keys.create_api_key(session, instance=instance, actor=buyer, name="help desk")
     session.commit()
 
-    own = client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"X-API-Key": secret})
-    foreign = client.post(f"/api/instances/{other.id}/runs", json={"input": "x " * 20}, headers={"X-API-Key": secret})
+    own = client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}, headers={"Prefer": "wait=30", "X-API-Key": secret})
+    foreign = client.post(f"/api/instances/{other.id}/runs", json={"input": "x " * 20}, headers={"Prefer": "wait=30", "X-API-Key": secret})
 
     assert own.status_code == 201
     assert foreign.status_code == 404
@@ -237,7 +241,7 @@ def test_an_input_the_agent_cannot_use_is_a_422_failed_run_without_charge(buyer_
     instance = make_instance(session, buyer, slug="sales-outreach-agent")
     balance = wallet_of(session, instance).balance
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": "role: CTO"})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": "role: CTO"}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 422
     assert response.get_json()["detail"].startswith("Missing name and company.")
@@ -247,7 +251,7 @@ def test_an_input_the_agent_cannot_use_is_a_422_failed_run_without_charge(buyer_
 def test_bad_bodies_name_the_field(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": ""})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": ""}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 422
     assert [e["field"] for e in response.get_json()["errors"]] == ["input"]
@@ -277,7 +281,7 @@ def test_two_concurrent_runs_on_a_wallet_with_credits_for_one_one_succeeds_one_g
 
     def attempt(client):
         barrier.wait()
-        status = client.post(url, json={"input": QUESTION}).status_code
+        status = client.post(url, json={"input": QUESTION}, headers={"Prefer": "wait=30"}).status_code
         statuses.append(status)
         if status == 402:
             refused.set()
@@ -308,7 +312,7 @@ def test_a_langflow_offering_runs_through_the_adapter_and_is_charged_for_its_tok
         client = app.test_client()
         login(client, buyer)
 
-        response = client.post(f"/api/instances/{instance.id}/runs", json={"input": "summarize this", "session_id": "chat-7"})
+        response = client.post(f"/api/instances/{instance.id}/runs", json={"input": "summarize this", "session_id": "chat-7"}, headers={"Prefer": "wait=30"})
     finally:
         server.shutdown()
         server.server_close()

@@ -11,6 +11,10 @@ from app.models import Hold, HoldStatus, LedgerEntry, Run
 from app.services import analytics, billing
 from tests.conftest import login
 from tests.runtime.test_gateway import QUESTION, make_instance, run_count, wallet_of
+import pytest
+
+# runs started here are executed (on PostgreSQL by a worker thread)
+pytestmark = pytest.mark.usefixtures("run_worker")
 
 SUMMARY_INPUT = "x " * 20
 
@@ -30,7 +34,7 @@ def test_a_cap_equal_to_the_run_price_cannot_drop_the_usage_fee(buyer_client, se
     balance, before = wallet_of(session, instance).balance, counts(session)
 
     # when a run is asked for with a spending cap of 1
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": SUMMARY_INPUT, "spending_cap": 1})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": SUMMARY_INPUT, "spending_cap": 1}, headers={"Prefer": "wait=30"})
 
     # then it is refused on the cap, and nothing is held, run or charged
     assert response.status_code == 422
@@ -48,7 +52,7 @@ def test_the_same_run_with_a_cap_that_covers_the_input_is_charged_its_usage_fee(
     instance = make_instance(session, buyer, slug="meeting-notes-summarizer")
     balance = wallet_of(session, instance).balance
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": SUMMARY_INPUT, "spending_cap": 2})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": SUMMARY_INPUT, "spending_cap": 2}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 201
     body = response.get_json()
@@ -62,7 +66,7 @@ def test_a_cap_that_cannot_cover_a_long_input_is_refused_and_nothing_changes(buy
     long_question = "How do I reset my password? " + "please " * 700  # 4,928 characters: 2 + 5 = 7 > 4
     balance, before = wallet_of(session, instance).balance, counts(session)
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": long_question, "spending_cap": 4})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": long_question, "spending_cap": 4}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 422
     body = response.get_json()
@@ -78,7 +82,7 @@ def test_an_input_beyond_the_plans_maximum_per_run_is_refused_on_the_input(buyer
     instance = make_instance(session, buyer)  # at most 12 credits a run: 10,000 characters
     before = counts(session)
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": "reset password " * 700})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": "reset password " * 700}, headers={"Prefer": "wait=30"})
 
     assert response.status_code == 422
     body = response.get_json()
@@ -104,7 +108,7 @@ def test_an_output_that_would_pass_the_cap_is_cut_where_the_cap_is_reached(buyer
     balance = wallet_of(session, instance).balance
 
     # when it runs with a cap of 3
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": question, "spending_cap": 3})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": question, "spending_cap": 3}, headers={"Prefer": "wait=30"})
 
     # then the output stops at the 1,000th character, the run costs 3, and says it was cut
     assert response.status_code == 201
@@ -125,7 +129,7 @@ def test_without_a_cap_the_same_run_is_delivered_whole_and_charged_its_usage(buy
     instance = make_instance(session, buyer)
     question = padded_question(990)
 
-    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": question})
+    response = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": question}, headers={"Prefer": "wait=30"})
 
     body = response.get_json()
     assert body["usage_units"] > 1000
@@ -145,7 +149,7 @@ def test_a_runtime_that_cannot_stop_is_charged_the_cap_and_the_overrun_is_record
         client = app.test_client()
         login(client, buyer)
 
-        response = client.post(f"/api/instances/{instance.id}/runs", json={"input": "summarize this", "spending_cap": 3})
+        response = client.post(f"/api/instances/{instance.id}/runs", json={"input": "summarize this", "spending_cap": 3}, headers={"Prefer": "wait=30"})
     finally:
         server.shutdown()
         server.server_close()

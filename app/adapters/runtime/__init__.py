@@ -7,6 +7,8 @@ the adapter from the app config. Services call the port, never an adapter module
 """
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -108,6 +110,44 @@ class RunOutput:
 TokenCallback = Callable[[str], None]
 
 
+class RunControl:
+    """Lets the caller ask a running adapter to stop (the run was cancelled, or its time is up).
+
+    An adapter that can stop registers what to do with `on_stop` (Langflow: close the stream, and
+    Langflow cancels the run when its client disconnects) and checks `stopped` between tokens. An
+    adapter that cannot stop ignores it; its reply then arrives late and the caller records it."""
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._stopped.is_set():
+                self._callbacks.append(callback)
+                return
+        _call_quietly(callback)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _call_quietly(callback)
+
+
+def _call_quietly(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:  # stopping is best effort: the run is given up either way
+        logging.getLogger(__name__).warning("stopping a run failed", exc_info=True)
+
+
 class Runtime(Protocol):
     kind: str
     unit_name: str  # what its usage units count, in words ("characters", "tokens")
@@ -115,9 +155,11 @@ class Runtime(Protocol):
 
     def run(
         self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
-        *, on_token: TokenCallback | None = None, max_units: int | None = None,
+        *, on_token: TokenCallback | None = None, max_units: int | None = None, control: RunControl | None = None,
     ) -> RunOutput:
         """Run `runtime_ref` on `input_text`; raise RuntimeFailure, RuntimeTimeout or RuntimeInputError.
+
+        With `control`, the adapter stops where it can when the caller asks (see RunControl).
 
         With `max_units`, a runtime that can cut its output (`can_cut_output`) stops where the usage
         reaches `max_units` and says so with `RunOutput.truncated`; one that cannot reports its whole
@@ -157,6 +199,17 @@ def usage_terms(kind: str, input_text: str) -> UsageTerms:
         return UsageTerms(LangflowRuntime.unit_name, LangflowRuntime.can_cut_output,
                           LangflowRuntime.input_units(input_text))
     raise RuntimeFailure("This agent's runtime is not available.", detail=f"unknown runtime kind {kind!r}")
+
+
+def partial_usage(kind: str, input_text: str, delivered: str) -> int | None:
+    """The usage units a run of runtime `kind` has used when it is stopped after delivering
+    `delivered`, where the runtime counts usage itself (the built-in one counts characters);
+    None where it cannot be known before the runtime reports it (Langflow reports at the end)."""
+    if kind == "builtin":
+        from app.adapters.runtime.builtin import BuiltinRuntime
+
+        return BuiltinRuntime.input_units(input_text) + len(delivered)
+    return None
 
 
 def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:

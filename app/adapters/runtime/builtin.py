@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from app.adapters.runtime import (
-    RunContext, RunOutput, RuntimeDescription, RuntimeFailure, RuntimeReference, TokenCallback,
+    RunContext, RunControl, RunOutput, RuntimeDescription, RuntimeFailure, RuntimeReference, TokenCallback,
 )
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class BuiltinRuntime:
 
     def run(
         self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
-        *, on_token: TokenCallback | None = None, max_units: int | None = None,
+        *, on_token: TokenCallback | None = None, max_units: int | None = None, control: RunControl | None = None,
     ) -> RunOutput:
         from app.adapters.runtime.agents import registry
 

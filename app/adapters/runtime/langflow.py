@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 import uuid
 from typing import Any
@@ -27,8 +28,8 @@ import requests
 from urllib3.exceptions import ReadTimeoutError
 
 from app.adapters.runtime import (
-    Component, RunContext, RunOutput, RuntimeDescription, RuntimeFailure, RuntimeInputError, RuntimeReference,
-    RuntimeTimeout, RuntimeUnavailable, TokenCallback,
+    Component, RunContext, RunControl, RunOutput, RuntimeDescription, RuntimeFailure, RuntimeInputError,
+    RuntimeReference, RuntimeTimeout, RuntimeUnavailable, TokenCallback,
 )
 
 log = logging.getLogger(__name__)
@@ -135,11 +136,12 @@ class LangflowRuntime:
 
     def run(
         self, runtime_ref: str, input_text: str, session_id: str, context: RunContext,
-        *, on_token: TokenCallback | None = None, max_units: int | None = None,
+        *, on_token: TokenCallback | None = None, max_units: int | None = None, control: RunControl | None = None,
     ) -> RunOutput:
         """Run the flow; stream (and pass each token to `on_token`) when a callback is given.
 
-        `max_units` is not honoured (`can_cut_output` is False): the usage reported may exceed it."""
+        `max_units` is not honoured (`can_cut_output` is False): the usage reported may exceed it.
+        With `control`, a stop closes the stream: Langflow cancels a run whose client disconnects."""
         if not self.base_url or not self.api_key:
             raise RuntimeFailure("This agent's runtime is not configured. It has been logged.",
                                  detail="LANGFLOW_URL or LANGFLOW_API_KEY is not set")
@@ -172,7 +174,14 @@ class LangflowRuntime:
             if response.status_code != 200:
                 raise self._http_error(response, url)
             if stream:
-                result = self._read_stream(response, on_token, deadline=started + self.timeout, url=url)
+                if control is not None:
+                    control.on_stop(lambda: _disconnect(response))
+                try:
+                    result = self._read_stream(response, on_token, deadline=started + self.timeout, url=url)
+                except RuntimeFailure:
+                    if control is not None and control.stopped:
+                        raise RuntimeFailure("The run was stopped.", detail=f"stream from {url} closed by us") from None
+                    raise
             else:
                 try:
                     result = response.json()
@@ -266,6 +275,21 @@ class LangflowRuntime:
                                      detail=f"stream from {url}: end event without a result: {raw[:MAX_ERROR_BODY]!r}")
             return result
         return None
+
+
+def _disconnect(response: requests.Response) -> None:
+    """Close the stream's connection from another thread: a shutdown of the socket wakes the reader
+    blocked on it, which then closes the response itself (closing it here could wait on the reader)."""
+    connection = getattr(response.raw, "_connection", None) or getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        fp = getattr(response.raw, "_fp", None)
+        sock = getattr(getattr(getattr(fp, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _extract_output(result: Any, output_component: str | None) -> tuple[str, dict | None, str | None]:

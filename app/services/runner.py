@@ -1,0 +1,182 @@
+"""The runner: executes one queued run (the `execute-run` job), outside any web request.
+
+    claim       queued -> running (a run cancelled meanwhile is left alone), event `status`
+    runtime     called on a helper thread with `on_token`; this thread batches the tokens into
+                `token` events (every FLUSH_SECONDS or FLUSH_CHARS), watches the run's cancel flag
+                and its deadline (RUN_TIMEOUT)
+    settle      finish_run: settle what it used (succeeded, event `done`) or release the hold
+                (failed / timed_out, event `error`)
+
+A cancel or a timeout asks the runtime to stop where it can (`RunControl`: Langflow's stream is
+closed, and Langflow cancels a run whose client went away). The hold is released at once, or a
+cancelled run is charged what the runtime reports as used so far. The runner then keeps listening
+for up to RUN_LATE_WAIT seconds: a reply that still arrives is recorded as `late_output` (never
+shown as the answer, never charged), and the run is marked `session_stale` so the conversation's
+next turn gets a fresh runtime session instead of building on a reply the caller never saw.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.adapters.runtime import RunControl, RunOutput, RuntimeFailure, get_runtime, partial_usage
+from app.models import Run, RunStatus, utcnow
+from app.services import billing, run_events, runs
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.05
+FLUSH_CHARS = 256
+CANCEL_CHECK_SECONDS = 0.25
+
+
+def execute_run(session: Session, *, run_id: int, timeout: float = 60.0, late_wait: float = 30.0) -> str:
+    """Run one queued run to its end and commit each step. Returns what happened, for the job log."""
+    now = utcnow()
+    claimed = session.execute(
+        update(Run).where(Run.id == run_id, Run.status == RunStatus.QUEUED.value, Run.cancel_requested_at.is_(None))
+        .values(status=RunStatus.RUNNING.value, started_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        session.rollback()
+        return f"Run {run_id} is not waiting to run (cancelled, finished or gone)."
+    run = session.get(Run, run_id, populate_existing=True)
+    try:
+        prepared = runs.prepared_for(session, run)
+        runtime = get_runtime(prepared.runtime_kind)
+    except (runs.RunError, RuntimeFailure) as exc:
+        prepared = runs.PreparedRun(run_id=run.id, replayed=False, hold_id=run.hold_id)
+        failure = exc if isinstance(exc, RuntimeFailure) else RuntimeFailure(str(exc))
+        return _finish(session, prepared, failure, duration_ms=0, stopped=None)
+    run_events.append_event(session, run_id=run_id, kind="status", data={"status": RunStatus.RUNNING.value})
+    session.commit()
+
+    tokens: queue.Queue[str] = queue.Queue()
+    control = RunControl()
+    result: list[RunOutput | RuntimeFailure] = []
+    finished = threading.Event()
+
+    def call() -> None:
+        try:
+            result.append(runs.call_runtime(prepared, runtime=runtime, on_token=tokens.put, control=control))
+        finally:
+            finished.set()
+
+    started = time.monotonic()
+    threading.Thread(target=call, name=f"run-{run_id}", daemon=True).start()
+    delivered: list[str] = []
+    pending: list[str] = []
+    last_flush = last_check = time.monotonic()
+    stopped: str | None = None  # "cancel" or "timeout"
+    while not finished.is_set() or not tokens.empty():
+        try:
+            pending.append(tokens.get(timeout=FLUSH_SECONDS))
+        except queue.Empty:
+            pass
+        now_m = time.monotonic()
+        if pending and (now_m - last_flush >= FLUSH_SECONDS or sum(map(len, pending)) >= FLUSH_CHARS):
+            _flush(session, run_id, pending, delivered)
+            last_flush = now_m
+        if finished.is_set():
+            continue
+        if now_m - started >= timeout:
+            stopped = "timeout"
+            break
+        if now_m - last_check >= CANCEL_CHECK_SECONDS:
+            last_check = now_m
+            cancel = session.scalar(select(Run.cancel_requested_at).where(Run.id == run_id))
+            session.commit()
+            if cancel is not None:
+                stopped = "cancel"
+                break
+    duration_ms = int((time.monotonic() - started) * 1000)
+    if stopped is None:
+        if pending:
+            _flush(session, run_id, pending, delivered)
+        return _finish(session, prepared, result[0], duration_ms=duration_ms, stopped=None)
+
+    control.stop()
+    summary = _give_up(session, prepared, stopped, "".join(delivered), duration_ms=duration_ms, timeout=timeout)
+    # keep listening a while: a reply that still comes is recorded, not delivered, not charged
+    if finished.wait(late_wait) and result and isinstance(result[0], RunOutput):
+        session.execute(update(Run).where(Run.id == run_id).values(late_output=result[0].text)
+                        .execution_options(synchronize_session=False))
+        session.commit()
+        summary += " A late reply was recorded."
+    return summary
+
+
+def _flush(session: Session, run_id: int, pending: list[str], delivered: list[str]) -> None:
+    text = "".join(pending)
+    pending.clear()
+    delivered.append(text)
+    run_events.append_event(session, run_id=run_id, kind="token", data={"text": text})
+    session.commit()
+
+
+def _finish(session: Session, prepared: runs.PreparedRun, outcome: RunOutput | RuntimeFailure, *,
+            duration_ms: int, stopped: str | None) -> str:
+    finished = runs.finish_run(session, prepared=prepared, outcome=outcome, duration_ms=duration_ms)
+    run = finished.run
+    _final_event(session, run, failure=finished.failure)
+    session.commit()
+    return f"Run {run.id} {run.status}."
+
+
+def _final_event(session: Session, run: Run, *, failure: str | None, code: str | None = None) -> None:
+    view = runs.run_view(run)
+    if run.status == RunStatus.SUCCEEDED.value:
+        run_events.append_event(session, run_id=run.id, kind="done", data={"run": view, "credits": run.credits})
+    else:
+        run_events.append_event(session, run_id=run.id, kind="error", data={
+            "message": run.error or "The run failed.", "code": code or f"run_{failure or 'failed'}", "run": view})
+
+
+def _give_up(session: Session, prepared: runs.PreparedRun, why: str, delivered: str, *, duration_ms: int,
+             timeout: float) -> str:
+    """End a run we stopped (cancel or timeout): release the hold, or for a cancel charge what the
+    runtime counts as used so far; mark the conversation; write the final event."""
+    now: datetime = utcnow()
+    run = session.get(Run, prepared.run_id, populate_existing=True)
+    charged = 0
+    used = partial_usage(prepared.runtime_kind, prepared.input_text, delivered) if why == "cancel" and delivered \
+        else None
+    if prepared.hold_id is not None:
+        if used is not None and prepared.quote is not None:
+            cost = prepared.quote.cost(used)
+            try:
+                charged = billing.settle(session, hold_id=prepared.hold_id, amount=cost,
+                                         idempotency_key=billing.run_key(run.id, "settle"), now=now).captured
+            except billing.BillingError as exc:
+                log.warning("stopped run %s could not be settled: %s", run.id, exc)
+        else:
+            try:
+                billing.release(session, hold_id=prepared.hold_id,
+                                idempotency_key=billing.run_key(run.id, "release"), now=now)
+            except billing.BillingError as exc:  # the hold expired meanwhile: nothing is held any more
+                log.warning("stopped run %s: hold not released: %s", run.id, exc)
+    run.finished_at, run.duration_ms, run.credits = now, duration_ms, charged
+    run.session_stale = True
+    if why == "cancel":
+        run.status = RunStatus.CANCELLED.value
+        if charged:
+            run.output_text, run.usage_units = delivered, used or 0
+            run.error = f"Cancelled while running. Charged {charged} credits for what was delivered."
+        else:
+            run.error = "Cancelled while running. You were not charged."
+        code = "run_cancelled"
+    else:
+        run.status = RunStatus.TIMED_OUT.value
+        run.error = f"The agent did not answer within {timeout:g} seconds. You were not charged."
+        code = "run_timeout"
+    session.flush()
+    _final_event(session, run, failure=None, code=code)
+    session.commit()
+    return f"Run {run.id} {run.status}."
