@@ -35,6 +35,7 @@ _ENV_KEYS: dict[str, type] = {
     "LANGFLOW_URL": str,
     "LANGFLOW_API_KEY": str,
     "LANGFLOW_TIMEOUT": float,
+    "BUILTIN_STREAM_DELAY_MS": int,
     "VAULT_ADDR": str,
     "VAULT_TOKEN": str,
     "VAULT_MOUNT": str,
@@ -111,6 +112,7 @@ class Defaults:
     LANGFLOW_URL = "http://127.0.0.1:7860"
     LANGFLOW_API_KEY = ""
     LANGFLOW_TIMEOUT = 30.0
+    BUILTIN_STREAM_DELAY_MS = 0  # pause between the words a built-in agent streams (0: as fast as it can)
     VAULT_ADDR = "http://127.0.0.1:8200"
     VAULT_TOKEN = ""
     VAULT_MOUNT = "secret"
