@@ -100,6 +100,7 @@ def _detail_context(instance, **overrides) -> dict:
         "fresh_memory_next": False,
         "hold_of": _hold_amount,
         "failure_of": _failure_code,
+        "new_conversation_id": conversations.new_conversation_id,
         "buy_packs": account.credit_packs(db.session) if has_endpoint("storefront.cart_add") else [],
         "can_buy": has_endpoint("storefront.cart_add"),
         "product_url": url_for("storefront.product", slug=instance.offering.slug) if has_endpoint("storefront.product") else None,
@@ -437,8 +438,8 @@ def instance_run_stream(instance_id: int, run_id: int):
     version = instance.version or instance.offering.current_version
     kind = version.runtime_kind if version else "builtin"
     held = _hold_amount(run)
-    plan = instance.plan
-    input_text = run.input_text
+    per_run, per_1k = instance.plan.credits_per_run, instance.plan.credits_per_1k_units  # plain values:
+    input_text = run.input_text  # the stream outlives this request's objects
     delivered = "".join(e.data.get("text", "") for e in run_events.events_after(db.session, run_id=run.id, after=0)
                         if e.kind == "token" and e.seq <= after)
     db.session.commit()
@@ -447,7 +448,7 @@ def instance_run_stream(instance_id: int, run_id: int):
         used = partial_usage(kind, input_text, text)
         if used is None or not held:
             return f"Up to {held} credit{'' if held == 1 else 's'} held" if held else "No credits held"
-        so_far = min(held, runs.run_cost(plan.credits_per_run, plan.credits_per_1k_units, used))
+        so_far = min(held, runs.run_cost(per_run, per_1k, used))
         return f"{so_far} credit{'' if so_far == 1 else 's'} so far (up to {held} held)"
 
     def generate():
@@ -484,7 +485,10 @@ def instance_run_turn(instance_id: int, run_id: int):
     context = _detail_context(instance, **_console_context(instance, run.conversation_id or ""))
     html = render_template("account/_turn.html", run=run, instance=instance, live=run.status in LIVE_STATUSES,
                            replayed=False, hold_of=_hold_amount, failure_of=_failure_code)
-    if run.status not in LIVE_STATUSES:
+    if run.session_stale:  # it ended without a reply the user saw: the next turn starts afresh, say so
+        html += render_template("account/_fresh_memory_note.html")
+    if run.status not in LIVE_STATUSES:  # what it settled: the quote's balance and the last runs
+        html += render_block("account/instance_detail.html", "quote", **{**context, "oob": True})
         html += render_block("account/instance_detail.html", "recent_runs", **{**context, "oob": True})
     headers = {"Cache-Control": "no-store", "Vary": "HX-Request"}
     if run.status not in LIVE_STATUSES:

@@ -101,9 +101,8 @@ def test_without_javascript_the_run_answers_with_the_whole_page(buyer_client, se
 
 def test_resubmitting_the_same_console_form_does_not_charge_twice(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
-    run_console(buyer_client, instance, key="same-form")
+    finish(buyer_client, instance, run_console(buyer_client, instance, key="same-form").get_data(as_text=True))
 
-    buyer_client.get(f"/account/instances/{instance.id}/runs/{runs_in(session) and 1}/stream")
     again = run_console(buyer_client, instance, key="same-form", htmx=False)
 
     assert again.status_code == 303
@@ -192,7 +191,7 @@ def test_a_failed_run_in_the_console_says_nothing_was_charged(buyer_client, sess
 
 def test_billing_shows_balance_held_available_and_todays_usage_per_instance(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
-    run_console(buyer_client, instance)
+    finish(buyer_client, instance, run_console(buyer_client, instance).get_data(as_text=True))
     wallet = wallet_of(session, instance)
     billing.authorize(session, wallet=wallet, amount=20, idempotency_key="in-flight", instance_id=instance.id)
     session.commit()
@@ -236,7 +235,7 @@ def test_a_low_balance_threshold_notifies_once_when_crossed(buyer_client, sessio
     set_balance(session, instance, 14)
 
     saved = buyer_client.post("/account/billing/threshold", data={"threshold": "12"})
-    run_console(buyer_client, instance)  # 14 -> 11
+    finish(buyer_client, instance, run_console(buyer_client, instance).get_data(as_text=True))  # 14 -> 11
 
     assert saved.status_code == 303
     page = buyer_client.get("/account/billing").get_data(as_text=True)
