@@ -18,7 +18,7 @@ trap 'stop INT; exit 130' INT
 trap 'stop TERM; exit 143' TERM
 trap 'stop TERM' EXIT
 
-$FLASK worker &
+$FLASK worker --concurrency 8 &  # runs (queue "runs") and the other jobs; 8 at once
 worker=$!
 $FLASK run --host 127.0.0.1 --port "$PORT" &
 server=$!

@@ -1,8 +1,10 @@
 """`flask --app app worker`: procrastinate's worker on PostgreSQL, its in-memory twin on SQLite."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import procrastinate
 from flask import Flask
@@ -33,9 +35,23 @@ def run_worker(flask_app: Flask, *, concurrency: int = 1, queues: list[str] | No
     periodic = sorted(task.task.name for task in worker_app.periodic_registry.periodic_tasks.values())
     log.info("Worker started on %s (%s); stop with Ctrl-C or SIGTERM.",
              "PostgreSQL" if on_postgres else "SQLite, periodic tasks only", ", ".join(periodic) or "no periodic tasks")
-    worker_app.run_worker(concurrency=concurrency, queues=queues, wait=wait, name="marketplace",
-                          install_signal_handlers=install_signal_handlers, **options)
+    _run(worker_app, concurrency, concurrency=concurrency, queues=queues, wait=wait, name="marketplace",
+         install_signal_handlers=install_signal_handlers, **options)
     log.info("Worker stopped.")
+
+
+def _run(worker_app: procrastinate.App, threads: int, **options) -> None:
+    """procrastinate's run_worker, with a thread for each of `threads` jobs at once: our tasks are
+    synchronous and run on the event loop's default executor, which otherwise has only
+    min(32, CPUs + 4) threads (6 on two cores), so `--concurrency 16` would run 6 runs at once."""
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=threads + 4, thread_name_prefix="job"))
+        async with worker_app.open_async():
+            await worker_app.run_worker_async(**options)
+
+    asyncio.run(main())
 
 
 def _configure_logging(flask_app: Flask) -> None:

@@ -46,6 +46,7 @@ class FakeLangflow:
     url: str
     requests: list[Recorded] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    disconnected: int = 0  # frozen runs whose client had left when they were released
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -155,7 +156,7 @@ class StreamingHandler(Handler):
     def do_POST(self) -> None:  # noqa: N802
         parts = urlsplit(self.path)
         flow = parts.path.rsplit("/", 1)[1]
-        if flow not in ("crash-stream", "cut-stream", "trickle"):
+        if flow not in ("crash-stream", "cut-stream", "trickle", "frozen"):
             return super().do_POST()
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length))
@@ -169,6 +170,21 @@ class StreamingHandler(Handler):
             self._stream([user, event("error", {"error": "Error building Component OpenAI: invalid key"})])
         elif flow == "cut-stream":
             self._stream([user, event("add_message", {"text": "partial", "sender": "Machine"})])
+        elif flow == "frozen":  # answers at once, then says nothing until released (or the client leaves)
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream; charset=utf-8")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(f"{len(user):x}\r\n".encode() + user + b"\r\n")
+            self.wfile.flush()
+            self.state.release.wait(120)
+            text = f"thawed: {body.get('input_value')}"
+            result = run_response(text, body.get("session_id") or flow)
+            rest = event("token", {"chunk": text, "id": "m", "timestamp": ""}) + event("end", {"result": result})
+            try:
+                self.wfile.write(f"{len(rest):x}\r\n".encode() + rest + b"\r\n0\r\n\r\n")
+            except OSError:  # the client went away: Langflow cancels the run then
+                self.state.disconnected += 1
         else:  # trickle: keeps sending tokens past any sensible deadline
             self._stream([user] + [event("token", {"chunk": "x", "id": "m", "timestamp": ""})] * 40, pause=0.1)
 

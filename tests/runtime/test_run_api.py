@@ -364,3 +364,42 @@ def test_a_queued_run_whose_job_died_is_failed_and_released_by_the_sweep(session
     assert event.kind == "error" and event.data["code"] == "run_failed"
     wallet = wallet_of(session, instance)
     assert (wallet.balance, wallet.held) == (balance, 0)
+
+
+def test_a_timeout_closes_the_langflow_stream_so_the_runner_is_free_at_once(make_app, session, buyer):
+    from app.jobs.engine import wait_for_background
+    from tests.runtime import fake_langflow
+
+    server, langflow = fake_langflow.start()
+    try:
+        app = make_app(LANGFLOW_URL=langflow.url, LANGFLOW_API_KEY=fake_langflow.API_KEY, LANGFLOW_TIMEOUT=60,
+                       RUN_TIMEOUT=1, RUN_LATE_WAIT=30)
+        client = app.test_client()
+        login(client, buyer)
+        instance = make_instance(session, buyer)
+        instance.version.runtime_kind, instance.version.runtime_ref = "langflow", "frozen"
+        session.commit()
+        balance = wallet_of(session, instance).balance
+        started = time.monotonic()
+
+        response = client.post(f"/api/instances/{instance.id}/runs", json={"input": "hi", "session_id": "c"},
+                               headers={"Prefer": "wait=20"})
+
+        assert response.status_code == 504 and response.get_json()["code"] == "run_timeout"
+        run_id = response.get_json()["run"]["id"]
+        # the stream was closed when we gave up: the runtime call ended, so the runner did not sit out
+        # its 30 s of listening for a late reply (Langflow itself cancels a run whose client left)
+        if ON_POSTGRES:
+            wait_for_status(session, run_id, "timed_out")
+        else:
+            assert wait_for_background(timeout=15)
+        assert time.monotonic() - started < 15
+        [request] = langflow.requests
+        assert request.query["stream"] == ["true"]
+    finally:
+        langflow.release.set()
+        server.shutdown()
+        server.server_close()
+    run = session.get(Run, run_id)
+    assert (run.status, run.credits, run.late_output, run.session_stale) == ("timed_out", 0, None, True)
+    assert wallet_of(session, instance).balance == balance

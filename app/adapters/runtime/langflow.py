@@ -197,15 +197,18 @@ class LangflowRuntime:
 
 
 def _disconnect(response: requests.Response) -> None:
-    """Close the stream's connection from another thread: a shutdown wakes the reader blocked on it."""
+    """Close the stream's connection from another thread: a shutdown of the socket wakes the reader
+    blocked on it, which then closes the response itself (closing it here could wait on the reader)."""
     connection = getattr(response.raw, "_connection", None) or getattr(response.raw, "connection", None)
     sock = getattr(connection, "sock", None)
+    if sock is None:
+        fp = getattr(response.raw, "_fp", None)
+        sock = getattr(getattr(getattr(fp, "fp", None), "raw", None), "_sock", None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-    response.close()
 
 
 def _extract_output(result: Any, output_component: str | None) -> tuple[str, dict | None, str | None]:
