@@ -517,7 +517,8 @@ def instance_run_cancel(instance_id: int, run_id: int):
         message = "Your session expired. Reload the page and try again."
     if wants_fragment():
         return message, 200, {"Cache-Control": "no-store", "Vary": "HX-Request"}
-    flash(message if message != "Stopping…" else "Stopped.", "success" if message == "Stopping…" else "error")
+    flash(message if message != "Stopping…" else "Stopping the run: it shows below what it was charged once it has ended.",
+          "success" if message == "Stopping…" else "error")
     return redirect(url_for("account.instance_detail", instance_id=instance.id,
                             conversation=run.conversation_id, _anchor=f"turn-{run.id}"), 303)
 
