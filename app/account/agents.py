@@ -338,10 +338,7 @@ def _console_context(instance, conversation_id: str) -> dict:
 
 
 def _hold_amount(run) -> int:
-    from app.models import Hold
-
-    hold = db.session.get(Hold, run.hold_id) if run.hold_id is not None else None
-    return hold.amount if hold is not None else 0
+    return conversations.held_for(db.session, run=run)
 
 
 def _failure_code(run) -> str:

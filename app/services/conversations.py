@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Instance, Run
+from app.models import Hold, Instance, Run
 from app.services.errors import ServiceError
 from app.services.runs import SESSION_ID_RE
 
@@ -79,3 +79,9 @@ def run_for_instance(session: Session, *, instance: Instance, run_id: int) -> Ru
     if run is None or run.instance_id != instance.id:
         raise RunNotFound("Run not found.")
     return run
+
+
+def held_for(session: Session, *, run: Run) -> int:
+    """The credits held for the run: the most it may cost (0 when nothing was held)."""
+    hold = session.get(Hold, run.hold_id) if run.hold_id is not None else None
+    return hold.amount if hold is not None else 0
