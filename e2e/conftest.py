@@ -141,9 +141,11 @@ def launch_app_server(db_url: str, tmp_dir: Path, port: int | None = None, **env
         **os.environ, "DATABASE_URL": db_url, "APP_ENV": "development", "SECRET_KEY": "e2e-secret-key-0123456789",
         "DEMO_PASSWORD": DEMO_PASSWORD, "BUILTIN_STREAM_DELAY_MS": STREAM_DELAY_MS, **env_overrides,
     }
-    # --preload: the app is imported once and forked, not once per worker (it opens no connection
-    # while it is created, so the workers share none)
-    command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--threads", "4",
+    # gunicorn.conf.py (read from the working directory) makes these gevent workers, as in production.
+    # No --preload: psycopg picks how it waits on sockets when it is imported, so it must be imported
+    # after gevent has patched the worker (imported in the master it blocks the whole worker while a
+    # run event stream listens, and every page of that worker waits).
+    command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
                "--bind", f"127.0.0.1:{port}", "--timeout", "60", "--graceful-timeout", "1"]
     if _gunicorn_has_control_socket():
         command.append("--no-control-socket")  # one per user by default, shared with every other gunicorn
