@@ -117,6 +117,12 @@ def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Pope
                             stderr=subprocess.STDOUT)
 
 
+def start_runner(env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A job worker for the runs queue: the nodes only queue runs, a runner executes them."""
+    return subprocess.Popen([str(BIN / "flask"), "--app", "app", "worker", "--queue", "runs", "--concurrency", "16"],
+                            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
 def wait_for(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -260,7 +266,8 @@ def main() -> int:
         fixtures_path = work / "fixtures.json"
         fixtures = prepare(env, max(levels), fixtures_path)
         a, b, p1, p2 = free_port(), free_port(), free_port(), free_port()
-        processes += [start_gunicorn(env, a, work / "node-a.log"), start_gunicorn(env, b, work / "node-b.log")]
+        processes += [start_gunicorn(env, a, work / "node-a.log"), start_gunicorn(env, b, work / "node-b.log"),
+                      start_runner(env, work / "runner.log")]
         node_a, node_b = f"http://127.0.0.1:{a}", f"http://127.0.0.1:{b}"
         for node in (node_a, node_b):
             wait_for(f"{node}/api/health/ready")

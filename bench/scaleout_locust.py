@@ -57,7 +57,7 @@ class Buyer(HttpUser):
     def run_agent(self) -> None:
         with self.client.post(f"/api/instances/{self.me['instance_id']}/runs", catch_response=True, name="run",
                               json={"input": "How do I reset my password?"},
-                              headers={"X-API-Key": self.me["api_key"]}) as answer:
+                              headers={"X-API-Key": self.me["api_key"], "Prefer": "wait=30"}) as answer:
             if answer.status_code != 201:
                 answer.failure(f"run answered {answer.status_code}: {answer.text[:200]}")
 

@@ -124,7 +124,6 @@ def run_worker(make_app, app):
         yield
         return
     import threading
-    import time
 
     from app.jobs.worker import work_off
 

@@ -1,11 +1,13 @@
 """The run gateway: check entitlements, hold credits, run the agent, settle what it used.
 
-A run is two short transactions around the runtime call, so no database lock is held while an
-agent works (a slow run must not queue every other run of the wallet behind its row lock):
+A run is short transactions around the runtime call, so no database lock is held while an
+agent works (a slow run must not queue every other run of the wallet behind its row lock), and
+the runtime is called by a runner, never in a web request:
 
-    start_run   entitlements -> Run(running) -> authorize a hold   -> caller commits
-    (runtime)   the port's adapter runs the agent, outside any transaction
-    finish_run  settle min(actual cost, hold) | release on failure -> caller commits
+    start_run   entitlements -> Run(queued) -> authorize a hold     -> caller commits
+    queue_run   event `status queued` + the job `execute-run`       (same commit)
+    runner      app.services.runner: claim (running), call the runtime, stream `token` events
+    finish_run  settle min(actual cost, hold) | release on failure  -> event `done` | `error`
 
 Cost of a run = plan.credits_per_run + ceil(usage_units / 1000) * plan.credits_per_1k_units,
 never more than the hold. The hold is the most a run may cost (its limit): the plan's
@@ -22,8 +24,9 @@ delivered in full and charged the limit, and the cost above it is recorded on th
 Idempotency: the client's key is stored on the Run (unique, scoped to the instance), and the hold
 and settlement keys derive from the run id (`billing.run_key`: a namespace that callers of the
 billing API cannot write, so none can take or close a run's hold). A retry with the same key returns
-the recorded run and charges nothing; a retry while the first is still running gets 409; the same
-key with a different input is refused (409).
+the recorded run and charges nothing when it succeeded, and starts a new attempt when it failed,
+timed out or was cancelled (the old attempt keeps the key with its id appended); a retry while the
+first is still queued or running gets 409; the same key with a different input is refused (409).
 """
 from __future__ import annotations
 
@@ -193,7 +196,8 @@ def start_run(
     session_id: str | None = None,
     now: datetime | None = None,
 ) -> PreparedRun:
-    """Check entitlements, record a running Run and hold the most it may cost. Flushes; caller commits.
+    """Check entitlements, record a queued Run and hold the most it may cost. Flushes; caller commits
+    (after `queue_run`, which hands it to a runner).
 
     The caller has already checked that `user` (or `api_key`) may act on `instance`.
     Raises RunError: 402 insufficient credits, 403 not entitled, 409 key in use, 422 bad input, 429 run limit.

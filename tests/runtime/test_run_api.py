@@ -7,12 +7,11 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select
 
 from app.adapters.runtime import RunOutput, RuntimeFailure
 from app.adapters.runtime.builtin import BuiltinRuntime
 from app.models import Hold, HoldStatus, Run
-from app.services import billing, keys
+from app.services import keys
 from app.services.billing.ledger import verify_ledger
 from tests.conftest import ON_POSTGRES, login
 from tests.factories import make_user
@@ -403,3 +402,21 @@ def test_a_timeout_closes_the_langflow_stream_so_the_runner_is_free_at_once(make
     run = session.get(Run, run_id)
     assert (run.status, run.credits, run.late_output, run.session_stale) == ("timed_out", 0, None, True)
     assert wallet_of(session, instance).balance == balance
+
+
+def test_a_quiet_stream_gets_keep_alive_comments_and_a_closed_one_holds_nothing(buyer_client, session, buyer,
+                                                                                monkeypatch):
+    from app.services import run_events
+
+    frozen = FrozenRuntime(monkeypatch)
+    instance = make_instance(session, buyer)
+    run_id = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}).get_json()["id"]
+    wait_for_status(session, run_id, "running")
+
+    followed = run_events.follow(session, run_id=run_id, heartbeat=0.3, until=time.monotonic() + 5)
+    seen = [next(followed) for _ in range(4)]  # queued, running, the first token, then nothing for a while
+    followed.close()
+
+    assert [e.kind for e in seen[:3]] == ["status", "status", "token"] and seen[3] is None
+    frozen.release.set()
+    wait_for_status(session, run_id, "succeeded")
