@@ -6,6 +6,9 @@ an open run event stream (GET /api/runs/<id>/events, a streamed POST of a run) w
 each of those is a greenlet that costs a few kilobytes, never one of a few threads that serve pages.
 psycopg 3 (3.1.14 and later) cooperates with gevent's monkey-patching by itself, and a waiting event stream
 holds no database connection, so DATABASE_POOL_SIZE bounds only the requests that use the database at once.
+Do not preload the app (`--preload`, preload_app) with gevent workers: psycopg chooses how it waits
+on its sockets when it is imported, and imported in the master, before gevent patches the worker, it
+blocks the whole worker while a run event stream listens.
 GUNICORN_WORKER_CLASS=gthread goes back to threads (GUNICORN_THREADS per worker), where every open stream
 holds a thread.
 """

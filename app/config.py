@@ -44,6 +44,7 @@ _ENV_KEYS: dict[str, type] = {
     "LANGFLOW_API_KEY": str,
     "LANGFLOW_TIMEOUT": float,
     "LANGFLOW_CHECK_TIMEOUT": float,
+    "BUILTIN_STREAM_DELAY_MS": int,
     "VAULT_ADDR": str,
     "VAULT_TOKEN": str,
     "VAULT_MOUNT": str,
@@ -152,6 +153,7 @@ class Defaults:
     LANGFLOW_API_KEY = ""
     LANGFLOW_TIMEOUT = 30.0
     LANGFLOW_CHECK_TIMEOUT = 5.0  # listing flows and checking a version's flow: a form waits on it
+    BUILTIN_STREAM_DELAY_MS = 0  # pause between the words a built-in agent streams (0: as fast as it can)
     VAULT_ADDR = "http://127.0.0.1:8200"
     VAULT_TOKEN = ""
     VAULT_MOUNT = "secret"

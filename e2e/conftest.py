@@ -33,6 +33,8 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 DEMO_PASSWORD = "demo-password-2026"
 NEW_USER_PASSWORD = "journey-password-2026"
 START_TIMEOUT = 120  # seconds for the database and a server to be ready on a busy machine
+# built-in agents stream their output word by word this far apart, so a journey sees it arrive
+STREAM_DELAY_MS = "40"
 
 if str(ROOT) not in sys.path:  # the OpenID provider is started by tests/oidc_support.py
     sys.path.insert(0, str(ROOT))
@@ -137,11 +139,13 @@ def launch_app_server(db_url: str, tmp_dir: Path, port: int | None = None, **env
     log = tmp_dir / f"gunicorn-{port}.log"
     env = {
         **os.environ, "DATABASE_URL": db_url, "APP_ENV": "development", "SECRET_KEY": "e2e-secret-key-0123456789",
-        "DEMO_PASSWORD": DEMO_PASSWORD, **env_overrides,
+        "DEMO_PASSWORD": DEMO_PASSWORD, "BUILTIN_STREAM_DELAY_MS": STREAM_DELAY_MS, **env_overrides,
     }
-    # --preload: the app is imported once and forked, not once per worker (it opens no connection
-    # while it is created, so the workers share none)
-    command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--threads", "4",
+    # gunicorn.conf.py (read from the working directory) makes these gevent workers, as in production.
+    # No --preload: psycopg picks how it waits on sockets when it is imported, so it must be imported
+    # after gevent has patched the worker (imported in the master it blocks the whole worker while a
+    # run event stream listens, and every page of that worker waits).
+    command = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
                "--bind", f"127.0.0.1:{port}", "--timeout", "60", "--graceful-timeout", "1"]
     if _gunicorn_has_control_socket():
         command.append("--no-control-socket")  # one per user by default, shared with every other gunicorn
@@ -173,7 +177,7 @@ def launch_worker(db_url: str, tmp_dir: Path) -> Worker:
     """One job worker on `db_url` (started once the database is migrated); does not wait."""
     log = tmp_dir / "worker.log"
     env = {**os.environ, "DATABASE_URL": db_url, "APP_ENV": "development", "SECRET_KEY": "e2e-secret-key-0123456789",
-           "DEMO_PASSWORD": DEMO_PASSWORD}
+           "DEMO_PASSWORD": DEMO_PASSWORD, "BUILTIN_STREAM_DELAY_MS": STREAM_DELAY_MS}
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
@@ -420,13 +424,15 @@ def fact(scope, term: str):
 
 
 def run_in_console(page, text: str) -> tuple:
-    """Run the agent from the instance page's console; (the run's result region, credits it used)."""
+    """Run the agent from the instance page's console and wait for the turn to end; (the turn's
+    result region, credits it used)."""
     console = page.get_by_role("region", name="Run console")
     console.get_by_label("Input").fill(text)
     with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/runs")):
-        console.get_by_role("button", name="Run agent").click()
-    result = console.get_by_role("status")
-    expect(result.get_by_role("heading", name="Output")).to_be_visible()
+        console.get_by_role("button", name=re.compile(r"^(Run agent|Send to the agent)$")).click()
+    turn = console.get_by_role("article", name=re.compile(r"^Run #\d+$")).last
+    result = turn.get_by_role("status")
+    expect(result.get_by_text(re.compile(r"credits? used"))).to_be_visible(timeout=60_000)
     meta = result.get_by_text(re.compile(r"^Run #\d+ ·")).inner_text()
     return result, int(re.search(r"(\d+) credits? used", meta).group(1))
 

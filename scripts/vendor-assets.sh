@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 out=app/static/vendor
 mkdir -p "$out/swagger-ui"
 cp node_modules/htmx.org/dist/htmx.min.js "$out/htmx.min.js"
+cp node_modules/htmx-ext-sse/dist/sse.min.js "$out/htmx-ext-sse.min.js"
 cp node_modules/modern-normalize/modern-normalize.css "$out/modern-normalize.css"
 cp node_modules/chart.js/dist/chart.umd.min.js "$out/chart.umd.min.js"
 cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js "$out/swagger-ui/"

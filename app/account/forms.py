@@ -86,6 +86,7 @@ class RunForm(FlaskForm):
                                 validators=[Optional(), NumberRange(min=1, max=1_000_000)],
                                 description="The most this run may cost, in credits.")
     idempotency_key = HiddenField()
+    conversation_id = HiddenField()  # the console's conversation: its turns share the agent's memory
 
 
 class LowBalanceForm(FlaskForm):

@@ -497,7 +497,7 @@ def prepared_for(session: Session, run: Run) -> PreparedRun:
     from app.models import Hold
 
     instance = run.instance
-    version = instance.version or instance.offering.current_version
+    version = offerings.version_for_instance(session, instance)
     if version is None:
         raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
     plan = instance.plan
@@ -508,7 +508,8 @@ def prepared_for(session: Session, run: Run) -> PreparedRun:
     return PreparedRun(
         run_id=run.id, replayed=False, hold_id=run.hold_id, quote=quote, runtime_kind=version.runtime_kind,
         runtime_ref=version.runtime_ref, input_text=run.input_text, session_id=run.session_id or "",
-        context=_context(session, instance, utcnow()), max_units=quote.max_units,
+        context=replace(_context(session, instance, utcnow()), **offerings.run_options(version)),
+        max_units=quote.max_units,
     )
 
 

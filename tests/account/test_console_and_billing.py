@@ -26,6 +26,20 @@ def run_console(client, instance, key="console-key-1", htmx=True, **data):
                        headers=HTMX if htmx else {})
 
 
+def run_id_in(html: str) -> int:
+    """The newest turn's run in a console answer."""
+    return int(re.findall(r'data-run-id="(\d+)"', html)[-1])
+
+
+def finish(client, instance, html: str):
+    """Follow the console's stream of the newest turn to its end, then fetch the finished turn as
+    the page does (htmx); returns that answer."""
+    run_id = run_id_in(html)
+    stream = client.get(f"/account/instances/{instance.id}/runs/{run_id}/stream")
+    assert "event: end" in stream.get_data(as_text=True)
+    return client.get(f"/account/instances/{instance.id}/runs/{run_id}", headers=HTMX)
+
+
 def runs_in(session):
     session.expire_all()
     return session.scalar(select(func.count()).select_from(Run))
@@ -51,11 +65,22 @@ def test_an_htmx_run_returns_the_console_block_the_last_runs_and_a_badge_trigger
     assert "<html" not in html
     assert html.startswith('\n<section class="card console" id="console"')
     assert 'id="recent-runs" aria-labelledby="runs-heading" hx-swap-oob="true"' in html
-    assert "Go to Settings &gt; Security" in html
-    assert "<strong>3 credits</strong> used" in html
-    assert response.headers["HX-Trigger"] == "credits-changed"
+    assert response.headers["HX-Trigger"] == "credits-changed"  # the hold is taken: the badge follows
     assert "HX-Request" in response.headers["Vary"]
     assert 'value="console-key-1"' not in html  # the next run gets a fresh key
+    run_id = run_id_in(html)
+    assert f'sse-connect="/account/instances/{instance.id}/runs/{run_id}/stream"' in html
+    assert 'aria-live="polite"' in html and ">Stop this run</button>" in html
+
+    turn = finish(buyer_client, instance, html)
+
+    done = turn.get_data(as_text=True)
+    assert done.startswith(f'\n<article class="turn turn-succeeded" id="turn-{run_id}"') or \
+        f'<article class="turn turn-succeeded" id="turn-{run_id}"' in done
+    assert "Go to Settings &gt; Security" in done
+    assert "<strong>3 credits</strong> used" in done
+    assert 'id="recent-runs" aria-labelledby="runs-heading" hx-swap-oob="true"' in done
+    assert turn.headers["HX-Trigger"] == "credits-changed"  # badge and stat cards after the run
     assert wallet_of(session, instance).balance == 497
 
 
@@ -64,18 +89,25 @@ def test_without_javascript_the_run_answers_with_the_whole_page(buyer_client, se
 
     response = run_console(buyer_client, instance, htmx=False)
 
-    html = response.get_data(as_text=True)
-    assert response.status_code == 200
+    assert response.status_code == 303
+    location = response.headers["Location"]
+    run_id = int(location.rsplit("#turn-", 1)[1])
+    assert location.startswith(f"/account/instances/{instance.id}?conversation=c-")
+    buyer_client.get(f"/account/instances/{instance.id}/runs/{run_id}/stream").get_data()  # until it has ended
+    html = buyer_client.get(location).get_data(as_text=True)
     assert "<html" in html and "Go to Settings &gt; Security" in html and 'hx-swap-oob' not in html
+    assert 'http-equiv="refresh"' not in html  # nothing left to wait for
 
 
 def test_resubmitting_the_same_console_form_does_not_charge_twice(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
-    run_console(buyer_client, instance, key="same-form")
+    finish(buyer_client, instance, run_console(buyer_client, instance, key="same-form").get_data(as_text=True))
 
     again = run_console(buyer_client, instance, key="same-form", htmx=False)
 
-    assert "already run: this is the recorded result, with no new charge" in again.get_data(as_text=True)
+    assert again.status_code == 303
+    page = buyer_client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "already run: this is the recorded result, with no new charge" in page
     assert runs_in(session) == 1
     assert wallet_of(session, instance).balance == 497
 
@@ -114,7 +146,7 @@ def test_a_capped_run_still_fits_a_small_balance(buyer_client, session, buyer):
 
     response = run_console(buyer_client, instance, spending_cap="4")
 
-    assert "<strong>3 credits</strong> used" in response.get_data(as_text=True)
+    assert "<strong>3 credits</strong> used" in finish(buyer_client, instance, response.get_data(as_text=True)).get_data(as_text=True)
     assert wallet_of(session, instance).balance == 2
 
 
@@ -147,7 +179,7 @@ def test_a_failed_run_in_the_console_says_nothing_was_charged(buyer_client, sess
     monkeypatch.setattr(BuiltinRuntime, "run", down)
     instance = make_instance(session, buyer)
 
-    html = run_console(buyer_client, instance).get_data(as_text=True)
+    html = finish(buyer_client, instance, run_console(buyer_client, instance).get_data(as_text=True)).get_data(as_text=True)
 
     assert "The agent runtime cannot be reached right now. Try again in a moment." in html
     assert "its credit hold was released, so nothing was charged." in html
@@ -159,7 +191,7 @@ def test_a_failed_run_in_the_console_says_nothing_was_charged(buyer_client, sess
 
 def test_billing_shows_balance_held_available_and_todays_usage_per_instance(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
-    run_console(buyer_client, instance)
+    finish(buyer_client, instance, run_console(buyer_client, instance).get_data(as_text=True))
     wallet = wallet_of(session, instance)
     billing.authorize(session, wallet=wallet, amount=20, idempotency_key="in-flight", instance_id=instance.id)
     session.commit()
@@ -205,7 +237,7 @@ def test_a_low_balance_threshold_notifies_once_when_crossed(buyer_client, sessio
     set_balance(session, instance, 14)
 
     saved = buyer_client.post("/account/billing/threshold", data={"threshold": "12"})
-    run_console(buyer_client, instance)  # 14 -> 11
+    finish(buyer_client, instance, run_console(buyer_client, instance).get_data(as_text=True))  # 14 -> 11
 
     assert saved.status_code == 303
     page = buyer_client.get("/account/billing").get_data(as_text=True)

@@ -187,7 +187,8 @@ def test_the_console_says_when_an_output_was_cut(buyer_client, session, buyer):
                                  data={"input": padded_question(990), "idempotency_key": "cut-1", "spending_cap": "3"},
                                  headers={"HX-Request": "true"})
 
-    html = response.get_data(as_text=True)
+    from tests.account.test_console_and_billing import finish
+    html = finish(buyer_client, instance, response.get_data(as_text=True)).get_data(as_text=True)
     assert "<strong>3 credits</strong> used" in html
     assert ("The output was cut where this run reached its limit of 3 credits: you were charged for what you see."
             in html)

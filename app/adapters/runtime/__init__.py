@@ -217,7 +217,11 @@ def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:
     if kind == "builtin":
         from app.adapters.runtime.builtin import BuiltinRuntime
 
-        return BuiltinRuntime()
+        if config is None:
+            from flask import current_app, has_app_context
+
+            config = current_app.config if has_app_context() else {}
+        return BuiltinRuntime(stream_delay=max(0, int(config.get("BUILTIN_STREAM_DELAY_MS") or 0)) / 1000)
     if kind == "langflow":
         from app.adapters.runtime.langflow import LangflowRuntime
 

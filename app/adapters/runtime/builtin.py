@@ -7,6 +7,8 @@ usage past `max_units` is cut there: the caller is never delivered more than it 
 from __future__ import annotations
 
 import logging
+import re
+import time
 
 from app.adapters.runtime import (
     RunContext, RunControl, RunOutput, RuntimeDescription, RuntimeFailure, RuntimeReference, TokenCallback,
@@ -28,6 +30,9 @@ class BuiltinRuntime:
     kind = "builtin"
     unit_name = "characters"
     can_cut_output = True
+
+    def __init__(self, stream_delay: float = 0.0) -> None:
+        self.stream_delay = stream_delay  # seconds between streamed words (0: the whole output at once)
 
     @staticmethod
     def input_units(input_text: str) -> int:
@@ -73,7 +78,7 @@ class BuiltinRuntime:
             # the structured result goes too: it holds what the cut text no longer shows
             text, data, truncated = text[:max(0, max_units - len(input_text))], None, True
         if on_token is not None:
-            on_token(text)
+            self._stream(text, on_token, control)
         return RunOutput(
             text=text,
             usage_units=len(input_text) + len(text),
@@ -81,3 +86,15 @@ class BuiltinRuntime:
             details={"runtime": self.kind, "agent": runtime_ref, "session_id": session_id},
             truncated=truncated,
         )
+
+    def _stream(self, text: str, on_token: TokenCallback, control: RunControl | None) -> None:
+        """Deliver the output: at once, or word by word `stream_delay` apart; a stop ends it there
+        (the caller has given the run up: what follows is not delivered, and no late reply is left)."""
+        if self.stream_delay <= 0:
+            on_token(text)
+            return
+        for word in re.findall(r"\s*\S+\s*|\s+", text):
+            if control is not None and control.stopped:
+                raise RuntimeFailure("The run was stopped.", detail="stopped while streaming")
+            on_token(word)
+            time.sleep(self.stream_delay)
