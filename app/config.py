@@ -53,6 +53,7 @@ _ENV_KEYS: dict[str, type] = {
     "RATE_LIMITS_ENABLED": bool,
     "RATE_LIMIT_AUTH": str,
     "RATE_LIMIT_API": str,
+    "RATE_LIMIT_API_KEY": str,
     "WEBHOOK_MAX_BYTES": int,
     "PORT": int,
     "JOB_KEEP_HOURS": int,
@@ -126,6 +127,7 @@ class Defaults:
     RATE_LIMITS_ENABLED = True
     RATE_LIMIT_AUTH = "60 per minute"  # per address, on /auth/*
     RATE_LIMIT_API = "600 per minute"  # per credential (or address), on /api; not the gateway's service token
+    RATE_LIMIT_API_KEY = "120 per minute"  # per instance API key, unless the key has its own rate
     WEBHOOK_MAX_BYTES = 256 * 1024
     PORT = 5000
     JOB_KEEP_HOURS = 168  # succeeded jobs are deleted from the queue after this long

@@ -112,7 +112,10 @@ def run_create(instance_id: int, json: RunCreate):
         extra = {"code": exc.code, **exc.extra}
         if exc.field:
             extra["errors"] = [{"field": exc.field, "message": str(exc)}]
-        return problem(exc.status, _TITLES.get(exc.status, "Bad Request"), str(exc), **extra)
+        response = problem(exc.status, _TITLES.get(exc.status, "Bad Request"), str(exc), **extra)
+        if "retry_after" in exc.extra:
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
     db.session.commit()  # the hold is in place before the agent starts
     finished = runs.finish_run(db.session, prepared=prepared)
     db.session.commit()

@@ -49,6 +49,7 @@ from app.models import (
 from app.models.instances import CapOutcome
 from app.services import billing
 from app.services import instances as instance_service
+from app.services import run_limits
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,8 @@ def start_run(
     """Check entitlements, record a running Run and hold the most it may cost. Flushes; caller commits.
 
     The caller has already checked that `user` (or `api_key`) may act on `instance`.
-    Raises RunError: 402 insufficient credits, 403 not entitled, 409 key in use, 422 bad input, 429 run limit.
+    Raises RunError: 402 insufficient credits or key quota, 403 not entitled, 409 key in use, 422 bad input,
+    429 run limit or too many runs in progress (with `retry_after`).
     """
     now = now or utcnow()
     if not input_text or not input_text.strip():
@@ -225,6 +227,8 @@ def start_run(
     if version is None:
         raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
     quote.check_input(_usage_terms(version.runtime_kind, input_text))
+    # runs in progress and the key's monthly quota; keeps the wallet locked until the caller commits
+    run_limits.check_run_allowed(session, instance=instance, api_key=api_key, amount=quote.max_credits, now=now)
 
     run = Run(
         instance_id=instance.id, status=RunStatus.RUNNING.value, input_text=input_text,

@@ -5,6 +5,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import PLAN_TIERS, Offering, OfferingStatus, OfferingVersion, Plan, User
+from app.models.catalog import DEFAULT_CONCURRENT_RUNS, DEFAULT_CONCURRENT_RUNS_PER_WALLET
 from app.services import audit
 from app.services.text_rules import refuse_spoofing_characters
 from app.services.offerings.rules import (
@@ -58,6 +59,9 @@ def add_version(
     return row
 
 
+CONCURRENT_RUNS_MAX = 10_000
+
+
 def set_plan(
     session: Session,
     *,
@@ -71,8 +75,13 @@ def set_plan(
     credits_per_run: int,
     max_runs_per_period: int | None,
     features: str = "",
+    max_concurrent_runs: int | None = None,
+    max_concurrent_runs_per_wallet: int | None = None,
 ) -> Plan:
-    """Create or update the plan of one tier. The SKU is generated once and never changes."""
+    """Create or update the plan of one tier. The SKU is generated once and never changes.
+
+    The concurrency limits (runs in progress at once per instance, and per buyer's wallet) keep their
+    current value, or the defaults for a new plan, when None."""
     _require_member(session, actor, offering.publisher_id)
     _require_status(offering, {OfferingStatus.DRAFT, OfferingStatus.IN_REVIEW, OfferingStatus.PUBLISHED},
                     "An archived offering's plans cannot change.")
@@ -105,7 +114,18 @@ def set_plan(
         "name": name, "price_minor": price_minor, "currency": currency, "included_credits": included_credits,
         "credits_per_run": credits_per_run, "max_runs_per_period": max_runs_per_period, "features": features,
     }
+    for field, value in (("max_concurrent_runs", max_concurrent_runs),
+                         ("max_concurrent_runs_per_wallet", max_concurrent_runs_per_wallet)):
+        if value is not None:
+            values[field] = _int_in_range(value, field, 1, CONCURRENT_RUNS_MAX,
+                                          f"Allow from 1 to {CONCURRENT_RUNS_MAX:,} runs at once.")
     plan = session.scalar(select(Plan).where(Plan.offering_id == offering.id, Plan.tier == tier))
+    per_instance = values.get("max_concurrent_runs", plan.max_concurrent_runs if plan else DEFAULT_CONCURRENT_RUNS)
+    per_wallet = values.get("max_concurrent_runs_per_wallet",
+                            plan.max_concurrent_runs_per_wallet if plan else DEFAULT_CONCURRENT_RUNS_PER_WALLET)
+    if per_instance > per_wallet:
+        raise OfferingError("Allow at least as many runs at once per organization as per instance.",
+                            field="max_concurrent_runs_per_wallet")
     if plan is None:
         plan = Plan(offering_id=offering.id, tier=tier, sku=_new_sku(session, offering.slug, tier), **values)
         session.add(plan)
