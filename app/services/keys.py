@@ -39,7 +39,8 @@ def clean_rate_limit(value: str | None) -> str | None:
     if not value:
         return None
     try:
-        if len(value) > 40 or not parse_many(value):
+        items = parse_many(value) if len(value) <= 40 else []
+        if not items or any(item.amount < 1 for item in items):
             raise ValueError(value)
     except ValueError:
         raise ApiKeyError(f"“{value[:40]}” is not a rate. {RATE_HELP}", field="rate_limit") from None
