@@ -31,16 +31,17 @@ def month_start(now: datetime) -> datetime:
 
 def check_run_allowed(
     session: Session, *, instance: Instance, api_key: ApiKey | None, amount: int, now: datetime | None = None,
-) -> None:
+) -> Wallet:
     """Raise runs.RunError unless one more run of `instance` (holding up to `amount` credits, started by
     `api_key` if given) fits the plan's concurrency limits and the key's monthly quota.
 
     Takes the wallet's row lock until the caller's transaction ends (see the module's notes), so call
-    it right before the run and its hold are written, in the same transaction.
+    it right before the run and its hold are written, in the same transaction. Returns the wallet
+    (locked), for the hold.
     """
     now = now or utcnow()
     plan = instance.plan
-    _lock_wallet_of(session, instance.organization_id)
+    wallet = _lock_wallet_of(session, instance.organization_id)
     on_instance, on_wallet = session.execute(
         select(func.count().filter(Run.instance_id == instance.id), func.count())
         .select_from(Run).join(Instance, Instance.id == Run.instance_id)
@@ -69,6 +70,7 @@ def check_run_allowed(
                 f"this month and this run may cost up to {amount:,}. Raise the key's quota, or wait for next month.",
                 status=402, code="key_quota_exceeded", quota=quota, used=used, requested=amount,
             )
+    return wallet
 
 
 def _refuse(message: str, *, status: int, code: str, **extra) -> None:
@@ -89,18 +91,21 @@ def credits_used_by_key(session: Session, *, api_key_id: int, since: datetime) -
     ) or 0)
 
 
-def _lock_wallet_of(session: Session, organization_id: int) -> None:
-    """Hold the organization's wallet row until the transaction ends (creating the wallet if needed)."""
+def _lock_wallet_of(session: Session, organization_id: int) -> Wallet:
+    """The organization's wallet, its row held until the transaction ends (created if needed)."""
     if session.get_bind().dialect.name == "postgresql":
         # FOR NO KEY UPDATE, as billing takes it: holds and ledger rows reference the wallet
-        locked = session.scalar(
-            select(Wallet.id).where(Wallet.organization_id == organization_id).with_for_update(key_share=True)
+        wallet = session.scalar(
+            select(Wallet).where(Wallet.organization_id == organization_id).with_for_update(key_share=True),
+            execution_options={"populate_existing": True},
         )
     else:  # SQLite has no row locks: a write takes the database's write lock for the transaction
         locked = session.execute(
             update(Wallet).where(Wallet.organization_id == organization_id).values(balance=Wallet.balance)
             .returning(Wallet.id), execution_options={"synchronize_session": False},
         ).scalar()
-    if locked is None:
+        wallet = session.get(Wallet, locked, populate_existing=True) if locked is not None else None
+    if wallet is None:
         billing.wallet_for_organization(session, organization_id)
-        _lock_wallet_of(session, organization_id)
+        return _lock_wallet_of(session, organization_id)
+    return wallet

@@ -214,21 +214,23 @@ def start_run(
     client_key = idempotency_key or uuid.uuid4().hex
     run_key = f"i{instance.id}:{client_key}"
 
-    existing = session.scalar(select(Run).where(Run.idempotency_key == run_key))
-    if existing is not None:
-        return _replay(existing, input_text)
+    if idempotency_key:  # a key made here is new: nothing to replay
+        existing = session.scalar(select(Run).where(Run.idempotency_key == run_key))
+        if existing is not None:
+            return _replay(existing, input_text)
 
-    entitled = instance_service.entitlements(session, instance=instance, now=now)
-    if not entitled.may_run and entitled.reason in REFUSALS:
-        status, message = REFUSALS[entitled.reason]
-        raise RunError(message, status=status, code=entitled.reason)
+    refusal = instance_service.run_refusal(session, instance=instance, now=now)  # credits: the hold decides
+    if refusal in REFUSALS:
+        status, message = REFUSALS[refusal]
+        raise RunError(message, status=status, code=refusal)
     quote = quote_for(instance.plan, spending_cap=spending_cap)
     version = instance.version or instance.offering.current_version
     if version is None:
         raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
     quote.check_input(_usage_terms(version.runtime_kind, input_text))
     # runs in progress and the key's monthly quota; keeps the wallet locked until the caller commits
-    run_limits.check_run_allowed(session, instance=instance, api_key=api_key, amount=quote.max_credits, now=now)
+    wallet = run_limits.check_run_allowed(session, instance=instance, api_key=api_key, amount=quote.max_credits,
+                                          now=now)
 
     run = Run(
         instance_id=instance.id, status=RunStatus.RUNNING.value, input_text=input_text,
@@ -245,7 +247,6 @@ def start_run(
 
     hold_id = None
     if quote.max_credits > 0:
-        wallet = billing.wallet_for_organization(session, instance.organization_id)
         try:
             hold = billing.authorize(session, wallet=wallet, amount=quote.max_credits,
                                      idempotency_key=billing.run_key(run.id), ttl_seconds=HOLD_TTL_SECONDS,

@@ -7,6 +7,7 @@ the adapter from the app config. Services call the port, never an adapter module
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -113,6 +114,21 @@ def usage_terms(kind: str, input_text: str) -> UsageTerms:
     raise RuntimeFailure("This agent's runtime is not available.", detail=f"unknown runtime kind {kind!r}")
 
 
+_local = threading.local()
+
+
+def _thread_http():
+    """One HTTP session per thread, kept: its connections to the runtime stay open between runs (a new
+    TCP connection per run costs more than the gateway's own work). Sessions are not shared between
+    threads; a pooled connection the server closed while idle is replaced before it is used."""
+    session = getattr(_local, "http", None)
+    if session is None:
+        import requests
+
+        session = _local.http = requests.Session()
+    return session
+
+
 def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:
     """The adapter for `kind` ("builtin" or "langflow"), configured from `config` or the current app."""
     if kind == "builtin":
@@ -130,5 +146,6 @@ def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:
             base_url=config.get("LANGFLOW_URL", ""),
             api_key=config.get("LANGFLOW_API_KEY", ""),
             timeout=float(config.get("LANGFLOW_TIMEOUT", 30.0)),
+            http=_thread_http(),
         )
     raise RuntimeFailure("This agent's runtime is not available.", detail=f"unknown runtime kind {kind!r}")
