@@ -118,8 +118,8 @@ def run_create(instance_id: int, json: RunCreate):
         return response
     db.session.commit()  # the hold is in place before the agent starts
     finished = runs.finish_run(db.session, prepared=prepared)
+    body = run_to_dict(finished.run, replayed=finished.replayed)  # before the commit expires the run
     db.session.commit()
-    body = run_to_dict(finished.run, replayed=finished.replayed)
     if finished.failure is not None:
         status = FAILURE_STATUS[finished.failure]
         return problem(status, _TITLES[status], finished.run.error or "The run failed.", code=f"run_{finished.failure}",

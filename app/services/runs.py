@@ -262,7 +262,7 @@ def start_run(
     return PreparedRun(
         run_id=run.id, replayed=False, hold_id=hold_id, quote=quote, runtime_kind=version.runtime_kind,
         runtime_ref=version.runtime_ref, input_text=input_text, session_id=run.session_id,
-        context=_context(session, instance, now), max_units=quote.max_units,
+        context=_context(session, instance, now, runtime_kind=version.runtime_kind), max_units=quote.max_units,
     )
 
 
@@ -276,7 +276,9 @@ def _replay(existing: Run, input_text: str) -> PreparedRun:
     return PreparedRun(run_id=existing.id, replayed=True)
 
 
-def _context(session: Session, instance: Instance, now: datetime) -> RunContext:
+def _context(session: Session, instance: Instance, now: datetime, *, runtime_kind: str = "builtin") -> RunContext:
+    if runtime_kind != "builtin":  # the FAQ and documents are the built-in agents' knowledge; a flow has its own
+        return RunContext(today=now.date())
     offering: Offering = instance.offering
     try:
         raw_faq = json.loads(offering.faq_json or "[]")
