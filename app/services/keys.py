@@ -11,7 +11,7 @@ from datetime import datetime
 
 from limits import parse_many
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.models import ApiKey, Instance, InstanceStatus, Run, RunStatus, User, utcnow
 from app.services import audit, organizations, tokens
@@ -181,7 +181,11 @@ def authenticate_api_key(session: Session, secret: str, *, now: datetime | None 
     lookup = tokens.split_secret(secret, API_KEY_PREFIX)
     if lookup is None:
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == lookup))
+    # a key only runs its instance: load what a run reads (instance, plan, version, organization) at once
+    instance = joinedload(ApiKey.instance)
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == lookup).options(
+        instance.joinedload(Instance.plan), instance.joinedload(Instance.version),
+        instance.joinedload(Instance.organization)))
     if key is None or key.revoked_at is not None or not tokens.matches(secret, key.key_hash):
         return None
     now = now or utcnow()
