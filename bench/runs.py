@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import http.client
 import json
-import os
 import secrets
 import subprocess
 import sys
