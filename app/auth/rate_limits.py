@@ -78,13 +78,15 @@ def api_key_rate() -> str:
         from app.extensions import db
         from app.models import ApiKey
 
-        own = db.session.scalar(select(ApiKey.rate_limit).where(ApiKey.prefix == prefix)) if prefix != "malformed" else None
+        own = None
+        if prefix != "malformed":
+            own = db.session.scalar(select(ApiKey.rate_limit).where(ApiKey.prefix == prefix))
         cached = cache[prefix] = (own, time.monotonic() + RATE_CACHE_SECONDS)
     return cached[0] or current_app.config["RATE_LIMIT_API_KEY"]
 
 
 def api_key_message() -> str:
-    return f"This API key may make at most {api_key_rate()} requests. Wait a little and try again."
+    return f"Too many requests with this API key: its limit is {api_key_rate()}. Wait a little and try again."
 
 
 def forget_api_key_rate(prefix: str) -> None:

@@ -36,7 +36,7 @@ def test_a_key_over_the_default_rate_gets_429_and_nothing_is_held(client, sessio
 
     assert refused.status_code == 429 and refused.mimetype == "application/problem+json"
     assert 0 < int(refused.headers["Retry-After"]) <= 60
-    assert refused.get_json()["detail"] == ("This API key may make at most 2 per minute requests. "
+    assert refused.get_json()["detail"] == ("Too many requests with this API key: its limit is 2 per minute. "
                                             "Wait a little and try again.")
     assert another_key.status_code == 201
     assert run_count(session) == 3
@@ -55,7 +55,7 @@ def test_a_keys_own_rate_overrides_the_default_and_can_be_changed(client, buyer_
     third = run(client, instance, secret)
 
     assert (first.status_code, second.status_code) == (201, 429)
-    assert "at most 1 per minute requests" in second.get_json()["detail"]
+    assert "its limit is 1 per minute." in second.get_json()["detail"]
     assert changed.status_code == 200 and changed.get_json()["rate_limit"] == "5 per minute"
     assert third.status_code == 201
 
