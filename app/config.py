@@ -68,6 +68,7 @@ _ENV_KEYS: dict[str, type] = {
     "TEAM_INVITE_DAYS": int,
     "SELLER_WEBHOOK_TIMEOUT": float,
     "SELLER_WEBHOOK_ALLOW_PRIVATE": bool,
+    "RATE_LIMIT_API_KEY": str,
     "WEBHOOK_MAX_BYTES": int,
     "PLATFORM_FEE_PERCENT": str,
     "PORT": int,
@@ -177,6 +178,7 @@ class Defaults:
     TEAM_INVITE_DAYS = 7  # how long an invitation to join an organization works
     SELLER_WEBHOOK_TIMEOUT = 10.0  # seconds a seller's endpoint has to answer one delivery
     SELLER_WEBHOOK_ALLOW_PRIVATE = False  # deliver to loopback/private addresses (development and tests only)
+    RATE_LIMIT_API_KEY = "120 per minute"  # per instance API key, unless the key has its own rate
     WEBHOOK_MAX_BYTES = 256 * 1024
     PLATFORM_FEE_PERCENT = "15"  # the platform's share of each sale, e.g. "15" or "12.5"; operators may set one per publisher
     PORT = 5000

@@ -16,6 +16,7 @@ import logging
 import time
 
 from flask import Flask, Response, abort, current_app, g, request
+from sqlalchemy import inspect as sa_inspect
 
 from app import context, metrics
 
@@ -134,7 +135,9 @@ def _finish(response):
     if user is not None:
         request.environ[ENVIRON_PREFIX + "user_id"] = user.id
     if org is not None:
-        request.environ[ENVIRON_PREFIX + "org_id"] = org.id
+        # the id from the identity map: after the view's commit, reading org.id would reload the row
+        identity = sa_inspect(org).identity
+        request.environ[ENVIRON_PREFIX + "org_id"] = identity[0] if identity else org.id
     started = g.get("request_started")
     if started is not None:
         endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"

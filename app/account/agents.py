@@ -9,14 +9,17 @@ from jinja2_fragments.flask import render_block
 from datetime import date
 
 from app.account.forms import (
-    ActionForm, ApiKeyCreateForm, ConnectorForm, DocumentForm, PlanChangeForm, RenewalPaymentForm, RunForm,
+    ActionForm, ApiKeyCreateForm, ApiKeyLimitsForm, ConnectorForm, DocumentForm, PlanChangeForm, RenewalPaymentForm,
+    RunForm,
 )
 from app.account.views import bp, has_endpoint, refusal_text, wants_fragment
+from app.auth import rate_limits
 from app.services.offerings import version_for_instance, version_state
 from app.auth.session_user import current_org, login_required
 from app import formatting
 from app.extensions import db
 from app.formatting import money
+from app.forms_flow import attach_error
 from app.adapters.commerce.checkout import get_checkout
 from app.models import Order, OrderStatus
 from app.services import (
@@ -93,13 +96,20 @@ def _detail_context(instance, **overrides) -> dict:
         overrides["conversation_id"] = conversations.new_conversation_id()
     run_form.conversation_id.data = overrides["conversation_id"]
     ref = _runtime_ref(instance)
+    api_keys = keys.list_api_keys(db.session, instance=instance)
+    limit_forms = overrides.pop("limit_forms", {})
+    for key in api_keys:
+        if key.id not in limit_forms:
+            limit_forms[key.id] = ApiKeyLimitsForm(formdata=None, prefix=f"key{key.id}", obj=key)
     context = {
         "instance": instance,
         "sub": sub,
         "ent": sub.entitlements,
         "quote": runs.quote_for(instance.plan),
         "can_manage": _can_manage(instance),
-        "api_keys": keys.list_api_keys(db.session, instance=instance),
+        "api_keys": api_keys,
+        "key_usage": keys.key_usage(db.session, instance=instance),
+        "limit_forms": limit_forms,
         "bindings": connectors.list_bindings(db.session, user=g.user, instance_id=instance.id),
         "documents": knowledge.list_documents(db.session, instance=instance) if ref == "kb-search" else None,
         "recent": runs.recent_runs(db.session, instance=instance, limit=10),
@@ -348,14 +358,47 @@ def instance_key_create(instance_id: int):
     form = ApiKeyCreateForm()
     if form.validate_on_submit():
         try:
-            key, secret = keys.create_api_key(db.session, instance=instance, actor=g.user, name=form.name.data)
+            key, secret = keys.create_api_key(db.session, instance=instance, actor=g.user, name=form.name.data,
+                                              rate_limit=form.rate_limit.data,
+                                              monthly_credit_quota=form.monthly_credit_quota.data)
         except (keys.ApiKeyError, organizations.OrganizationError) as exc:
             db.session.rollback()
-            form.form_errors.append(refusal_text(exc, "create API keys"))
+            if isinstance(exc, keys.ApiKeyError) and exc.field:
+                attach_error(form, exc)
+            else:
+                form.form_errors.append(refusal_text(exc, "create API keys"))
             return _detail_page(instance, 403 if isinstance(exc, organizations.NotAllowed) else 400, key_form=form)
         db.session.commit()
         return _detail_page(instance, 201, new_key={"key": key, "secret": secret})
     return _detail_page(instance, 400, key_form=form)
+
+
+@bp.post("/instances/<int:instance_id>/keys/<int:key_id>/limits")
+@login_required
+def instance_key_limits(instance_id: int, key_id: int):
+    """A key's own request rate and monthly credit quota (owners and admins)."""
+    instance = _instance_or_404(instance_id)
+    form = ApiKeyLimitsForm(prefix=f"key{key_id}")
+    if form.validate_on_submit():
+        try:
+            key = keys.update_api_key_limits(db.session, instance=instance, key_id=key_id, actor=g.user,
+                                             rate_limit=form.rate_limit.data,
+                                             monthly_credit_quota=form.monthly_credit_quota.data)
+        except (keys.ApiKeyError, organizations.OrganizationError) as exc:
+            db.session.rollback()
+            if isinstance(exc, keys.ApiKeyNotFound):
+                abort(404)
+            if isinstance(exc, keys.ApiKeyError) and exc.field:
+                attach_error(form, exc)
+            else:
+                form.form_errors.append(refusal_text(exc, "change API key limits"))
+            return _detail_page(instance, 403 if isinstance(exc, organizations.NotAllowed) else 400,
+                                limit_forms={key_id: form})
+        db.session.commit()
+        rate_limits.forget_api_key_rate(key.prefix)
+        flash(f"Limits of API key “{key.name}” saved.", "success")
+        return redirect(url_for("account.instance_detail", instance_id=instance.id, _anchor="api-keys"), 303)
+    return _detail_page(instance, 400, limit_forms={key_id: form})
 
 
 @bp.post("/instances/<int:instance_id>/keys/<int:key_id>/revoke")

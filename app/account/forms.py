@@ -59,7 +59,15 @@ class TokenCreateForm(FlaskForm):
     )
 
 
-class ApiKeyCreateForm(FlaskForm):
+class ApiKeyLimitsForm(FlaskForm):
+    rate_limit = StringField("Request rate (optional)", validators=[Optional(), Length(max=40)],
+                             description="How often this key may call, e.g. “60 per minute”. Empty: the default rate.")
+    monthly_credit_quota = IntegerField(
+        "Monthly credit quota (optional)", validators=[Optional(), NumberRange(min=1, max=1_000_000_000)],
+        description="The most credits this key's runs may use in a calendar month. Empty: no quota.")
+
+
+class ApiKeyCreateForm(ApiKeyLimitsForm):
     name = StringField("Key name", validators=[DataRequired(), Length(max=80)],
                        description="Where the key is used, e.g. “Help desk integration”.")
 

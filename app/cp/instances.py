@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import g
 
+from app.auth import rate_limits
 from app.cp import schemas, serializers
 from app.cp.auth import USER_KINDS, api_auth
 from app.cp.openapi import responses, spec
@@ -107,20 +108,38 @@ def get_entitlements(instance_id: int):
 @api_auth(*USER_KINDS)
 @spec.validate(resp=responses(200, schemas.ApiKeyList, 404), tags=TAGS)
 def list_api_keys(instance_id: int):
-    """The instance's API keys: prefix, name, created, last used, revoked."""
+    """The instance's API keys: prefix, name, created, last used, revoked, their limits, and each key's usage
+    this calendar month (runs, credits, failed runs, median run duration)."""
     instance = instances.get_instance_for_user(db.session, user=g.api_user, instance_id=instance_id)
-    return schemas.ApiKeyList(items=[serializers.api_key_out(k) for k in keys.list_api_keys(db.session, instance=instance)])
+    usage = keys.key_usage(db.session, instance=instance)
+    return schemas.ApiKeyList(items=[serializers.api_key_out(k, usage.get(k.id, keys.KeyUsage()))
+                                     for k in keys.list_api_keys(db.session, instance=instance)])
 
 
 @bp.post(f"/instances/<{ID}:instance_id>/keys/")
 @api_auth(*USER_KINDS)
 @spec.validate(resp=responses(201, schemas.ApiKeyCreated, 400, 403, 404, 409), tags=TAGS)
-def create_api_key(instance_id: int, json: schemas.NameIn):
-    """A new API key (owners and admins). The response holds the key, once; only a hash is kept."""
+def create_api_key(instance_id: int, json: schemas.ApiKeyCreate):
+    """A new API key (owners and admins), with an optional rate and monthly credit quota of its own. The
+    response holds the key, once; only a hash is kept."""
     instance = instances.get_instance_for_user(db.session, user=g.api_user, instance_id=instance_id)
-    key, secret = keys.create_api_key(db.session, instance=instance, actor=g.api_user, name=json.name)
+    key, secret = keys.create_api_key(db.session, instance=instance, actor=g.api_user, name=json.name,
+                                      rate_limit=json.rate_limit, monthly_credit_quota=json.monthly_credit_quota)
     db.session.commit()
     return schemas.ApiKeyCreated(**serializers.api_key_out(key).model_dump(), secret=secret), 201
+
+
+@bp.put(f"/instances/<{ID}:instance_id>/keys/<{ID}:key_id>/limits")
+@api_auth(*USER_KINDS)
+@spec.validate(resp=responses(200, schemas.ApiKeyOut, 400, 403, 404, 409), tags=TAGS)
+def update_api_key_limits(instance_id: int, key_id: int, json: schemas.ApiKeyLimitsIn):
+    """Set a key's own rate and monthly credit quota (owners and admins); null clears either."""
+    instance = instances.get_instance_for_user(db.session, user=g.api_user, instance_id=instance_id)
+    key = keys.update_api_key_limits(db.session, instance=instance, key_id=key_id, actor=g.api_user,
+                                     rate_limit=json.rate_limit, monthly_credit_quota=json.monthly_credit_quota)
+    db.session.commit()
+    rate_limits.forget_api_key_rate(key.prefix)
+    return serializers.api_key_out(key)
 
 
 @bp.post(f"/instances/<{ID}:instance_id>/keys/<{ID}:key_id>/revoke")

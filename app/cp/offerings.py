@@ -124,6 +124,7 @@ def set_plan(offering_id: int, tier: str, json: schemas.PlanSet):
         db.session, offering=offering, actor=g.api_user, tier=tier, name=json.name, price_minor=json.price_minor,
         currency=json.currency, included_credits=json.included_credits, credits_per_run=json.credits_per_run,
         max_runs_per_period=json.max_runs_per_period, features=json.features,
+        max_concurrent_runs=json.max_concurrent_runs, max_concurrent_runs_per_wallet=json.max_concurrent_runs_per_wallet,
     )
     db.session.commit()
     return serializers.plan_out(plan)

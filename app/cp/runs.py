@@ -255,7 +255,10 @@ def _refusal(exc: runs.RunError):
     extra = {"code": exc.code, **exc.extra}
     if exc.field:
         extra["errors"] = [{"field": exc.field, "message": str(exc)}]
-    return problem(exc.status, _TITLES.get(exc.status, "Bad Request"), str(exc), **extra)
+    response = problem(exc.status, _TITLES.get(exc.status, "Bad Request"), str(exc), **extra)
+    if "retry_after" in exc.extra:  # too many runs at once: when to try again
+        response.headers["Retry-After"] = str(exc.extra["retry_after"])
+    return response
 
 
 def _finished_answer(run: Run):

@@ -279,6 +279,11 @@ class PlanSet(In):
     included_credits: Credits = 0
     credits_per_run: Credits = 1
     max_runs_per_period: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] | None = None
+    max_concurrent_runs: Annotated[int, Field(ge=1, le=10_000, strict=True)] | None = Field(
+        default=None, description="Runs in progress at once per instance; omitted: unchanged (8 for a new plan).")
+    max_concurrent_runs_per_wallet: Annotated[int, Field(ge=1, le=10_000, strict=True)] | None = Field(
+        default=None, description="Runs in progress at once per buyer organization; omitted: unchanged (32 for a "
+                                  "new plan).")
     features: text(2_000) = ""
 
 
@@ -447,6 +452,13 @@ class EntitlementsOut(Out):
     next_plan_tier: str | None = Field(description="The plan it renews on (differs after a downgrade).")
 
 
+class ApiKeyUsageOut(Out):
+    runs: int = Field(description="Runs this calendar month (UTC).")
+    credits: int = Field(description="Credits charged this month, plus what runs in progress hold.")
+    errors: int = Field(description="Failed runs this month.")
+    p50_latency_ms: int | None = Field(description="Median run duration this month; null before the first run.")
+
+
 class ApiKeyOut(Out):
     id: int
     name: str
@@ -455,6 +467,13 @@ class ApiKeyOut(Out):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    rate_limit: str | None = Field(description="Requests this key may make (\"60 per minute\"); null: the "
+                                               "platform's default rate for keys.")
+    monthly_credit_quota: int | None = Field(
+        description="The most credits this key's runs may use in a calendar month (UTC), counting what runs in "
+                    "progress hold; a run that would go past it is refused with 402 before anything is held. "
+                    "null: no quota.")
+    usage: ApiKeyUsageOut | None = Field(default=None, description="This month's usage (in the list of keys).")
 
 
 class ApiKeyCreated(ApiKeyOut):
@@ -466,6 +485,17 @@ class ApiKeyList(Out):
 
 
 class NameIn(In):
+    name: text(80, 1)
+
+
+class ApiKeyLimitsIn(In):
+    rate_limit: text(40) | None = Field(default=None, description="Requests per period, e.g. \"60 per minute\"; "
+                                                                    "null or empty: the default rate.")
+    monthly_credit_quota: Annotated[int, Field(ge=1, le=MAX_CREDITS, strict=True)] | None = Field(
+        default=None, description="Credits per calendar month (UTC); null: no quota.")
+
+
+class ApiKeyCreate(ApiKeyLimitsIn):
     name: text(80, 1)
 
 

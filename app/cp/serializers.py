@@ -13,6 +13,7 @@ from app.models import (
 from app.models import OfferingVersion
 from app.extensions import db
 from app.services import offerings
+from app.services.keys import KeyUsage
 
 
 def organization_out(org: Organization, role: str | None = None) -> schemas.OrganizationOut:
@@ -35,7 +36,8 @@ def plan_out(plan: Plan) -> schemas.PlanOut:
         id=plan.id, tier=plan.tier, name=plan.name, sku=plan.sku, price_minor=plan.price_minor,
         currency=plan.currency, interval=plan.interval, included_credits=plan.included_credits,
         credits_per_run=plan.credits_per_run, credits_per_1k_units=plan.credits_per_1k_units,
-        max_runs_per_period=plan.max_runs_per_period, features=plan.feature_list,
+        max_runs_per_period=plan.max_runs_per_period, max_concurrent_runs=plan.max_concurrent_runs,
+        max_concurrent_runs_per_wallet=plan.max_concurrent_runs_per_wallet, features=plan.feature_list,
     )
 
 
@@ -84,8 +86,12 @@ def instance_out(instance: Instance) -> schemas.InstanceOut:
     )
 
 
-def api_key_out(key: ApiKey) -> schemas.ApiKeyOut:
-    return schemas.ApiKeyOut.model_validate(key)
+def api_key_out(key: ApiKey, usage: KeyUsage | None = None) -> schemas.ApiKeyOut:
+    out = schemas.ApiKeyOut.model_validate(key)
+    if usage is not None:
+        out.usage = schemas.ApiKeyUsageOut(runs=usage.runs, credits=usage.credits, errors=usage.errors,
+                                           p50_latency_ms=usage.p50_ms)
+    return out
 
 
 def token_out(token: PersonalAccessToken) -> schemas.TokenOut:

@@ -18,6 +18,8 @@ from app.models.reviews import Review, ReviewVote
 CATEGORIES = ("agents", "apps", "assistants", "automations")
 FACET_GROUPS = ("category", "outcome", "role", "capability", "pricing", "publisher")
 PLAN_TIERS = ("starter", "pro", "enterprise")
+DEFAULT_CONCURRENT_RUNS = 8
+DEFAULT_CONCURRENT_RUNS_PER_WALLET = 32
 
 
 class OfferingStatus(StrEnum):
@@ -149,6 +151,8 @@ class Plan(Model):
         CheckConstraint("price_minor >= 0", name="price_nonnegative"),
         CheckConstraint("included_credits >= 0", name="included_credits_nonnegative"),
         CheckConstraint("credits_per_run >= 0", name="credits_per_run_nonnegative"),
+        CheckConstraint("max_concurrent_runs >= 1", name="max_concurrent_runs_positive"),
+        CheckConstraint("max_concurrent_runs_per_wallet >= 1", name="max_concurrent_runs_per_wallet_positive"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -167,6 +171,11 @@ class Plan(Model):
     credits_per_1k_units: Mapped[int] = mapped_column(Integer, default=0)
     max_runs_per_period: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
     max_credits_per_run: Mapped[int] = mapped_column(Integer, default=10)
+    # runs in progress (queued or running) at once: on one instance, and across the buyer's wallet
+    max_concurrent_runs: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_CONCURRENT_RUNS, server_default=str(DEFAULT_CONCURRENT_RUNS))
+    max_concurrent_runs_per_wallet: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_CONCURRENT_RUNS_PER_WALLET, server_default=str(DEFAULT_CONCURRENT_RUNS_PER_WALLET))
     features: Mapped[str] = mapped_column(Text, default="")  # one feature per line
 
     offering: Mapped[Offering] = relationship(back_populates="plans")

@@ -96,6 +96,7 @@ class TrialClaim(Model):
 
 class ApiKey(Model):
     __tablename__ = "api_key"
+    __table_args__ = (CheckConstraint("monthly_credit_quota >= 1", name="monthly_credit_quota_positive"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id", ondelete="CASCADE"), index=True)
@@ -107,6 +108,10 @@ class ApiKey(Model):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # requests per period for this key ("30 per minute"); None: the configured default
+    rate_limit: Mapped[str | None] = mapped_column(String(40))
+    # the most credits this key's runs may use (settled + held) in a calendar month (UTC); None: no quota
+    monthly_credit_quota: Mapped[int | None] = mapped_column(Integer)
 
     instance: Mapped[Instance] = relationship()
 
@@ -117,6 +122,8 @@ class Run(Model):
         CheckConstraint("credits >= 0", name="credits_nonnegative"),
         CheckConstraint("overrun_credits >= 0", name="overrun_credits_nonnegative"),
         Index("ix_run_instance_id_created_at", "instance_id", "created_at"),
+        Index("ix_run_api_key_id_created_at", "api_key_id", "created_at"),
+        Index("ix_run_status_instance_id", "status", "instance_id"),  # runs in progress, for the limits
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional, Va
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from app.models import CATEGORIES, PLAN_TIERS
+from app.models.catalog import DEFAULT_CONCURRENT_RUNS, DEFAULT_CONCURRENT_RUNS_PER_WALLET
 from app.services.offerings import RUNTIME_KINDS, SELLER_FACET_GROUPS
 from app.services.text_rules import TextRuleError, refuse_spoofing_characters
 
@@ -160,6 +161,12 @@ class TierForm(Form):
     credits_per_run = IntegerField("Credits per run", default=1, validators=[Optional()])
     max_runs_per_period = IntegerField("Runs per month", validators=[Optional()],
                                        description="Leave empty for unlimited.")
+    max_concurrent_runs = IntegerField("Runs at once per instance", default=DEFAULT_CONCURRENT_RUNS,
+                                       validators=[Optional()],
+                                       description="More runs started while this many are in progress wait and retry.")
+    max_concurrent_runs_per_wallet = IntegerField(
+        "Runs at once per buyer", default=DEFAULT_CONCURRENT_RUNS_PER_WALLET, validators=[Optional()],
+        description="Across all of one buyer organization's instances.")
     features = TextAreaField("Features", validators=[Length(max=2000)], description="One feature per line.")
 
 

@@ -241,6 +241,8 @@ def offering_plans(offering_id: int):
             sub.included_credits.data, sub.credits_per_run.data = plan.included_credits, plan.credits_per_run
             sub.max_runs_per_period.data, sub.features.data = plan.max_runs_per_period, plan.features
             sub.interval.data, sub.rollover_credits.data = plan.interval, plan.rollover_credits
+            sub.max_concurrent_runs.data = plan.max_concurrent_runs
+            sub.max_concurrent_runs_per_wallet.data = plan.max_concurrent_runs_per_wallet
 
     def save_tiers() -> None:
         """Every tier is tried, so each one's errors show at once; any error and nothing is saved."""
@@ -257,6 +259,8 @@ def offering_plans(offering_id: int):
                     credits_per_run=sub.credits_per_run.data if sub.credits_per_run.data is not None else 0,
                     max_runs_per_period=sub.max_runs_per_period.data, features=sub.features.data or "",
                     interval=sub.interval.data or "month", rollover_credits=bool(sub.rollover_credits.data),
+                    max_concurrent_runs=sub.max_concurrent_runs.data,
+                    max_concurrent_runs_per_wallet=sub.max_concurrent_runs_per_wallet.data,
                 )
             except ServiceError as exc:
                 failed = True

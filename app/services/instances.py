@@ -259,6 +259,35 @@ class Entitlements:
     next_plan_tier: str | None = None
 
 
+def _runs_since(session: Session, instance: Instance, period_start: datetime) -> int:
+    # "> start - 1 µs" rather than ">= start": SQLite compares timestamps as text, and a server-default
+    # "…:02" sorts before a bound "…:02.000000" of the same second
+    return session.scalar(
+        select(func.count()).select_from(Run)
+        .where(Run.instance_id == instance.id, Run.created_at > period_start - timedelta(microseconds=1),
+               Run.status.in_(COUNTED_RUN_STATUSES))
+    ) or 0
+
+
+def run_refusal(session: Session, *, instance: Instance, now: datetime, runs: int | None = None) -> str | None:
+    """Why the instance may not start a run now, as an entitlement reason (status, trial end, run limit),
+    or None. Credits are not looked at: the run gateway's hold decides those. `runs`: this period's runs,
+    when the caller has counted them already (else they are counted only if the plan limits them)."""
+    plan = instance.plan
+    if instance.status == InstanceStatus.PAST_DUE.value and subscriptions.in_grace(instance, now=now):
+        pass  # a failed renewal is being retried: it keeps running through the grace period
+    elif instance.status != InstanceStatus.ACTIVE.value:
+        return f"instance_{instance.status}"
+    if instance.is_trial and instance.trial_ends_at is not None and instance.trial_ends_at <= now:
+        return "trial_ended"
+    if plan.max_runs_per_period is not None:
+        if runs is None:
+            runs = _runs_since(session, instance, current_period(instance, now)[0])
+        if runs >= plan.max_runs_per_period:
+            return "run_limit_reached"
+    return None
+
+
 def entitlements(session: Session, *, instance: Instance, now: datetime | None = None) -> Entitlements:
     """Plan limits, credits available to the instance's organization, runs this period, trial end,
     and whether a run may start now (with the reason when not).
@@ -269,26 +298,12 @@ def entitlements(session: Session, *, instance: Instance, now: datetime | None =
     now = now or utcnow()
     plan = instance.plan
     period_start, period_end = current_period(instance, now)
-    # "> start - 1 µs" rather than ">= start": SQLite compares timestamps as text, and a server-default
-    # "…:02" sorts before a bound "…:02.000000" of the same second
-    runs = session.scalar(
-        select(func.count()).select_from(Run)
-        .where(Run.instance_id == instance.id, Run.created_at > period_start - timedelta(microseconds=1),
-               Run.status.in_(COUNTED_RUN_STATUSES))
-    ) or 0
+    runs = _runs_since(session, instance, period_start)
     wallet = billing.wallet_for_organization(session, instance.organization_id)
     available = billing.wallet_balances(session, wallet=wallet).available
 
-    reason = None
-    if instance.status == InstanceStatus.PAST_DUE.value and subscriptions.in_grace(instance, now=now):
-        pass  # a failed renewal is being retried: it keeps running through the grace period
-    elif instance.status != InstanceStatus.ACTIVE.value:
-        reason = f"instance_{instance.status}"
-    elif instance.is_trial and instance.trial_ends_at is not None and instance.trial_ends_at <= now:
-        reason = "trial_ended"
-    elif plan.max_runs_per_period is not None and runs >= plan.max_runs_per_period:
-        reason = "run_limit_reached"
-    elif available < plan.credits_per_run:
+    reason = run_refusal(session, instance=instance, now=now, runs=runs)
+    if reason is None and available < plan.credits_per_run:
         reason = "insufficient_credits"
     upcoming = subscriptions.next_charge(instance)
     return Entitlements(

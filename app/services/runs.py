@@ -53,6 +53,7 @@ from app.models import (
 from app.models.instances import CapOutcome
 from app.services import billing, offerings
 from app.services import instances as instance_service
+from app.services import run_limits
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,8 @@ def start_run(
     (after `queue_run`, which hands it to a runner).
 
     The caller has already checked that `user` (or `api_key`) may act on `instance`.
-    Raises RunError: 402 insufficient credits, 403 not entitled, 409 key in use, 422 bad input, 429 run limit.
+    Raises RunError: 402 insufficient credits or key quota, 403 not entitled, 409 key in use, 422 bad input,
+    429 run limit or too many runs in progress (with `retry_after`).
     """
     now = now or utcnow()
     if not input_text or not input_text.strip():
@@ -217,22 +219,25 @@ def start_run(
     client_key = idempotency_key or uuid.uuid4().hex
     run_key = f"i{instance.id}:{client_key}"
 
-    existing = session.scalar(select(Run).where(Run.idempotency_key == run_key))
-    if existing is not None:
+    existing = session.scalar(select(Run).where(Run.idempotency_key == run_key)) if idempotency_key else None
+    if existing is not None:  # a key made here is new: nothing to replay
         replay = _replay(existing, input_text)
         if replay is not None:
             return replay
         _retire_attempt(session, existing, run_key)
 
-    entitled = instance_service.entitlements(session, instance=instance, now=now)
-    if not entitled.may_run and entitled.reason in REFUSALS:
-        status, message = REFUSALS[entitled.reason]
-        raise RunError(message, status=status, code=entitled.reason)
+    refusal = instance_service.run_refusal(session, instance=instance, now=now)  # credits: the hold decides
+    if refusal in REFUSALS:
+        status, message = REFUSALS[refusal]
+        raise RunError(message, status=status, code=refusal)
     quote = quote_for(instance.plan, spending_cap=spending_cap)
     version = offerings.version_for_instance(session, instance)
     if version is None:
         raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
     quote.check_input(_usage_terms(version.runtime_kind, input_text))
+    # runs in progress and the key's monthly quota; keeps the wallet locked until the caller commits
+    wallet = run_limits.check_run_allowed(session, instance=instance, api_key=api_key, amount=quote.max_credits,
+                                          now=now)
 
     run = Run(
         instance_id=instance.id, status=RunStatus.QUEUED.value, input_text=input_text,
@@ -249,7 +254,6 @@ def start_run(
 
     hold_id = None
     if quote.max_credits > 0:
-        wallet = billing.wallet_for_organization(session, instance.organization_id)
         try:
             hold = billing.authorize(session, wallet=wallet, amount=quote.max_credits,
                                      idempotency_key=billing.run_key(run.id), ttl_seconds=HOLD_TTL_SECONDS,
@@ -265,7 +269,8 @@ def start_run(
     return PreparedRun(
         run_id=run.id, replayed=False, hold_id=hold_id, quote=quote, runtime_kind=version.runtime_kind,
         runtime_ref=version.runtime_ref, input_text=input_text, session_id=run.session_id,
-        context=replace(_context(session, instance, now), **offerings.run_options(version)), max_units=quote.max_units,
+        context=replace(_context(session, instance, now, runtime_kind=version.runtime_kind),
+                        **offerings.run_options(version)), max_units=quote.max_units,
     )
 
 
@@ -314,7 +319,9 @@ def _runtime_session(session: Session, instance_id: int, conversation_id: str | 
     return last.session_id
 
 
-def _context(session: Session, instance: Instance, now: datetime) -> RunContext:
+def _context(session: Session, instance: Instance, now: datetime, *, runtime_kind: str = "builtin") -> RunContext:
+    if runtime_kind != "builtin":  # the FAQ and documents are the built-in agents' knowledge; a flow has its own
+        return RunContext(today=now.date())
     offering: Offering = instance.offering
     try:
         raw_faq = json.loads(offering.faq_json or "[]")
@@ -508,7 +515,8 @@ def prepared_for(session: Session, run: Run) -> PreparedRun:
     return PreparedRun(
         run_id=run.id, replayed=False, hold_id=run.hold_id, quote=quote, runtime_kind=version.runtime_kind,
         runtime_ref=version.runtime_ref, input_text=run.input_text, session_id=run.session_id or "",
-        context=replace(_context(session, instance, utcnow()), **offerings.run_options(version)),
+        context=replace(_context(session, instance, utcnow(), runtime_kind=version.runtime_kind),
+                        **offerings.run_options(version)),
         max_units=quote.max_units,
     )
 

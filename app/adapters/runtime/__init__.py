@@ -212,6 +212,21 @@ def partial_usage(kind: str, input_text: str, delivered: str) -> int | None:
     return None
 
 
+_local = threading.local()
+
+
+def _thread_http():
+    """One HTTP session per thread, kept: its connections to the runtime stay open between runs (a new
+    TCP connection per run costs more than the gateway's own work). Sessions are not shared between
+    threads; a pooled connection the server closed while idle is replaced before it is used."""
+    session = getattr(_local, "http", None)
+    if session is None:
+        import requests
+
+        session = _local.http = requests.Session()
+    return session
+
+
 def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:
     """The adapter for `kind` ("builtin" or "langflow"), configured from `config` or the current app."""
     if kind == "builtin":
@@ -234,5 +249,6 @@ def get_runtime(kind: str, config: dict[str, Any] | None = None) -> Runtime:
             api_key=config.get("LANGFLOW_API_KEY", ""),
             timeout=float(config.get("LANGFLOW_TIMEOUT", 30.0)),
             check_timeout=float(config.get("LANGFLOW_CHECK_TIMEOUT", 5.0)),
+            http=_thread_http(),
         )
     raise RuntimeFailure("This agent's runtime is not available.", detail=f"unknown runtime kind {kind!r}")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.adapters.runtime import RuntimeDescription, RuntimeReference, RuntimeUnavailable, get_runtime
 from app.models import PLAN_TIERS, Instance, Offering, OfferingStatus, OfferingVersion, Plan, User
+from app.models.catalog import DEFAULT_CONCURRENT_RUNS, DEFAULT_CONCURRENT_RUNS_PER_WALLET
 from app.services import audit, organizations
 from app.services.text_rules import refuse_spoofing_characters
 from app.services.offerings.rules import (
@@ -337,6 +338,9 @@ def _version_of(offering: Offering, number: str) -> OfferingVersion:
     raise OfferingError(f"This agent has no version {number[:32]}.", field="version", status=404)
 
 
+CONCURRENT_RUNS_MAX = 10_000
+
+
 def set_plan(
     session: Session,
     *,
@@ -352,10 +356,15 @@ def set_plan(
     features: str = "",
     interval: str = "month",
     rollover_credits: bool = False,
+    max_concurrent_runs: int | None = None,
+    max_concurrent_runs_per_wallet: int | None = None,
 ) -> Plan:
     """Create or update the plan of one tier. The SKU is generated once and never changes. `interval`
     (month or year) is the billing period its price pays for; `rollover_credits` carries unused
-    included credits into the next period."""
+    included credits into the next period.
+
+    The concurrency limits (runs in progress at once per instance, and per buyer's wallet) keep their
+    current value, or the defaults for a new plan, when None."""
     _require_member(session, actor, offering.publisher_id)
     _require_status(offering, {OfferingStatus.DRAFT, OfferingStatus.IN_REVIEW, OfferingStatus.PUBLISHED},
                     "An archived offering's plans cannot change.")
@@ -391,7 +400,18 @@ def set_plan(
         "credits_per_run": credits_per_run, "max_runs_per_period": max_runs_per_period, "features": features,
         "interval": interval, "rollover_credits": bool(rollover_credits),
     }
+    for field, value in (("max_concurrent_runs", max_concurrent_runs),
+                         ("max_concurrent_runs_per_wallet", max_concurrent_runs_per_wallet)):
+        if value is not None:
+            values[field] = _int_in_range(value, field, 1, CONCURRENT_RUNS_MAX,
+                                          f"Allow from 1 to {CONCURRENT_RUNS_MAX:,} runs at once.")
     plan = session.scalar(select(Plan).where(Plan.offering_id == offering.id, Plan.tier == tier))
+    per_instance = values.get("max_concurrent_runs", plan.max_concurrent_runs if plan else DEFAULT_CONCURRENT_RUNS)
+    per_wallet = values.get("max_concurrent_runs_per_wallet",
+                            plan.max_concurrent_runs_per_wallet if plan else DEFAULT_CONCURRENT_RUNS_PER_WALLET)
+    if per_instance > per_wallet:
+        raise OfferingError("Allow at least as many runs at once per organization as per instance.",
+                            field="max_concurrent_runs_per_wallet")
     if plan is None:
         plan = Plan(offering_id=offering.id, tier=tier, sku=_new_sku(session, offering.slug, tier), **values)
         session.add(plan)
