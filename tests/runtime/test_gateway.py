@@ -328,6 +328,33 @@ def test_a_langflow_offering_runs_through_the_adapter_and_is_charged_for_its_tok
     assert request.headers["x-api-key"] == fake_langflow.API_KEY
 
 
+def test_a_runs_request_carries_its_versions_tweaks_and_output_component(make_app, session, buyer):
+    from tests.runtime import fake_langflow
+
+    server, langflow = fake_langflow.start()
+    try:
+        app = make_app(LANGFLOW_URL=langflow.url, LANGFLOW_API_KEY=fake_langflow.API_KEY, LANGFLOW_TIMEOUT=5)
+        instance = make_instance(session, buyer)
+        version = instance.version
+        version.runtime_kind, version.runtime_ref = "langflow", "usage"
+        version.output_component = "ChatOutput-yK0AU"
+        version.tweaks_json = '{"ChatInput-a1": {"should_store_message": false}}'
+        session.commit()
+        client = app.test_client()
+        login(client, buyer)
+
+        response = client.post(f"/api/instances/{instance.id}/runs", json={"input": "summarize this"},
+                               headers={"Prefer": "wait=30"})
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert response.status_code == 201
+    [request] = langflow.requests
+    assert request.body["tweaks"] == {"ChatInput-a1": {"should_store_message": False}}
+    assert request.body["output_component"] == "ChatOutput-yK0AU"
+
+
 def test_stale_running_runs_are_failed_and_their_holds_released(buyer_client, session, buyer):
     from datetime import timedelta
 
