@@ -263,13 +263,13 @@ def layout_context() -> dict:
             if endpoint in endpoints and (role is None or user.has_role(role))
         ]
         if "account.organization_switch" in endpoints:
-            from app.auth.session_user import current_org
+            from app.auth.session_user import current_org, membership_count
             from app.extensions import db
             from app.services import identity
 
-            # most people belong to one organization: count first, load the list only for the switch
-            memberships = identity.memberships_of(db.session, user) \
-                if identity.count_memberships(db.session, user_id=user.id) > 1 else []
+            # most people belong to one organization: count first (loaded with the user), load the list
+            # only for the switch
+            memberships = identity.memberships_of(db.session, user) if membership_count() > 1 else []
             if len(memberships) > 1:
                 context["org_switch"] = {
                     "action": url_for("account.organization_switch"),
