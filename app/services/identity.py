@@ -432,8 +432,14 @@ def touch_interval(idle_timeout: timedelta) -> timedelta:
     return min(timedelta(seconds=60), idle_timeout / 10)
 
 
-_MEMBERSHIPS_OF_SESSION_USER = (select(func.count()).select_from(Membership)
-                                .where(Membership.user_id == UserSession.user_id).scalar_subquery())
+# built once: it runs on every signed-in request
+_SIGNED_IN = (
+    select(UserSession, User,
+           select(func.count()).select_from(Membership).where(Membership.user_id == UserSession.user_id)
+           .scalar_subquery())
+    .join(User, User.id == UserSession.user_id)
+    .where(UserSession.token_hash == bindparam("token_hash"))
+)
 
 
 def resume_signed_in(
@@ -444,11 +450,7 @@ def resume_signed_in(
     runs on every signed-in request)."""
     now = now or utcnow()
     touch_after = touch_interval(idle_timeout) if touch_after is None else touch_after
-    row = session.execute(
-        select(UserSession, User, _MEMBERSHIPS_OF_SESSION_USER)
-        .join(User, User.id == UserSession.user_id)
-        .where(UserSession.token_hash == _token_digest(token))
-    ).one_or_none()
+    row = session.execute(_SIGNED_IN, {"token_hash": _token_digest(token)}).one_or_none()
     if row is None:
         return None
     record, user, membership_count = row
