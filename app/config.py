@@ -226,6 +226,10 @@ class Defaults:
     SESSION_COOKIE_NAME = "dm_session"  # never "_session": an OIDC provider on the same host uses it
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # the cookie is sent again only when its contents change: a signed-in cookie expires with the absolute
+    # lifetime it was issued for, and the idle timeout is kept on the server (app.services.identity), so
+    # re-signing it on every answer would only cost time and make answers uncacheable
+    SESSION_REFRESH_EACH_REQUEST = False
     WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
     MAX_CONTENT_LENGTH = 2 * 1024 * 1024
     JSON_SORT_KEYS = False

@@ -231,6 +231,23 @@ ACCOUNT_LINKS = [
 ]
 
 
+def _account_links(roles: str, endpoints: set[str]) -> list[dict]:
+    """The user menu's links for someone with these roles: the same on every page of a host, so built
+    once per (host, script root, roles) and kept on the app."""
+    from flask import current_app, url_for
+
+    cache = current_app.extensions.setdefault("account_links", {})
+    key = (request.host, request.script_root, roles)
+    links = cache.get(key)
+    if links is None:
+        held = set(roles.split())
+        links = [{"url": url_for(endpoint), "label": label} for endpoint, label, role in ACCOUNT_LINKS
+                 if endpoint in endpoints and (role is None or role in held)]
+        if len(cache) < 256:  # a few role sets per host; an odd Host header cannot grow it without bound
+            cache[key] = links
+    return links
+
+
 def layout_context() -> dict:
     from datetime import date
 
@@ -257,19 +274,15 @@ def layout_context() -> dict:
             current_app.logger.exception("cart count failed")
     user = g.get("user")
     if user is not None:
-        context["account_links"] = [
-            {"url": url_for(endpoint), "label": label}
-            for endpoint, label, role in ACCOUNT_LINKS
-            if endpoint in endpoints and (role is None or user.has_role(role))
-        ]
+        context["account_links"] = _account_links(user.roles, endpoints)
         if "account.organization_switch" in endpoints:
-            from app.auth.session_user import current_org
+            from app.auth.session_user import current_org, membership_count
             from app.extensions import db
             from app.services import identity
 
-            # most people belong to one organization: count first, load the list only for the switch
-            memberships = identity.memberships_of(db.session, user) \
-                if identity.count_memberships(db.session, user_id=user.id) > 1 else []
+            # most people belong to one organization: count first (loaded with the user), load the list
+            # only for the switch
+            memberships = identity.memberships_of(db.session, user) if membership_count() > 1 else []
             if len(memberships) > 1:
                 context["org_switch"] = {
                     "action": url_for("account.organization_switch"),

@@ -32,19 +32,29 @@ def load_current_user() -> None:
         return
     token = session.get(SESSION_TOKEN_KEY)
     idle, lifetime = session_lifetimes()
-    record = identity.resume_session(db.session, token=token, idle_timeout=idle, max_lifetime=lifetime) \
+    # the session record, its user and what the header needs of them: one query
+    signed_in = identity.resume_signed_in(db.session, token=token, idle_timeout=idle, max_lifetime=lifetime) \
         if isinstance(token, str) else None
     if db.session.dirty or db.session.deleted:
-        db.session.commit()  # the idle deadline moved on, or an ended session's record went
-    if record is None or record.user_id != user_id:
+        db.session.commit()  # the idle deadline moved on (at most once a minute), or an ended session's record went
+    if signed_in is None or signed_in.record.user_id != user_id:
         session.clear()  # signed out, elsewhere too, timed out, or a cookie from before server-side sessions
         return
-    user = db.session.get(User, user_id)
+    user = signed_in.user
     # a password change or deactivation ends other sessions: the stamp must still match
-    if user is None or not user.is_active or session.get("stamp") != session_stamp(user):
+    if not user.is_active or session.get("stamp") != session_stamp(user):
         session.clear()
         return
     g.user = user
+    g.membership_count = signed_in.membership_count
+
+
+def membership_count() -> int:
+    """How many organizations the signed-in user belongs to: as loaded with the user for a page (GET or
+    HEAD), counted again after a request that may have changed it."""
+    if request.method in ("GET", "HEAD") and g.get("membership_count") is not None:
+        return g.membership_count
+    return identity.count_memberships(db.session, user_id=g.user.id)
 
 
 def current_org() -> Organization | None:
@@ -77,6 +87,7 @@ def sign_in(user: User) -> None:
     if cart_token:
         session["cart_token"] = cart_token  # merged into the user's cart by the cart service
     g.user = user
+    g.pop("membership_count", None)  # loaded for the browser's previous user, if any
 
 
 def sign_out() -> None:
@@ -87,6 +98,7 @@ def sign_out() -> None:
         db.session.commit()
     session.clear()
     g.user = None
+    g.pop("membership_count", None)
 
 
 def _device_serializer() -> URLSafeTimedSerializer:

@@ -407,22 +407,60 @@ def start_session(
 
 def resume_session(
     session: Session, *, token: str, idle_timeout: timedelta, max_lifetime: timedelta, now: datetime | None = None,
-    touch_after: timedelta = timedelta(seconds=60),
+    touch_after: timedelta | None = None,
 ) -> UserSession | None:
     """The live session of this token, its idle deadline moved on (at most once per `touch_after`, so a
     busy browser does not write on every request); None when it ended, idled out or outlived its
     absolute lifetime."""
+    resumed = resume_signed_in(session, token=token, idle_timeout=idle_timeout, max_lifetime=max_lifetime, now=now,
+                               touch_after=touch_after)
+    return resumed.record if resumed is not None else None
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live session with its user and how many organizations the user belongs to (the header asks)."""
+
+    record: UserSession
+    user: User
+    membership_count: int
+
+
+def touch_interval(idle_timeout: timedelta) -> timedelta:
+    """How often a busy session's idle deadline is written: once a minute, or a tenth of a short idle
+    timeout, so a session in use never idles out between two writes."""
+    return min(timedelta(seconds=60), idle_timeout / 10)
+
+
+# built once: it runs on every signed-in request
+_SIGNED_IN = (
+    select(UserSession, User,
+           select(func.count()).select_from(Membership).where(Membership.user_id == UserSession.user_id)
+           .scalar_subquery())
+    .join(User, User.id == UserSession.user_id)
+    .where(UserSession.token_hash == bindparam("token_hash"))
+)
+
+
+def resume_signed_in(
+    session: Session, *, token: str, idle_timeout: timedelta, max_lifetime: timedelta, now: datetime | None = None,
+    touch_after: timedelta | None = None,
+) -> SignedIn | None:
+    """resume_session, with the session's user and their organization count loaded in the same query (it
+    runs on every signed-in request)."""
     now = now or utcnow()
-    record = session.scalar(select(UserSession).where(UserSession.token_hash == _token_digest(token)))
-    if record is None:
+    touch_after = touch_interval(idle_timeout) if touch_after is None else touch_after
+    row = session.execute(_SIGNED_IN, {"token_hash": _token_digest(token)}).one_or_none()
+    if row is None:
         return None
+    record, user, membership_count = row
     if record.expires_at <= now or record.created_at + max_lifetime <= now:
         session.delete(record)
         return None
     if now - record.last_seen_at >= touch_after:
         record.last_seen_at = now
         record.expires_at = min(now + idle_timeout, record.created_at + max_lifetime)
-    return record  # changes left pending (not flushed), so the caller sees whether to commit
+    return SignedIn(record=record, user=user, membership_count=int(membership_count))  # changes left pending
 
 
 def end_session(session: Session, *, token: str) -> None:
