@@ -100,7 +100,7 @@ def test_buyer_searches_buys_runs_and_reviews_the_order(page: Page, journey):
         expect(page.get_by_role("region", name="Credits used per day")).to_contain_text(
             f"Last 30 days · {used} credit")
         newest = page.get_by_role("table", name="Ledger entries, newest first").get_by_role("row").nth(1)
-        expect(newest).to_contain_text("capture")
+        expect(newest).to_contain_text(re.compile(rf"Spent\s*Run #\d+ — {used} credits?"))
         expect(newest).to_contain_text(PRODUCT)
         expect(newest).to_contain_text(f"−{used}")
 

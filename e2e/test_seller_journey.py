@@ -56,7 +56,7 @@ def test_seller_lists_an_offering_that_is_approved_bought_and_counted(page: Page
             plan = seller.get_by_role("group", name=tier, exact=True)
             expect(plan.get_by_role("checkbox", name="Offer this tier")).to_be_checked()
             plan.get_by_label("Price").fill(price)
-            plan.get_by_label("Included credits").fill(included)
+            plan.get_by_label("Included credits", exact=True).fill(included)
             plan.get_by_label("Credits per run").fill(per_run)
             plan.get_by_label("Runs per month").fill(runs)
             plan.get_by_label("Features").fill(f"{tier} support\nRouting reasons")

@@ -48,7 +48,8 @@ def test_buyer_subscribes_with_a_saved_card_is_renewed_and_cancels_at_period_end
 
     with journey.step("the renewal runs as of a date after the period's end"):
         said = renew_as_of(e2e_db_url, date.today() + timedelta(days=32))
-        assert "Renewed 1 subscription(s)" in said, said
+        # the journeys share one database: other buyers' subscriptions may renew too; this buyer's is checked below
+        assert re.search(r"Renewed [1-9]\d* subscription\(s\)", said), said
 
     with journey.step("the renewal order is on the orders page, paid"):
         page.goto("/account/orders")

@@ -39,7 +39,10 @@ def _status_page():
 @bp.route("/sell", methods=["GET", "POST"])
 @login_required
 def sell():
-    """Step one: the publisher organization and its public details."""
+    """Step one: the publisher organization and its public details. A seller following "Sell on Digitlify"
+    is taken to their console; `?another=1` applies for an additional publisher."""
+    if g.user.has_role(Role.SELLER) and request.method == "GET" and not request.args.get("another"):
+        return redirect(url_for("seller.dashboard"))
     waiting = _status_page()
     if waiting is not None:
         return waiting

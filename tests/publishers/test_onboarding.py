@@ -122,7 +122,7 @@ def test_a_pending_applicant_prepares_drafts_but_cannot_submit_them(client, sess
     created = client.post("/seller/offerings/create", data={
         "publisher_id": org.id, "name": "Field Notes", "summary": "Turns voice notes into reports.",
         "description_md": "## Field notes\n\nWrites reports.", "category": "agents", "trial_days": 0,
-        "trial_credits": 0, "version": "1.0.0", "runtime_kind": "builtin", "runtime_ref": "support-faq",
+        "trial_credits": 0, "version": "1.0.0", "runtime": "builtin:support-faq",
     })
     assert created.status_code == 302, re.findall(r'<li>([^<]*)</li>', created.get_data(as_text=True))
     offering = session.scalar(select(Offering).where(Offering.publisher_id == org.id))

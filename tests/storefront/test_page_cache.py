@@ -311,3 +311,17 @@ def test_a_description_is_rendered_once_per_text(monkeypatch):
     assert first == second == '<h2>Title %d</h2>\n<p>Some <em>notes</em>.</p>' % id(calls)
     assert "More." in changed
     assert calls == [text, text + " More."]
+
+
+def test_a_sellers_visit_leaves_no_seller_link_on_a_kept_page(make_app, session, demo):
+    """The footer's links are the same for everyone: a page a seller's request filled the store with
+    must not send an anonymous visitor to the seller console."""
+    app = make_app()
+    seller = session.scalar(select(User).where(User.email == "seller@example.com"))
+    signed_in = app.test_client()
+    login(signed_in, seller)
+    signed_in.get("/browse")
+
+    page = app.test_client().get("/browse").get_data(as_text=True)
+
+    assert '<a href="/sell">Sell on Digitlify</a>' in page and 'href="/seller/"' not in page
