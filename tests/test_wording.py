@@ -3,13 +3,17 @@ characters or tokens."""
 import json
 import re
 
+import pytest
+
 from app.adapters.commerce import FacetGroup, FacetOption, SearchQuery, SearchResult
 from app.models import AuditEvent
 from app.services import audit, audit_text
 from app.services import catalog as catalog_service
-from tests.account.test_console_and_billing import run_console
+from tests.account.test_console_and_billing import finish, run_console
 from tests.conftest import login
 from tests.runtime.test_gateway import make_instance
+
+pytestmark = pytest.mark.usefixtures("run_worker")
 
 
 def _event(action, data, actor="seller@example.com", target_type="offering", target_id="3"):
@@ -105,7 +109,8 @@ def test_a_chip_the_result_does_not_label_is_looked_up_or_spelled_out():
 def test_a_run_result_counts_characters_not_units(buyer_client, session, buyer):
     instance = make_instance(session, buyer)
 
-    html = run_console(buyer_client, instance).get_data(as_text=True)
+    started = run_console(buyer_client, instance).get_data(as_text=True)
+    html = finish(buyer_client, instance, started).get_data(as_text=True)
     page = buyer_client.get(f"/account/instances/{instance.id}").get_data(as_text=True)
 
     assert re.search(r"used · [\d,]+ characters", html)

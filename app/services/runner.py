@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.05
 FLUSH_CHARS = 256
 CANCEL_CHECK_SECONDS = 0.25
+END = object()  # put on the token queue when the runtime call returns
 
 
 def execute_run(session: Session, *, run_id: int, timeout: float = 60.0, late_wait: float = 30.0) -> str:
@@ -68,18 +69,22 @@ def execute_run(session: Session, *, run_id: int, timeout: float = 60.0, late_wa
             result.append(runs.call_runtime(prepared, runtime=runtime, on_token=tokens.put, control=control))
         finally:
             finished.set()
+            tokens.put(END)  # wakes the loop below at once instead of after its next wait
 
     started = time.monotonic()
     threading.Thread(target=call, name=f"run-{run_id}", daemon=True).start()
     delivered: list[str] = []
     pending: list[str] = []
-    last_flush = last_check = time.monotonic()
+    last_check = time.monotonic()
+    last_flush = 0.0  # the first token goes out at once; later ones in batches
     stopped: str | None = None  # "cancel" or "timeout"
     while not finished.is_set() or not tokens.empty():
         try:
-            pending.append(tokens.get(timeout=FLUSH_SECONDS))
+            token = tokens.get(timeout=FLUSH_SECONDS)
         except queue.Empty:
-            pass
+            token = None
+        if token is not None and token is not END:
+            pending.append(token)
         now_m = time.monotonic()
         if pending and (now_m - last_flush >= FLUSH_SECONDS or sum(map(len, pending)) >= FLUSH_CHARS):
             _flush(session, run_id, pending, delivered)
