@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.models import LedgerEntry, Run
 from app.services import identity, provisioning, tokens
 from app.services.ledger_wording import EntryFacts, describe, kind_label, period_label
-from tests.account.test_console_and_billing import run_console
+from tests.account.test_console_and_billing import finish, run_console
 from tests.conftest import login
 from tests.invoices.helpers import paid_order
 from tests.runtime.test_gateway import make_instance
@@ -76,11 +76,14 @@ def test_kind_labels_and_period_labels():
     assert period_label(DEC, JAN) == "Dec 2026" and period_label(None, None) == ""
 
 
+@pytest.mark.usefixtures("run_worker")
 def test_the_billing_page_csv_and_api_describe_a_run_a_purchase_and_a_plan(client, session, buyer):
     # given: a run in the console, and a paid order of a plan and two credit packs
     login(client, buyer)
     instance = make_instance(session, buyer)
-    assert run_console(client, instance).status_code == 200
+    started = run_console(client, instance)
+    assert started.status_code == 200
+    finish(client, instance, started.get_data(as_text=True))  # the run ends before the ledger is read
     run = session.scalar(select(Run))
     org = identity.ensure_personal_organization(session, user=buyer)
     order = paid_order(session, user=buyer, organization=org, packs=2)

@@ -72,6 +72,7 @@ def test_32_runs_in_flight_and_32_open_streams_leave_the_pages_free(session, buy
     server, langflow = fake_langflow.start()
     instance = make_instance(session, buyer)
     instance.version.runtime_kind, instance.version.runtime_ref = "langflow", "frozen"
+    instance.plan.max_concurrent_runs = instance.plan.max_concurrent_runs_per_wallet = 64  # 32 at once is allowed
     session.commit()
     set_balance(session, instance, 2000)  # 32 holds of 12
     _, key = keys.create_api_key(session, instance=instance, actor=buyer, name="load")
