@@ -66,11 +66,15 @@ def order_from_graphql(node: Mapping[str, Any]) -> RemoteOrder:
     )
 
 
-def _errors(payload: Mapping[str, Any] | None) -> list[str]:
+def error_messages(payload: Mapping[str, Any] | None) -> list[str]:
+    """The messages of a mutation's `errors` list (its code where there is no message)."""
     return [e.get("message") or e.get("code") or "error" for e in (payload or {}).get("errors") or []]
 
 
-class SaleorCheckout:
+class SaleorPayments:
+    """What the checkout and the renewals share: the channel they sell in, the payment app that takes the
+    money (SALEOR_PAYMENT_GATEWAY) and the client that sends each operation."""
+
     backend = "saleor"
 
     def __init__(self, *, channel: str, gateway: str = DUMMY_PAYMENT_APP, execute: Execute | None = None) -> None:
@@ -79,9 +83,12 @@ class SaleorCheckout:
         self._execute = execute or client.execute
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "SaleorCheckout":
+    def from_config(cls, config: Mapping[str, Any]):
         return cls(channel=config.get("SALEOR_CHANNEL") or "default-channel",
                    gateway=config.get("SALEOR_PAYMENT_GATEWAY") or DUMMY_PAYMENT_APP)
+
+
+class SaleorCheckout(SaleorPayments):
 
     # --- the port ------------------------------------------------------------------------
     def submit_order(
@@ -163,8 +170,8 @@ class SaleorCheckout:
             raise CheckoutError("The store did not answer in time, so nothing was recorded from this request. The "
                                 "refund may still go through: it appears on this order when the store reports it. "
                                 "Reload the order before trying again.", retryable=True) from exc
-        if _errors(payload):
-            raise CheckoutError("The store refused the refund: " + "; ".join(_errors(payload)))
+        if error_messages(payload):
+            raise CheckoutError("The store refused the refund: " + "; ".join(error_messages(payload)))
         events = (payload.get("transaction") or {}).get("events") or []
         new = [e for e in events if e.get("id") not in before and e.get("id") not in known_refund_ids]
         for event in new:
@@ -218,8 +225,8 @@ class SaleorCheckout:
             "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
         }})
         payload = data.get("checkoutCreate") or {}
-        if _errors(payload) or not payload.get("checkout"):
-            raise CheckoutError("The store refused the order: " + "; ".join(_errors(payload) or ["no checkout"]))
+        if error_messages(payload) or not payload.get("checkout"):
+            raise CheckoutError("The store refused the order: " + "; ".join(error_messages(payload) or ["no checkout"]))
         return payload["checkout"]
 
     def _bring_up_to_date(self, checkout: dict[str, Any], billing: BillingDetails, wanted: dict[str, int]) -> dict[str, Any]:
@@ -237,20 +244,20 @@ class SaleorCheckout:
             if not next(iter(variables.values())):
                 continue
             payload = self._execute(operation, {"id": checkout_id, **variables}).get(field) or {}
-            if _errors(payload):
-                raise CheckoutError("The store refused the order: " + "; ".join(_errors(payload)), checkout_id=checkout_id)
+            if error_messages(payload):
+                raise CheckoutError("The store refused the order: " + "; ".join(error_messages(payload)), checkout_id=checkout_id)
             checkout = payload.get("checkout") or checkout
         if (checkout.get("email") or "").lower() != billing.email.lower():
             payload = self._execute("CheckoutEmailUpdate", {"id": checkout_id, "email": billing.email}).get(
                 "checkoutEmailUpdate") or {}
-            if _errors(payload):
-                raise CheckoutError("The store refused the email address: " + "; ".join(_errors(payload)),
+            if error_messages(payload):
+                raise CheckoutError("The store refused the email address: " + "; ".join(error_messages(payload)),
                                     checkout_id=checkout_id)
         payload = self._execute("CheckoutBillingAddressUpdate", {
             "id": checkout_id, "address": self._address(billing), "rules": self.ADDRESS_RULES,
         }).get("checkoutBillingAddressUpdate") or {}
-        if _errors(payload):
-            raise CheckoutError("The store refused the billing address: " + "; ".join(_errors(payload)),
+        if error_messages(payload):
+            raise CheckoutError("The store refused the billing address: " + "; ".join(error_messages(payload)),
                                 checkout_id=checkout_id)
         return checkout
 
@@ -261,8 +268,8 @@ class SaleorCheckout:
             "id": checkout_id, "amount": to_major(total_minor, currency), "gateway": self.gateway, "data": data,
             "idempotencyKey": f"{reference}:{checkout_id}"[:512],
         }, timeout=client.payment_timeout_seconds()).get("transactionInitialize") or {}
-        if _errors(payload):
-            raise CheckoutError("The payment was refused: " + "; ".join(_errors(payload)), checkout_id=checkout_id)
+        if error_messages(payload):
+            raise CheckoutError("The payment was refused: " + "; ".join(error_messages(payload)), checkout_id=checkout_id)
         event = (payload.get("transactionEvent") or {}).get("type")
         if event not in ("CHARGE_SUCCESS", "CHARGE_REQUEST"):
             raise CheckoutError("The payment was declined; nothing was charged. Try again or use another method.",
@@ -272,8 +279,8 @@ class SaleorCheckout:
         payload = self._execute("CheckoutComplete", {
             "id": checkout_id, "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
         }, timeout=client.payment_timeout_seconds()).get("checkoutComplete") or {}
-        if _errors(payload) or not payload.get("order"):
-            raise CheckoutError("The store could not complete the order: " + "; ".join(_errors(payload) or ["no order"]),
+        if error_messages(payload) or not payload.get("order"):
+            raise CheckoutError("The store could not complete the order: " + "; ".join(error_messages(payload) or ["no order"]),
                                 checkout_id=checkout_id, may_be_charged=True)
         if payload.get("confirmationNeeded"):
             raise CheckoutError("The store needs the order confirmed by its staff; it will appear in your orders.",

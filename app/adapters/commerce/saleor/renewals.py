@@ -11,15 +11,15 @@ the paid order through the order-paid webhook, which provisions the new period l
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from app.adapters.commerce.checkout import ORDER_REFERENCE_KEY, RemoteOrder
 from app.adapters.commerce.saleor import client
-from app.adapters.commerce.saleor.checkout import DUMMY_PAYMENT_APP, order_from_graphql, to_major, to_minor
+from app.adapters.commerce.saleor.checkout import (
+    SaleorPayments, error_messages, order_from_graphql, to_major, to_minor,
+)
 
-Execute = Callable[..., dict[str, Any]]
 CHARGED_EVENTS = ("CHARGE_SUCCESS", "CHARGE_REQUEST")  # REQUEST: the app confirms it later (webhook)
 ADDRESS_RULES = {"checkRequiredFields": False, "checkFieldsFormat": False}  # digital goods
 
@@ -31,23 +31,7 @@ class RenewalCharge:
     order: RemoteOrder | None = None  # the Saleor order made, when the charge went through
 
 
-def _errors(payload: Mapping[str, Any] | None) -> list[str]:
-    return [e.get("message") or e.get("code") or "error" for e in (payload or {}).get("errors") or []]
-
-
-class SaleorRenewals:
-    backend = "saleor"
-
-    def __init__(self, *, channel: str, gateway: str = DUMMY_PAYMENT_APP, execute: Execute | None = None) -> None:
-        self.channel = channel
-        self.gateway = gateway
-        self._execute = execute or client.execute
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "SaleorRenewals":
-        return cls(channel=config.get("SALEOR_CHANNEL") or "default-channel",
-                   gateway=config.get("SALEOR_PAYMENT_GATEWAY") or DUMMY_PAYMENT_APP)
-
+class SaleorRenewals(SaleorPayments):
     def charge_renewal(self, *, reference: str, email: str, sku: str, total_minor: int,
                        currency: str, country: str = "US") -> RenewalCharge:
         """Make and pay the Saleor order of a renewal. A refusal (a declined charge, a plan no longer sold,
@@ -65,8 +49,8 @@ class SaleorRenewals:
             "billingAddress": {"country": country}, "validationRules": {"billingAddress": ADDRESS_RULES},
         }
         payload = self._execute("CheckoutCreate", {"input": checkout_input}).get("checkoutCreate") or {}
-        if _errors(payload) or not payload.get("checkout"):
-            return RenewalCharge(False, "The store refused the renewal: " + "; ".join(_errors(payload) or ["no checkout"]))
+        if error_messages(payload) or not payload.get("checkout"):
+            return RenewalCharge(False, "The store refused the renewal: " + "; ".join(error_messages(payload) or ["no checkout"]))
         checkout = payload["checkout"]
         gross = checkout["totalPrice"]["gross"]
         if gross["currency"] != currency or to_minor(gross["amount"], gross["currency"]) != total_minor:
@@ -78,16 +62,16 @@ class SaleorRenewals:
             "idempotencyKey": f"{reference}:{checkout['id']}"[:512],
         }, timeout=client.payment_timeout_seconds()).get("transactionInitialize") or {}
         event = (paid.get("transactionEvent") or {}).get("type")
-        if _errors(paid) or event not in CHARGED_EVENTS:
-            message = (paid.get("transactionEvent") or {}).get("message") or "; ".join(_errors(paid))
+        if error_messages(paid) or event not in CHARGED_EVENTS:
+            message = (paid.get("transactionEvent") or {}).get("message") or "; ".join(error_messages(paid))
             return RenewalCharge(False, f"Your saved card was declined. {message}".strip())
         done = self._execute("CheckoutComplete", {
             "id": checkout["id"], "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
         }, timeout=client.payment_timeout_seconds()).get("checkoutComplete") or {}
-        if _errors(done) or not done.get("order"):
+        if error_messages(done) or not done.get("order"):
             # the card was charged: never a decline (that would charge it again on the next try). Saleor
             # completes a fully paid checkout itself (the channel's setting), and the order-paid webhook
             # or reconciliation then finds the order by its reference.
             return RenewalCharge(True, "Paid; the store has not completed the order yet ("
-                                 + "; ".join(_errors(done) or ["no order"]) + ").")
+                                 + "; ".join(error_messages(done) or ["no order"]) + ").")
         return RenewalCharge(True, "Renewal paid through the store.", order=order_from_graphql(done["order"]))
