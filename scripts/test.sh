@@ -28,12 +28,19 @@ eval "$(echo "$REDIS_ENV" | sed 's/^/export /')"
 trap 'bash scripts/pg-down.sh; bash scripts/redis-down.sh' EXIT
 
 status=0
-echo "== unit and integration tests on SQLite"
-TEST_DATABASE_URL= run_pytest tests -q || status=1
-[ $status -eq 0 ] || { echo "SQLite suite failed" >&2; }
-
-echo "== unit and integration tests on PostgreSQL"
-run_pytest tests -q || status=1
+# The two database suites run side by side (one per core), each with its own Redis database; the
+# SQLite suite's output is printed when both are done.
+echo "== unit and integration tests on SQLite and on PostgreSQL, side by side"
+SQLITE_LOG=$(mktemp)
+(TEST_DATABASE_URL= TEST_REDIS_URL="${TEST_REDIS_URL%/*}/1" run_pytest tests -q -p no:cacheprovider \
+  >"$SQLITE_LOG" 2>&1) &
+SQLITE_PID=$!
+echo "== PostgreSQL"
+run_pytest tests -q -p no:cacheprovider || status=1
+wait $SQLITE_PID || { status=1; echo "SQLite suite failed" >&2; }
+echo "== SQLite"
+cat "$SQLITE_LOG"
+rm -f "$SQLITE_LOG"
 
 if [ -d e2e ] && ls e2e/test_*.py >/dev/null 2>&1; then
   echo "== browser journeys (Playwright, Chromium) on PostgreSQL"
