@@ -230,11 +230,8 @@ def _create(instance_id: int, json: RunCreate, *, stream: bool):
     headers = {"Location": url_for("cp.run_get", run_id=run_id)}
     if wait is not None:
         headers["Preference-Applied"] = f"wait={wait}"
-        deadline = time.monotonic() + wait
-        for event in run_events.follow(db.session, run_id=run_id, heartbeat=wait + 1, until=deadline):
-            if event is not None and event.final:
-                break
-        run = db.session.get(Run, run_id)
+        run_events.wait_for_end(db.session, run_id=run_id, until=time.monotonic() + wait)
+        run = db.session.get(Run, run_id, populate_existing=True)
         if run.status in RUN_FINISHED:
             answer = _finished_answer(run)
             if isinstance(answer, FlaskResponse):

@@ -92,6 +92,10 @@ def defer(session: Session, flask_app: Flask, spec: TaskSpec, kwargs: dict[str, 
 def _defer_in_transaction(session: Session, flask_app: Flask, spec: TaskSpec, kwargs: dict[str, Any],
                           queueing_lock: str | None) -> None:
     task = _deferrer(flask_app).tasks[spec.name]
+    if queueing_lock is None and not spec.periodic:  # nothing can refuse it: no savepoint (two round trips)
+        connection = session.connection().connection.driver_connection
+        task.configure(connection=connection).defer(**kwargs)
+        return
     try:
         # a savepoint: a job already waiting under the same queueing lock is a unique violation,
         # which must not abort the caller's transaction

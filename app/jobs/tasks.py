@@ -307,11 +307,12 @@ def deliver_mail(session: Session, *, message_id: int) -> str:
 # no automatic retry: a runtime call is not repeated behind the caller's back (a run whose job
 # died is failed and released by fail-stale-runs; the caller retries with the same idempotency key)
 @task("execute-run", queue="runs", background=True)
-def execute_run(session: Session, *, run_id: int) -> str:
+def execute_run(session: Session, *, run_id: int, version_id: int | None = None) -> str:
     """Run one queued run: call its runtime, stream its events, settle or release its hold."""
     from flask import current_app
 
     from app.services import runner
 
-    return runner.execute_run(session, run_id=run_id, timeout=float(current_app.config.get("RUN_TIMEOUT") or 60),
+    return runner.execute_run(session, run_id=run_id, version_id=version_id,
+                              timeout=float(current_app.config.get("RUN_TIMEOUT") or 60),
                               late_wait=float(current_app.config.get("RUN_LATE_WAIT") or 30))

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from app.models import RunEvent, utcnow
@@ -49,23 +49,36 @@ class Event:
 
 
 def append_event(session: Session, *, run_id: int, kind: str, data: dict[str, Any]) -> Event:
-    """Add the run's next event and nudge its followers (on commit). Flushes; the caller commits.
+    """Add the run's next event and nudge its followers (on commit). One statement; the caller commits.
 
     Only the run's one writer at a time appends (the request that queued it, then its runner, or
     a cancel of a queued run that won the status change), so `max(seq) + 1` cannot collide; the
-    primary key refuses it if it ever did."""
+    primary key refuses it if it ever did. On PostgreSQL the nudge is sent by the same statement;
+    a final event's nudge says so (`<run id>:end`), so followers that only wait for the end are
+    woken once."""
     if kind not in KINDS:
         raise ValueError(f"unknown run event kind {kind!r}")
-    seq = (session.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0) + 1
-    session.add(RunEvent(run_id=run_id, seq=seq, kind=kind, data=data, created_at=utcnow()))
-    session.flush()
-    notify(session, run_id)
+    next_seq = (select(func.coalesce(func.max(RunEvent.seq), 0) + 1)
+                .where(RunEvent.run_id == run_id).scalar_subquery())
+    statement = insert(RunEvent).values(run_id=run_id, seq=next_seq, kind=kind, data=data, created_at=utcnow())
+    if session.get_bind().dialect.name == "postgresql":
+        payload = f"{run_id}:end" if kind in FINAL_KINDS else str(run_id)
+        statement = statement.returning(RunEvent.seq, func.pg_notify(CHANNEL, payload))
+    else:
+        statement = statement.returning(RunEvent.seq)
+    seq = session.execute(statement).first()[0]
     return Event(seq, kind, data)
 
 
 def notify(session: Session, run_id: int) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(run_id)})
+
+
+def has_ended(session: Session, run_id: int) -> bool:
+    """Whether the run's final event (done or error) is written."""
+    return session.scalar(select(RunEvent.seq).where(RunEvent.run_id == run_id, RunEvent.kind.in_(FINAL_KINDS))
+                          .limit(1)) is not None
 
 
 def events_after(session: Session, *, run_id: int, after: int = 0, limit: int = 500) -> list[Event]:
@@ -86,6 +99,7 @@ class _Listener:
         self.conninfo = conninfo
         self.condition = threading.Condition()
         self.versions: dict[int, int] = {}
+        self.ended: set[int] = set()  # followed runs whose final event was announced
         self.followers: dict[int, int] = {}
         self.thread = threading.Thread(target=self._listen, name="run-events-listener", daemon=True)
         self.thread.start()
@@ -105,19 +119,26 @@ class _Listener:
                 time.sleep(1.0)
 
     def _wake(self, payload: str) -> None:
+        number, _, tag = payload.partition(":")
         try:
-            run_id = int(payload)
+            run_id = int(number)
         except ValueError:
             return
         with self.condition:
             if run_id in self.followers:
                 self.versions[run_id] = self.versions.get(run_id, 0) + 1
+                if tag == "end":
+                    self.ended.add(run_id)
                 self.condition.notify_all()
 
     def wait(self, run_id: int, seen: int, timeout: float) -> int:
         with self.condition:
             self.condition.wait_for(lambda: self.versions.get(run_id, 0) != seen, timeout=timeout)
             return self.versions.get(run_id, 0)
+
+    def wait_end(self, run_id: int, timeout: float) -> bool:
+        with self.condition:
+            return self.condition.wait_for(lambda: run_id in self.ended, timeout=timeout)
 
     def version(self, run_id: int) -> int:
         with self.condition:
@@ -133,6 +154,7 @@ class _Listener:
             if left <= 0:
                 self.followers.pop(run_id, None)
                 self.versions.pop(run_id, None)
+                self.ended.discard(run_id)
             else:
                 self.followers[run_id] = left
 
@@ -189,6 +211,32 @@ def follow(
                 listener.wait(run_id, seen, max(0.0, min(wait, PG_SAFETY_POLL)))
             else:
                 time.sleep(max(0.0, min(wait, SQLITE_POLL)))
+    finally:
+        if listener is not None:
+            listener.unfollow(run_id)
+
+
+def wait_for_end(session: Session, *, run_id: int, until: float) -> bool:
+    """Wait until the run's final event is written or `until` (a time.monotonic() deadline) passes;
+    True when it ended. Reads the database only when the end is announced (PostgreSQL) or at each
+    poll (SQLite), and holds no connection while it waits."""
+    bind = session.get_bind()
+    listener = _listener_for(bind.url.render_as_string(hide_password=False)) \
+        if bind.dialect.name == "postgresql" else None
+    if listener is not None:
+        listener.follow(run_id)
+    try:
+        while True:
+            ended = has_ended(session, run_id)
+            session.commit()  # end the read: the connection goes back to the pool while we wait
+            now = time.monotonic()
+            if ended or now >= until:
+                return ended
+            if listener is not None:
+                if listener.wait_end(run_id, min(until - now, PG_SAFETY_POLL)):
+                    return True  # announced after its commit: the final event and the run are written
+            else:
+                time.sleep(min(until - now, SQLITE_POLL))
     finally:
         if listener is not None:
             listener.unfollow(run_id)

@@ -23,7 +23,7 @@ import time
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from app.adapters.runtime import RunControl, RunOutput, RuntimeFailure, get_runtime, partial_usage
 from app.models import Run, RunStatus, utcnow
@@ -37,29 +37,42 @@ CANCEL_CHECK_SECONDS = 0.25
 END = object()  # put on the token queue when the runtime call returns
 
 
-def execute_run(session: Session, *, run_id: int, timeout: float = 60.0, late_wait: float = 30.0) -> str:
-    """Run one queued run to its end and commit each step. Returns what happened, for the job log."""
+def execute_run(session: Session, *, run_id: int, version_id: int | None = None, timeout: float = 60.0,
+                late_wait: float = 30.0) -> str:
+    """Run one queued run to its end and commit each step. Returns what happened, for the job log.
+
+    Two transactions besides the runtime call for a run that answers at once: the claim with what
+    the call needs and the `running` event, then its tokens, settlement and final event together
+    (a run that takes longer commits its tokens as they come)."""
+    own = session() if isinstance(session, scoped_session) else session
+    expire, own.expire_on_commit = own.expire_on_commit, False  # the run stays loaded across its commits
+    try:
+        return _execute(own, run_id=run_id, version_id=version_id, timeout=timeout, late_wait=late_wait)
+    finally:
+        own.expire_on_commit = expire
+
+
+def _execute(session: Session, *, run_id: int, version_id: int | None, timeout: float, late_wait: float) -> str:
     now = utcnow()
-    claimed = session.execute(
+    run = session.scalars(
         update(Run).where(Run.id == run_id, Run.status == RunStatus.QUEUED.value, Run.cancel_requested_at.is_(None))
-        .values(status=RunStatus.RUNNING.value, started_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not claimed:
+        .values(status=RunStatus.RUNNING.value, started_at=now).returning(Run),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).first()
+    if run is None:
         session.rollback()
         return f"Run {run_id} is not waiting to run (cancelled, finished or gone)."
-    run = session.get(Run, run_id, populate_existing=True)
     try:
-        prepared = runs.prepared_for(session, run)
+        prepared = runs.prepared_for(session, run, version_id=version_id)
         runtime = get_runtime(prepared.runtime_kind)
     except (runs.RunError, RuntimeFailure) as exc:
         prepared = runs.PreparedRun(run_id=run.id, replayed=False, hold_id=run.hold_id)
         failure = exc if isinstance(exc, RuntimeFailure) else RuntimeFailure(str(exc))
-        return _finish(session, prepared, failure, duration_ms=0, stopped=None)
+        return _finish(session, prepared, failure, duration_ms=0, pending=[])
     run_events.append_event(session, run_id=run_id, kind="status", data={"status": RunStatus.RUNNING.value})
     session.commit()
 
-    tokens: queue.Queue[str] = queue.Queue()
+    tokens: queue.Queue[object] = queue.Queue()
     control = RunControl()
     result: list[RunOutput | RuntimeFailure] = []
     finished = threading.Event()
@@ -75,22 +88,33 @@ def execute_run(session: Session, *, run_id: int, timeout: float = 60.0, late_wa
     threading.Thread(target=call, name=f"run-{run_id}", daemon=True).start()
     delivered: list[str] = []
     pending: list[str] = []
-    last_check = time.monotonic()
+    last_check = started
     last_flush = 0.0  # the first token goes out at once; later ones in batches
     stopped: str | None = None  # "cancel" or "timeout"
-    while not finished.is_set() or not tokens.empty():
+    while True:
         try:
             token = tokens.get(timeout=FLUSH_SECONDS)
         except queue.Empty:
             token = None
-        if token is not None and token is not END:
+        if token is END:
+            break  # the runtime returned: what is still pending goes out with the final event
+        if token is not None:
             pending.append(token)
+            # tokens that are already waiting join this batch (a runtime that answers at once)
+            while True:
+                try:
+                    more = tokens.get_nowait()
+                except queue.Empty:
+                    break
+                if more is END:
+                    tokens.put(END)
+                    break
+                pending.append(more)
         now_m = time.monotonic()
-        if pending and (now_m - last_flush >= FLUSH_SECONDS or sum(map(len, pending)) >= FLUSH_CHARS):
+        if pending and not finished.is_set() and (
+                now_m - last_flush >= FLUSH_SECONDS or sum(map(len, pending)) >= FLUSH_CHARS):
             _flush(session, run_id, pending, delivered)
             last_flush = now_m
-        if finished.is_set():
-            continue
         if now_m - started >= timeout:
             stopped = "timeout"
             break
@@ -103,11 +127,11 @@ def execute_run(session: Session, *, run_id: int, timeout: float = 60.0, late_wa
                 break
     duration_ms = int((time.monotonic() - started) * 1000)
     if stopped is None:
-        if pending:
-            _flush(session, run_id, pending, delivered)
-        return _finish(session, prepared, result[0], duration_ms=duration_ms, stopped=None)
+        return _finish(session, prepared, result[0], duration_ms=duration_ms, pending=pending)
 
     control.stop()
+    if pending:
+        _flush(session, run_id, pending, delivered)
     summary = _give_up(session, prepared, stopped, "".join(delivered), duration_ms=duration_ms, timeout=timeout)
     # keep listening a while: a reply that still comes is recorded, not delivered, not charged
     if finished.wait(late_wait) and result and isinstance(result[0], RunOutput):
@@ -118,21 +142,26 @@ def execute_run(session: Session, *, run_id: int, timeout: float = 60.0, late_wa
     return summary
 
 
-def _flush(session: Session, run_id: int, pending: list[str], delivered: list[str]) -> None:
+def _flush(session: Session, run_id: int, pending: list[str], delivered: list[str], *, commit: bool = True) -> None:
     text = "".join(pending)
     pending.clear()
     delivered.append(text)
     run_events.append_event(session, run_id=run_id, kind="token", data={"text": text})
-    session.commit()
+    if commit:
+        session.commit()
 
 
 def _finish(session: Session, prepared: runs.PreparedRun, outcome: RunOutput | RuntimeFailure, *,
-            duration_ms: int, stopped: str | None) -> str:
+            duration_ms: int, pending: list[str]) -> str:
+    """Settle (or release) and write the last tokens and the final event in one transaction."""
+    if pending:
+        _flush(session, prepared.run_id, pending, [], commit=False)
     finished = runs.finish_run(session, prepared=prepared, outcome=outcome, duration_ms=duration_ms)
     run = finished.run
     _final_event(session, run, failure=finished.failure)
+    summary = f"Run {run.id} {run.status}."
     session.commit()
-    return f"Run {run.id} {run.status}."
+    return summary
 
 
 def _final_event(session: Session, run: Run, *, failure: str | None, code: str | None = None) -> None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -183,6 +183,7 @@ class PreparedRun:
     session_id: str = ""
     context: RunContext | None = None
     max_units: int | None = None  # the runtime cuts its output here, if it can
+    version_id: int | None = None  # the offering version it runs (resolved when it was started)
 
 
 def start_run(
@@ -270,7 +271,7 @@ def start_run(
         run_id=run.id, replayed=False, hold_id=hold_id, quote=quote, runtime_kind=version.runtime_kind,
         runtime_ref=version.runtime_ref, input_text=input_text, session_id=run.session_id,
         context=replace(_context(session, instance, now, runtime_kind=version.runtime_kind),
-                        **offerings.run_options(version)), max_units=quote.max_units,
+                        **offerings.run_options(version)), max_units=quote.max_units, version_id=version.id,
     )
 
 
@@ -386,7 +387,7 @@ def finish_run(
         outcome = call_runtime(prepared)
         duration_ms = int((time.monotonic() - started) * 1000)
     now = now or utcnow()
-    run = session.get(Run, prepared.run_id, populate_existing=True)
+    run = session.get(Run, prepared.run_id)  # its runner's: no one else writes what is set here
     run.duration_ms = duration_ms
     run.finished_at = now
     if isinstance(outcome, RuntimeFailure):
@@ -478,7 +479,7 @@ def queue_run(session: Session, *, prepared: PreparedRun) -> None:
     if prepared.replayed:
         return
     run_events.append_event(session, run_id=prepared.run_id, kind="status", data={"status": RunStatus.QUEUED.value})
-    jobs.defer(session, "execute-run", run_id=prepared.run_id)
+    jobs.defer(session, "execute-run", run_id=prepared.run_id, version_id=prepared.version_id)
 
 
 def run_view(run: Run, *, replayed: bool = False) -> dict[str, Any]:
@@ -498,26 +499,37 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def prepared_for(session: Session, run: Run) -> PreparedRun:
-    """What the runner needs to call the runtime for a queued run, read back from its records: the
-    hold is the most it may cost; prices, runtime and context are the instance's now."""
-    from app.models import Hold
+def prepared_for(session: Session, run: Run, *, version_id: int | None = None) -> PreparedRun:
+    """What the runner needs to call the runtime for a queued run, read back from its records in one
+    query: the hold is the most it may cost; prices and context are the instance's now; the version
+    is the one resolved when the run was started (`version_id`), or else the instance's now."""
+    from app.models import Hold, OfferingVersion
 
-    instance = run.instance
-    version = offerings.version_for_instance(session, instance)
+    hold_amount = (select(Hold.amount).where(Hold.id == run.hold_id).scalar_subquery()
+                   if run.hold_id is not None else null())
+    query = (select(Instance, Plan, hold_amount).join(Plan, Plan.id == Instance.plan_id)
+             .where(Instance.id == run.instance_id))
+    if version_id is not None:
+        query = query.add_columns(OfferingVersion).join(
+            OfferingVersion, (OfferingVersion.id == version_id) & (OfferingVersion.offering_id == Instance.offering_id))
+    row = session.execute(query).first()
+    if row is None:
+        if version_id is not None:  # the version is gone since: the instance's version now
+            return prepared_for(session, run)
+        raise RunError("This instance no longer exists.", status=404, code="not_found")
+    instance, plan, held = row[0], row[1], row[2]
+    version = row[3] if version_id is not None else offerings.version_for_instance(session, instance)
     if version is None:
         raise RunError("This agent has no released version to run yet.", status=409, code="no_version")
-    plan = instance.plan
-    hold = session.get(Hold, run.hold_id) if run.hold_id is not None else None
     base = quote_for(plan)
-    max_credits = hold.amount if hold is not None else base.max_credits
+    max_credits = held if held is not None else base.max_credits
     quote = Quote(plan.credits_per_run, plan.credits_per_1k_units, max_credits, None, max_credits < base.max_credits)
     return PreparedRun(
         run_id=run.id, replayed=False, hold_id=run.hold_id, quote=quote, runtime_kind=version.runtime_kind,
         runtime_ref=version.runtime_ref, input_text=run.input_text, session_id=run.session_id or "",
         context=replace(_context(session, instance, utcnow(), runtime_kind=version.runtime_kind),
                         **offerings.run_options(version)),
-        max_units=quote.max_units,
+        max_units=quote.max_units, version_id=version.id,
     )
 
 

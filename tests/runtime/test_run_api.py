@@ -420,3 +420,25 @@ def test_a_quiet_stream_gets_keep_alive_comments_and_a_closed_one_holds_nothing(
     assert [e.kind for e in seen[:3]] == ["status", "status", "token"] and seen[3] is None
     frozen.release.set()
     wait_for_status(session, run_id, "succeeded")
+
+
+@pytest.mark.postgres_only
+def test_a_caller_waiting_for_a_run_is_woken_by_its_end_not_by_a_poll(buyer_client, session, buyer, monkeypatch):
+    """`Prefer: wait` sleeps until the run's final event is announced (`<run id>:end`); its token
+    events do not wake it, and it does not depend on the safety poll."""
+    from app.services import run_events
+
+    monkeypatch.setattr(run_events, "PG_SAFETY_POLL", 60.0)
+    frozen = FrozenRuntime(monkeypatch)
+    instance = make_instance(session, buyer)
+    run_id = buyer_client.post(f"/api/instances/{instance.id}/runs", json={"input": QUESTION}).get_json()["id"]
+    wait_for_status(session, run_id, "running")
+    session.commit()
+
+    threading.Timer(0.3, frozen.release.set).start()
+    started = time.monotonic()
+    assert run_events.wait_for_end(session, run_id=run_id, until=started + 30)
+    assert time.monotonic() - started < 10
+    assert session.get(Run, run_id).status == "succeeded"
+    kinds = [e.kind for e in run_events.events_after(session, run_id=run_id)]
+    assert kinds[:2] == ["status", "status"] and "token" in kinds and kinds[-1] == "done"

@@ -237,7 +237,11 @@ def version_for_instance(session: Session, instance: Instance) -> OfferingVersio
         return latest_version(instance.offering)
     if instance.version_pinned:
         return current
-    return latest_in_line(instance.offering, current.major) or current
+    # the line's versions by the offering's id: one query, without loading the offering itself
+    line = session.scalars(select(OfferingVersion).where(OfferingVersion.offering_id == instance.offering_id,
+                                                         OfferingVersion.version.like(f"{current.major}.%")))
+    return max((v for v in line if SEMVER_RE.match(v.version) and v.major == current.major),
+               key=lambda v: v.semver, default=None) or current
 
 
 def latest_in_line(offering: Offering, major: int) -> OfferingVersion | None:
