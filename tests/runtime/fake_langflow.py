@@ -74,6 +74,7 @@ class Recorded:
     query: dict
     headers: dict
     body: dict | None
+    client_port: int = 0
 
 
 @dataclass
@@ -121,7 +122,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(422, {"detail": [{"type": "json_invalid", "msg": "JSON decode error"}]})
             return
-        self.state.requests.append(Recorded(parts.path, parse_qs(parts.query), dict(self.headers), body))
+        self.state.requests.append(Recorded(parts.path, parse_qs(parts.query), dict(self.headers), body,
+                                            self.client_address[1]))
         if not parts.path.startswith("/api/v1/run/"):
             self._send(404, {"detail": "Not Found"})
             return
@@ -239,7 +241,8 @@ class StreamingHandler(FlowsHandler):
             return super().do_POST()
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length))
-        self.state.requests.append(Recorded(parts.path, parse_qs(parts.query), dict(self.headers), body))
+        self.state.requests.append(Recorded(parts.path, parse_qs(parts.query), dict(self.headers), body,
+                                            self.client_address[1]))
 
         def event(kind: str, data) -> bytes:
             return (json.dumps({"event": kind, "data": data}) + "\n\n").encode()
@@ -268,9 +271,14 @@ class StreamingHandler(FlowsHandler):
             self._stream([user] + [event("token", {"chunk": "x", "id": "m", "timestamp": ""})] * 40, pause=0.1)
 
 
-def start() -> tuple[ThreadingHTTPServer, FakeLangflow]:
+def start(*, keep_alive: bool = False) -> tuple[ThreadingHTTPServer, FakeLangflow]:
+    """The fake on a free port; with `keep_alive`, HTTP/1.1 connections stay open between requests
+    (as Langflow's uvicorn does) and each request records the client port it came from."""
     state = FakeLangflow(url="")
-    handler = type("BoundHandler", (StreamingHandler,), {"state": state})
+    attributes = {"state": state}
+    if keep_alive:
+        attributes["protocol_version"] = "HTTP/1.1"
+    handler = type("BoundHandler", (StreamingHandler,), attributes)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_port}"

@@ -73,6 +73,21 @@ def test_streaming_reads_blank_line_separated_json_and_passes_tokens(langflow):
     assert langflow.requests[0].query == {"stream": ["true"]}
 
 
+def test_a_finished_stream_leaves_its_connection_open_for_the_next_run():
+    """The stream's last chunk is read after the end event, so the pooled connection is used again
+    (a new TCP connection per run cost more than the gateway's own work)."""
+    server, state = fake_langflow.start(keep_alive=True)
+    try:
+        adapter = runtime(state)
+        for n in range(3):
+            assert adapter.run("usage", f"q{n}", "s", RunContext(), on_token=lambda token: None).text == f"answer to q{n}"
+        assert adapter.run("echo", "plain", "s", RunContext()).text == "plain"
+        assert len({r.client_port for r in state.requests}) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_streaming_without_tokens_still_returns_the_end_result(langflow):
     tokens = []
     output = runtime(langflow).run("echo", "plain flow", "s", RunContext(), on_token=tokens.append)

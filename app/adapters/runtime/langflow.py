@@ -35,6 +35,7 @@ from app.adapters.runtime import (
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
+DRAIN_SECONDS = 1.0  # reading the end of a finished stream; the connection is closed after that
 MAX_ERROR_BODY = 500
 CHAT_INPUT_TYPES = frozenset({"ChatInput"})
 CHAT_OUTPUT_TYPES = frozenset({"ChatOutput"})
@@ -233,6 +234,7 @@ class LangflowRuntime:
                 for raw in events:
                     result = self._handle_event(raw, on_token, url)
                     if result is not None:
+                        _drain(response)
                         return result
                 if time.monotonic() > deadline:
                     raise self._timeout(TimeoutError("stream deadline passed"))
@@ -277,14 +279,32 @@ class LangflowRuntime:
         return None
 
 
-def _disconnect(response: requests.Response) -> None:
-    """Close the stream's connection from another thread: a shutdown of the socket wakes the reader
-    blocked on it, which then closes the response itself (closing it here could wait on the reader)."""
+def _socket_of(response: requests.Response) -> socket.socket | None:
     connection = getattr(response.raw, "_connection", None) or getattr(response.raw, "connection", None)
     sock = getattr(connection, "sock", None)
     if sock is None:
         fp = getattr(response.raw, "_fp", None)
         sock = getattr(getattr(getattr(fp, "fp", None), "raw", None), "_sock", None)
+    return sock
+
+
+def _drain(response: requests.Response) -> None:
+    """Read what follows the end event (the stream's last chunk) so the connection goes back to the
+    pool for the next run instead of being closed; give up after DRAIN_SECONDS (it is closed then)."""
+    sock = _socket_of(response)
+    try:
+        if sock is not None:
+            sock.settimeout(DRAIN_SECONDS)
+        for _ in response.iter_content(chunk_size=None):
+            pass
+    except (requests.RequestException, OSError, ReadTimeoutError):
+        pass
+
+
+def _disconnect(response: requests.Response) -> None:
+    """Close the stream's connection from another thread: a shutdown of the socket wakes the reader
+    blocked on it, which then closes the response itself (closing it here could wait on the reader)."""
+    sock = _socket_of(response)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
