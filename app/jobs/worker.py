@@ -31,6 +31,12 @@ def run_worker(flask_app: Flask, *, concurrency: int = 1, queues: list[str] | No
         # them), queued in memory for this process alone
         connector = InMemoryConnector()
         options = {"listen_notify": False, "fetch_job_polling_interval": 1.0}
+    pool_size = int(flask_app.config.get("DATABASE_POOL_SIZE") or 0)
+    if on_postgres and pool_size < concurrency:
+        # each job thread holds a connection while it runs: a smaller pool opens and closes overflow
+        # connections all the time (a new PostgreSQL backend each), or makes threads wait for one
+        log.warning("DATABASE_POOL_SIZE is %s but this worker runs %s jobs at once: set DATABASE_POOL_SIZE to at "
+                    "least %s for it.", pool_size, concurrency, concurrency)
     worker_app = engine.build(flask_app, connector, periodic=True)
     periodic = sorted(task.task.name for task in worker_app.periodic_registry.periodic_tasks.values())
     log.info("Worker started on %s (%s); stop with Ctrl-C or SIGTERM.",
