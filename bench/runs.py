@@ -1,32 +1,37 @@
 """Run gateway overhead: what a run through the gateway adds over calling the runtime directly.
 
     .venv/bin/python bench/runs.py                          # 1 and 16 clients, 4 s slices, 2 rounds
-    .venv/bin/python bench/runs.py --clients 1,16 --seconds 8 --rounds 3 --workers 2 --threads 8
+    .venv/bin/python bench/runs.py --clients 1,16 --seconds 8 --rounds 3 --workers 2
+    .venv/bin/python bench/runs.py --langflow-url http://127.0.0.1:7860 --flow my-echo   # a real Langflow
 
 In one run it starts a throw-away PostgreSQL (scripts/pg-up.sh), a runtime stub in a process of its own
 (a tiny HTTP server speaking the Langflow run contract, `POST /api/v1/run/<flow>` with `x-api-key`, plain
-JSON or the `?stream=true` event stream, answering at once), and gunicorn serving the app
-(`bench.billing_wsgi:app`, the real app) with LANGFLOW_URL pointing at the stub. Each client has its own
-organization, funded wallet, instance of a Langflow offering and API key. For each number of clients it
-alternates, slice by slice, between:
+JSON or the `?stream=true` event stream, answering at once; or a real Langflow on this machine with
+`--langflow-url`, `--langflow-key` and `--flow`), gunicorn serving the app (`bench.billing_wsgi:app`, the
+real app; gevent workers as in production) with LANGFLOW_URL pointing at the runtime, and a runner
+(`flask --app app worker --queue runs`). Each client has its own organization, funded wallet, instance of a
+Langflow offering and API key. For each number of clients it alternates, slice by slice, between:
 
-- runtime, direct:  POST /api/v1/run/echo on the stub, as the Langflow adapter sends it (the floor);
+- runtime, direct:  POST /api/v1/run/<flow> on the runtime, as the Langflow adapter sends it (the floor);
 - gateway:          POST /api/instances/<id>/runs with X-API-Key and `Prefer: wait=30` (API key auth,
-                    rate limit, entitlements, limits, hold, runner, the real Langflow adapter calling the
-                    stub, settle), answered with the finished run;
+                    rate limit, entitlements, limits, hold, the job queue, the runner with the real
+                    Langflow adapter, settle), answered with the finished run;
 
 and prints p50/p95 of each and the difference, the overhead added per run, against the targets
-(p50 <= 8 ms, p95 <= 15 ms). Then streaming: time to the first token from the stub directly and through
-the gateway (`"stream": true`, Accept: text/event-stream), skipped with a message when the gateway
-does not stream. Afterwards it checks that the ledger verifies, no hold is left active, every run
-succeeded and was charged, and no request failed. Exit status 1 if a check fails.
+(p50 <= 8 ms, p95 <= 15 ms), and the CPU each part used per run. Then streaming: time to the first
+token from the runtime directly and through the gateway (`"stream": true`, Accept: text/event-stream).
+Afterwards it checks that the ledger verifies, no hold is left active, every run succeeded and was
+charged, and no request failed, and prints where a run's time went by the database's records (waiting
+in the queue, in the runner). Exit status 1 if a check fails.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -34,11 +39,14 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.billing import Connection, Gunicorn, free_port, start_postgres, stop_postgres  # noqa: E402
+from bench.billing import (  # noqa: E402
+    Connection, CpuMeter, Gunicorn, _children, _cpu_seconds, free_port, start_postgres, stop_postgres,
+)
 
 STUB_KEY = "bench-runtime-key"
 FLOW = "echo"
@@ -99,8 +107,16 @@ class StubHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
+class StubServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that went away at the end of a slice
+            super().handle_error(request, client_address)
+
+
 def serve_stub(port: int) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), StubHandler)
+    server = StubServer(("127.0.0.1", port), StubHandler)
     server.daemon_threads = True
     server.serve_forever(poll_interval=0.05)
 
@@ -136,7 +152,7 @@ class Client:
     secret: str
 
 
-def prepare_database(database_url: str, clients: int) -> list[Client]:
+def prepare_database(database_url: str, clients: int, flow: str = FLOW) -> list[Client]:
     """Migrate, seed the demo catalog, turn one offering's version into a Langflow flow (the stub's echo)
     and make one funded organization, instance (enterprise plan: no run limit) and API key per client."""
     from flask_migrate import upgrade
@@ -154,7 +170,7 @@ def prepare_database(database_url: str, clients: int) -> list[Client]:
         upgrade()
         seed.seed_demo(db.session, password=secrets.token_urlsafe(16))
         offering = db.session.scalar(select(Offering).where(Offering.slug == "customer-support-agent"))
-        offering.current_version.runtime_kind, offering.current_version.runtime_ref = "langflow", FLOW
+        offering.current_version.runtime_kind, offering.current_version.runtime_ref = "langflow", flow
         plan = next(p for p in offering.plans if p.tier == "enterprise")
         owner = identity.get_user_by_email(db.session, "buyer@example.com")
         for n in range(clients):
@@ -195,6 +211,14 @@ def check_invariants(database_url: str) -> tuple[list[str], dict[str, int]]:
         if charged != spent:
             problems.append(f"runs were charged {charged} credits but the wallets lost {spent}")
         figures = {"runs": session.scalar(select(func.count()).select_from(Run)), "credits charged": charged}
+        # where a run's time goes, by the database's records: from the request's transaction to a runner
+        # taking it (queue), and from there to its settled end (runner)
+        for name, start, end in (("queue p50 ms", Run.created_at, Run.started_at),
+                                 ("runner p50 ms", Run.started_at, Run.finished_at)):
+            spans = sorted((e - s).total_seconds() * 1000 for s, e in session.execute(select(start, end)).all()
+                           if s is not None and e is not None)
+            if spans:
+                figures[name] = f"{spans[len(spans) // 2]:.1f}"
     engine.dispose()
     return problems, figures
 
@@ -206,6 +230,7 @@ def check_invariants(database_url: str) -> tuple[list[str], dict[str, int]]:
 class Result:
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    started: int = 0  # every request sent, also outside the measured window (for CPU per run)
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies)
@@ -224,6 +249,7 @@ async def load(port: int, requests: list[tuple[bytes, bytes, bytes]], seconds: f
         try:
             while time.perf_counter() < window[1]:
                 began = time.perf_counter()
+                result.started += 1
                 status, answer = await connection.request(b"POST", path, body)
                 ended = time.perf_counter()
                 if window[0] <= ended <= window[1]:
@@ -236,10 +262,20 @@ async def load(port: int, requests: list[tuple[bytes, bytes, bytes]], seconds: f
     await asyncio.gather(*(client(*r) for r in requests))
 
 
-def direct_requests(clients: list[Client], n: int) -> list[tuple[bytes, bytes, bytes]]:
+@dataclass
+class Target:
+    """The runtime the gateway calls: the stub, or a real Langflow (--langflow-url)."""
+
+    port: int
+    key: str
+    flow: str
+    description: str
+
+
+def direct_requests(target: Target, clients: list[Client], n: int) -> list[tuple[bytes, bytes, bytes]]:
     """What the Langflow adapter sends for one run (a session per client)."""
-    return [(b"x-api-key: %s\r\naccept: application/json\r\n" % STUB_KEY.encode(),
-             f"/api/v1/run/{FLOW}?stream=false".encode(),
+    return [(b"x-api-key: %s\r\naccept: application/json\r\n" % target.key.encode(),
+             f"/api/v1/run/{target.flow}?stream=false".encode(),
              json.dumps({"input_value": INPUT, "input_type": "chat", "output_type": "chat", "tweaks": {},
                          "session_id": f"inst{c.instance_id}-bench"}).encode())
             for c in clients[:n]]
@@ -250,6 +286,11 @@ def gateway_requests(clients: list[Client], n: int) -> list[tuple[bytes, bytes, 
              f"/api/instances/{c.instance_id}/runs".encode(),
              json.dumps({"input": INPUT, "session_id": "bench"}).encode())
             for c in clients[:n]]
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children."""
+    return _cpu_seconds(pid) + sum(_cpu_seconds(child) for child in _children(pid))
 
 
 # --- streaming: time to the first token -----------------------------------------------------------------
@@ -279,13 +320,16 @@ def first_token_ms(port: int, path: str, headers: dict, body: dict, marker: byte
         connection.close()
 
 
-def bench_streaming(stub_port: int, app_port: int, client: Client, samples: int) -> None:
+def bench_streaming(target: Target, app_port: int, client: Client, samples: int) -> None:
     direct, gateway = [], []
     for _ in range(samples):
-        ms = first_token_ms(stub_port, f"/api/v1/run/{FLOW}?stream=true", {"x-api-key": STUB_KEY},
+        ms = first_token_ms(target.port, f"/api/v1/run/{target.flow}?stream=true", {"x-api-key": target.key},
                             {"input_value": INPUT, "session_id": "bench-stream"}, b'"event": "token"')
-        if ms is not None:
-            direct.append(ms)
+        if ms is None:
+            print("streaming:   skipped: the runtime's own stream sends no token events (a flow without a model "
+                  "that streams)")
+            return
+        direct.append(ms)
         ms = first_token_ms(app_port, f"/api/instances/{client.instance_id}/runs",
                             {"X-API-Key": client.secret, "Accept": "text/event-stream"},
                             {"input": INPUT, "stream": True}, b"event: token")
@@ -310,8 +354,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="slices per variant, alternating")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker with --worker-class gthread")
+    parser.add_argument("--worker-class", default="gevent", choices=("gevent", "gthread"),
+                        help="gunicorn's workers: gevent as in production (gunicorn.conf.py), or gthread")
     parser.add_argument("--stream-samples", type=int, default=30)
+    parser.add_argument("--langflow-url", help="a real Langflow (http://127.0.0.1:PORT) instead of the stub")
+    parser.add_argument("--langflow-key", default=os.environ.get("LANGFLOW_API_KEY", ""),
+                        help="its API key (default: LANGFLOW_API_KEY)")
+    parser.add_argument("--flow", default=FLOW, help="the flow's id or endpoint name on that Langflow")
     parser.add_argument("--serve-stub", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_stub:
@@ -321,13 +371,27 @@ def main() -> int:
     pg = start_postgres()
     ok = True
     try:
-        clients = prepare_database(pg["DATABASE_URL"], max(counts))
-        with Stub() as stub:
+        clients = prepare_database(pg["DATABASE_URL"], max(counts), args.flow if args.langflow_url else FLOW)
+        with (contextlib.nullcontext() if args.langflow_url else Stub()) as stub:
+            if args.langflow_url:
+                url = urlsplit(args.langflow_url)
+                if url.hostname not in ("127.0.0.1", "localhost") or not url.port:
+                    raise SystemExit("--langflow-url: a Langflow on this machine, http://127.0.0.1:PORT")
+                target = Target(url.port, args.langflow_key, args.flow, f"a real Langflow, flow {args.flow}")
+            else:
+                target = Target(stub.port, STUB_KEY, FLOW, "runtime stub: Langflow run contract, answers at once")
             server = Gunicorn(database_url=pg["DATABASE_URL"], service_token=secrets.token_hex(16),
                               workers=args.workers, threads=args.threads)
-            server.env.update({"LANGFLOW_URL": f"http://127.0.0.1:{stub.port}", "LANGFLOW_API_KEY": STUB_KEY,
+            server.env.update({"LANGFLOW_URL": f"http://127.0.0.1:{target.port}", "LANGFLOW_API_KEY": target.key,
                                "LANGFLOW_TIMEOUT": "30", "RATE_LIMIT_API_KEY": "1000000 per minute",
-                               "RATE_LIMIT_API": "1000000 per minute", "LOG_LEVEL": "warning"})
+                               "RATE_LIMIT_API": "1000000 per minute", "LOG_LEVEL": "warning",
+                               # a connection per run in flight, as deploy/ sizes the runner's pool
+                               "DATABASE_POOL_SIZE": str(max(counts) + 4)})
+            if args.worker_class == "gevent":  # as production runs it: streams and waits cost a greenlet
+                config = f"-w {args.workers} -k gevent --worker-connections 1000 --keep-alive 30 --backlog 2048"
+                start = server.command.index(server.config.split()[0])
+                server.command[start:start + len(server.config.split())] = config.split()
+                server.config = config
             server.command[-1:-1] = ["--access-logfile", "/dev/null"]  # the measured path, not a line per run
             # the runner: runs are queued by the web process and executed by a worker on the `runs` queue
             runner = subprocess.Popen(
@@ -336,17 +400,32 @@ def main() -> int:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 with server:
-                    print(f"gunicorn {server.config}; a runner with {max(counts)} threads; runtime stub: Langflow "
-                          "run contract, answers at once")
+                    print(f"gunicorn {server.config}; a runner with {max(counts)} threads; DATABASE_POOL_SIZE "
+                          f"{server.env['DATABASE_POOL_SIZE']}; {target.description}")
                     print(f"{'clients':>7}  {'runtime p50':>11} {'p95':>7}  {'gateway p50':>11} {'p95':>7}  "
                           f"{'added p50':>9} {'p95':>7}   targets p50 <= {TARGET_P50_MS:g} ms, p95 <= {TARGET_P95_MS:g} ms")
+                    meter = CpuMeter(server.process.pid, pg["PGDATA"])
+                    cpu_lines = []
                     for n in counts:
                         direct, gateway = Result(), Result()
+                        cpu = {"web": 0.0, "runner": 0.0, "PostgreSQL": 0.0}
+                        runs_done = 0
                         for _ in range(args.rounds):
-                            asyncio.run(load(stub.port, direct_requests(clients, n), args.seconds, args.warmup,
+                            asyncio.run(load(target.port, direct_requests(target, clients, n), args.seconds, args.warmup,
                                              (200,), direct))
+                            before, runner_before = meter.read(), _tree_cpu(runner.pid)
+                            measured = Result()
                             asyncio.run(load(server.port, gateway_requests(clients, n), args.seconds, args.warmup,
-                                             (200, 201), gateway))
+                                             (200, 201), measured))
+                            web, db = CpuMeter.used(before, meter.read())
+                            cpu["web"] += web
+                            cpu["PostgreSQL"] += db
+                            cpu["runner"] += _tree_cpu(runner.pid) - runner_before
+                            gateway.latencies += measured.latencies
+                            gateway.failures += measured.failures
+                            runs_done += measured.started
+                        cpu_lines.append(f"{n:>7}  " + ", ".join(
+                            f"{name} {1000 * seconds / max(1, runs_done):.1f} ms" for name, seconds in cpu.items()))
                         added50 = gateway.percentile(.5) - direct.percentile(.5)
                         added95 = gateway.percentile(.95) - direct.percentile(.95)
                         met = added50 <= TARGET_P50_MS and added95 <= TARGET_P95_MS
@@ -358,7 +437,10 @@ def main() -> int:
                         for failure in (direct.failures + gateway.failures)[:5]:
                             print("  FAILED:", failure)
                         ok = ok and not direct.failures and not gateway.failures
-                    bench_streaming(stub.port, server.port, clients[0], args.stream_samples)
+                    print("CPU per gateway run (whole slices, warm-up included; 2 cores give 2,000 ms per second):")
+                    for line in cpu_lines:
+                        print(line)
+                    bench_streaming(target, server.port, clients[0], args.stream_samples)
             finally:
                 runner.terminate()
                 runner.wait(10)
