@@ -234,12 +234,15 @@ def _create(instance_id: int, json: RunCreate, *, stream: bool):
         run = db.session.get(Run, run_id, populate_existing=True)
         if run.status in RUN_FINISHED:
             answer = _finished_answer(run)
+            db.session.commit()  # ends the read (a rollback would also drop the connection's prepared statements)
             if isinstance(answer, FlaskResponse):
                 answer.headers.update(headers)
                 return answer
             return answer[0], answer[1], headers
     run = db.session.get(Run, run_id)
-    return {**run_to_dict(run), "links": links(run_id)}, 202, headers
+    body = {**run_to_dict(run), "links": links(run_id)}
+    db.session.commit()
+    return body, 202, headers
 
 
 FAILURE_STATUS = {"timeout": 504, "input": 422, "runtime": 502}
