@@ -24,8 +24,8 @@ from app.forms_flow import attach_error
 from app.adapters.commerce.checkout import get_checkout
 from app.models import Order, OrderStatus
 from app.services import (
-    account, connectors, conversations, instances, keys, knowledge, organizations, payments, refunds, runs,
-    subscriptions,
+    account, connectors, conversations, instances, keys, knowledge, organizations, payments, refunds, run_history,
+    runs, subscription_changes, subscriptions,
 )
 
 MANAGER_ROLES = organizations.MANAGER_ROLES
@@ -113,7 +113,7 @@ def _detail_context(instance, **overrides) -> dict:
         "limit_forms": limit_forms,
         "bindings": connectors.list_bindings(db.session, user=g.user, instance_id=instance.id),
         "documents": knowledge.list_documents(db.session, instance=instance) if ref == "kb-search" else None,
-        "recent": runs.recent_runs(db.session, instance=instance, limit=10),
+        "recent": run_history.recent_runs(db.session, instance=instance, limit=10),
         "key_form": ApiKeyCreateForm(formdata=None),
         "connector_form": ConnectorForm(formdata=None),
         "document_form": DocumentForm(formdata=None),
@@ -155,8 +155,8 @@ def instance_detail(instance_id: int):
     """The instance page; `?conversation=` reopens a conversation in the console (else a new one)."""
     instance = _instance_or_404(instance_id)
     replayed = request.args.get("replayed", type=int)
-    return _detail_page(instance, **console.console_context(instance, console.conversation_arg(request.args.get("conversation"))),
-                        replayed_run=replayed)
+    conversation_id = console.conversation_arg(request.args.get("conversation"))
+    return _detail_page(instance, **console.console_context(instance, conversation_id), replayed_run=replayed)
 
 
 @bp.route("/instances/<int:instance_id>/cancel", methods=["GET", "POST"])
@@ -168,7 +168,7 @@ def instance_cancel(instance_id: int):
     form = ActionForm()
     if request.method == "POST" and form.validate_on_submit():
         try:
-            quote = subscriptions.cancel_now(db.session, instance=instance, actor=g.user)
+            quote = subscription_changes.cancel_now(db.session, instance=instance, actor=g.user)
         except (instances.InstanceError, organizations.OrganizationError) as exc:
             db.session.rollback()
             message = ("Only an owner or admin of the organization can cancel it."
@@ -179,7 +179,7 @@ def instance_cancel(instance_id: int):
         flash(f"{instance.offering.name} is cancelled. Its API keys no longer run it.{_refund_unused(quote)}",
               "success")
         return redirect(url_for("account.agents"), 303)
-    quote = subscriptions.quote_cancel_now(db.session, instance=instance)
+    quote = subscription_changes.quote_cancel_now(db.session, instance=instance)
     return render_template("account/instance_cancel.html", instance=instance, form=ActionForm(formdata=None),
                            quote=quote, is_subscription=instance.period_end is not None and not instance.is_trial)
 
@@ -208,7 +208,7 @@ def _refund_unused(quote) -> str:
 @bp.post("/instances/<int:instance_id>/cancel-at-period-end")
 @login_required
 def instance_cancel_at_period_end(instance_id: int):
-    return _subscription_change(instance_id, subscriptions.cancel_at_period_end,
+    return _subscription_change(instance_id, subscription_changes.cancel_at_period_end,
                                 lambda i: f"{i.offering.name} runs until {date_text(i.period_end)} and then ends. "
                                           "You will not be charged again.")
 
@@ -216,7 +216,7 @@ def instance_cancel_at_period_end(instance_id: int):
 @bp.post("/instances/<int:instance_id>/resume-subscription")
 @login_required
 def instance_resume_subscription(instance_id: int):
-    return _subscription_change(instance_id, subscriptions.resume_subscription,
+    return _subscription_change(instance_id, subscription_changes.resume_subscription,
                                 lambda i: f"{i.offering.name} renews again on {date_text(i.period_end)}.")
 
 
@@ -260,7 +260,7 @@ def instance_plan_change(instance_id: int):
         return redirect(target, 303)
     plan = next(p for p in instance.offering.plans if p.id == form.plan_id.data)
     try:
-        change = subscriptions.change_plan(db.session, instance=instance, plan=plan, actor=g.user,
+        change = subscription_changes.change_plan(db.session, instance=instance, plan=plan, actor=g.user,
                                            gateway=get_checkout())
     except (subscriptions.SubscriptionError, instances.InstanceError, organizations.OrganizationError) as exc:
         db.session.rollback()

@@ -11,7 +11,7 @@ from app.account.forms import ActionForm, LowBalanceForm
 from app.account.views import bp, has_endpoint, refusal_text
 from app.auth.session_user import current_org, login_required
 from app.extensions import db
-from app.services import account, billing, ledger_wording, organizations, runs
+from app.services import account, billing, ledger_wording, organizations, run_history
 
 LEDGER_PAGE_SIZE = 25
 USAGE_DAYS = 30
@@ -28,7 +28,7 @@ def billing_page():
     except billing.BillingError:
         abort(404)
     labels = account.instance_labels(db.session, organization_id=org.id)
-    days, series = runs.usage_by_day(db.session, organization_id=org.id, days=USAGE_DAYS)
+    days, series = run_history.usage_by_day(db.session, organization_id=org.id, days=USAGE_DAYS)
     chart = {
         "labels": [d.strftime("%b %d") for d in days],
         "datasets": [{"label": labels.get(instance_id, "Other"), "data": values}

@@ -40,7 +40,7 @@ from app.cp.views import bp
 from app.extensions import db
 from app.models import RUN_FINISHED, Instance, Run
 from app.services import instances as instance_service
-from app.services import run_events, runs
+from app.services import run_events, run_history, runs
 from app.web import problem
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -299,7 +299,7 @@ def run_list(instance_id: int, query: RunListQuery):
     if instance is None:
         return problem(404, "Not Found", "Instance not found.")
     before = int(query.cursor) if query.cursor is not None else None
-    page = runs.list_runs(db.session, instance=instance, limit=query.limit + 1, before_id=before)
+    page = run_history.list_runs(db.session, instance=instance, limit=query.limit + 1, before_id=before)
     more = len(page) > query.limit
     page = page[:query.limit]
     items = [run_to_dict(run) for run in page]

@@ -15,7 +15,7 @@ from app.models import (
     ApiKey, CreditPack, Instance, Notification, Offering, OfferingStatus, TrialClaim, User, utcnow,
 )
 from app.services import instances as instance_service
-from app.services import runs
+from app.services import run_history
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def subscriptions(session: Session, *, user: User, organization_id: int, now: da
         entitled = instance_service.entitlements(session, instance=instance, now=now)
         out.append(Subscription(
             instance=instance, entitlements=entitled,
-            credits_used=runs.credits_used(session, instance=instance, since=entitled.period_start),
+            credits_used=run_history.credits_used(session, instance=instance, since=entitled.period_start),
             trial_days_left=trial_days_left(instance, now), active_keys=key_counts.get(instance.id, 0),
         ))
     return out
@@ -60,7 +60,7 @@ def subscription(session: Session, *, user: User, instance: Instance, now: datet
     entitled = instance_service.entitlements(session, instance=instance, now=now)
     active = session.scalar(select(func.count()).select_from(ApiKey).where(
         ApiKey.instance_id == instance.id, ApiKey.revoked_at.is_(None)))
-    return Subscription(instance, entitled, runs.credits_used(session, instance=instance, since=entitled.period_start),
+    return Subscription(instance, entitled, run_history.credits_used(session, instance=instance, since=entitled.period_start),
                         trial_days_left(instance, now), active)
 
 
