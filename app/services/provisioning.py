@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 from app.models import (
     GrantOrigin, Instance, LedgerEntry, LineKind, Order, OrderLine, OrderPurpose, OrderStatus, utcnow,
 )
-from app.services import audit, billing, instances, mail, payouts, plan_credits, subscriptions
+from app.services import (
+    audit, billing, instances, mail, payouts, plan_credits, subscription_changes, subscriptions,
+)
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def handle_order_paid(session: Session, *, order: Order, actor_label: str,
     """Provision every line of a paid order that is not provisioned yet (flushes; caller commits).
 
     A renewal order starts the period it paid for and an upgrade order switches the plan of the
-    subscription it names (`subscriptions.apply_paid_renewal` / `apply_paid_upgrade`); every other
+    subscription it names (`subscriptions.apply_paid_renewal` / `subscription_changes.apply_paid_upgrade`); every other
     plan line creates an instance. `now` is the moment of payment (the clock, for time-travel tests)."""
     if order.status != OrderStatus.PAID.value:
         raise ProvisioningError(f"Order {order.number} is not paid.")
@@ -59,7 +61,7 @@ def handle_order_paid(session: Session, *, order: Order, actor_label: str,
     for line in list(order.lines):
         if line.kind == LineKind.PLAN.value and line.plan_id is not None and order.renews_instance_id is not None:
             apply = (subscriptions.apply_paid_renewal if order.purpose == OrderPurpose.RENEWAL.value
-                     else subscriptions.apply_paid_upgrade)
+                     else subscription_changes.apply_paid_upgrade)
             created = apply(session, order=order, line=line, now=now)
         elif line.kind == LineKind.PLAN.value and line.plan_id is not None:
             created = _provision_plan_line(session, order=order, line=line, actor_label=actor_label, now=now)

@@ -180,7 +180,7 @@ def refund_order_line(
 def refund_unused_period(session: Session, *, order_id: int, line_id: int, amount_minor: int, actor: User,
                          gateway: CheckoutPort, now: datetime | None = None) -> Refund:
     """The refund a buyer's "Cancel now" gives: the prorated unused part of the period that the order line
-    paid for (computed by `subscriptions.quote_cancel_now`), through the commerce backend like any refund.
+    paid for (computed by `subscription_changes.quote_cancel_now`), through the commerce backend like any refund.
     The buyer must manage the order's organization. Flushes; the caller commits."""
     order = session.get(Order, order_id)
     if order is None:

@@ -15,7 +15,7 @@ from app.models import (
     AuditEvent, Instance, LedgerEntry, LineKind, MailMessage, Order, OrderLine, OrderStatus, Payment, PaymentMethod,
     Plan, Wallet,
 )
-from app.services import billing, instances, payments, subscriptions
+from app.services import billing, instances, payments, subscription_changes, subscriptions
 from tests.factories import make_offering, make_org, make_user
 
 T0 = datetime(2027, 1, 15, 10, 0, tzinfo=timezone.utc)
@@ -200,16 +200,16 @@ def test_cancel_at_period_end_runs_to_the_end_then_ends_and_resume_undoes_it(ses
     instance = _buy(session, buyer, org, plans["starter"])
     end = instance.period_end
 
-    subscriptions.cancel_at_period_end(session, instance=instance, actor=buyer, now=T0 + timedelta(days=3))
+    subscription_changes.cancel_at_period_end(session, instance=instance, actor=buyer, now=T0 + timedelta(days=3))
     session.commit()
     ent = instances.entitlements(session, instance=instance, now=T0 + timedelta(days=3))
     assert (ent.may_run, ent.cancel_at_period_end, ent.next_charge_at) == (True, True, None)
 
-    subscriptions.resume_subscription(session, instance=instance, actor=buyer, now=T0 + timedelta(days=4))
+    subscription_changes.resume_subscription(session, instance=instance, actor=buyer, now=T0 + timedelta(days=4))
     session.commit()
     assert instances.entitlements(session, instance=instance, now=T0 + timedelta(days=4)).next_charge_at == end
 
-    subscriptions.cancel_at_period_end(session, instance=instance, actor=buyer, now=T0 + timedelta(days=5))
+    subscription_changes.cancel_at_period_end(session, instance=instance, actor=buyer, now=T0 + timedelta(days=5))
     session.commit()
     assert _renew(session, end - timedelta(seconds=1)).count == 0  # still running
     _expire(session, end)
@@ -223,7 +223,7 @@ def test_cancel_at_period_end_runs_to_the_end_then_ends_and_resume_undoes_it(ses
     assert _ledger(session, org) == [("grant", 100), ("expiry", -100)]
     assert _balance(session, org) == 0
     with pytest.raises(subscriptions.SubscriptionError):
-        subscriptions.resume_subscription(session, instance=instance, actor=buyer, now=end)
+        subscription_changes.resume_subscription(session, instance=instance, actor=buyer, now=end)
 
 
 def test_cancel_now_quotes_the_prorated_refund_to_the_cent_and_records_it(session, shop):
@@ -231,7 +231,7 @@ def test_cancel_now_quotes_the_prorated_refund_to_the_cent_and_records_it(sessio
     instance = _buy(session, buyer, org, plans["starter"])  # $10.00 for Jan 15 – Feb 15 (31 days)
     now = T0 + timedelta(days=10, hours=5)  # 20 days 19 hours unused: 1,796,400 of 2,678,400 seconds
 
-    quote = subscriptions.cancel_now(session, instance=instance, actor=buyer, now=now)
+    quote = subscription_changes.cancel_now(session, instance=instance, actor=buyer, now=now)
     session.commit()
 
     assert (quote.unused_seconds, quote.period_seconds) == (1_796_400, 2_678_400)
@@ -251,7 +251,7 @@ def test_upgrade_mid_period_charges_the_prorated_difference_and_grants_prorated_
     instance = _buy(session, buyer, org, plans["starter"])  # $10 / 100 credits
     now = T0 + timedelta(days=21)  # 10 of 31 days left
 
-    change = subscriptions.change_plan(session, instance=instance, plan=plans["pro"], actor=buyer,
+    change = subscription_changes.change_plan(session, instance=instance, plan=plans["pro"], actor=buyer,
                                        gateway=GATEWAY, now=now)
     session.commit()
 
@@ -275,7 +275,7 @@ def test_downgrade_mid_period_takes_effect_at_the_next_period(session, shop):
     buyer, org, plans = shop
     instance = _buy(session, buyer, org, plans["pro"])  # $20 / 200 credits
 
-    change = subscriptions.change_plan(session, instance=instance, plan=plans["starter"], actor=buyer,
+    change = subscription_changes.change_plan(session, instance=instance, plan=plans["starter"], actor=buyer,
                                        gateway=GATEWAY, now=T0 + timedelta(days=12))
     session.commit()
 
@@ -313,14 +313,14 @@ def test_changes_are_for_owners_and_admins_and_bad_plans_change_nothing(session,
     session.commit()
 
     with pytest.raises(subscriptions.SubscriptionError) as refused:
-        subscriptions.change_plan(session, instance=instance, plan=other.plans[1], actor=buyer, gateway=GATEWAY,
+        subscription_changes.change_plan(session, instance=instance, plan=other.plans[1], actor=buyer, gateway=GATEWAY,
                                   now=T0 + timedelta(days=1))
     assert refused.value.field == "plan_id"
     session.rollback()
     stranger = make_user(session)
     session.commit()
     with pytest.raises(instances.InstanceNotFound):
-        subscriptions.cancel_at_period_end(session, instance=instance, actor=stranger)
+        subscription_changes.cancel_at_period_end(session, instance=instance, actor=stranger)
     session.rollback()
     session.expire_all()
     instance = session.get(Instance, instance.id)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models import Instance, SellerWebhookEvent
-from app.services import refunds, reviews, seller_webhooks, subscriptions
+from app.services import refunds, reviews, seller_webhooks, subscription_changes
 from tests.billing.test_subscriptions import DECLINES_LATER, GATEWAY, _buy, _renew
 from tests.factories import make_offering, make_org, make_user
 
@@ -46,7 +46,7 @@ def test_renewal_suspension_and_the_end_of_a_period_are_announced(session):
     _renew(session, paying.period_end)
     assert _events(session, publisher) == ["instance.created", "instance.renewed"]
 
-    subscriptions.cancel_at_period_end(session, instance=session.get(Instance, paying.id), actor=buyer)
+    subscription_changes.cancel_at_period_end(session, instance=session.get(Instance, paying.id), actor=buyer)
     session.commit()
     _renew(session, session.get(Instance, paying.id).period_end)
     assert _events(session, publisher)[-1] == "instance.cancelled"

@@ -1,0 +1,221 @@
+"""Changes a buyer makes to a subscription: cancel at the period's end (and resume), cancel now with
+a prorated refund, and plan changes (an upgrade is charged and granted prorated now, a downgrade
+applies at the next period). The proration rule is in app.services.subscriptions and the README.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import (
+    GrantOrigin, Instance, InstanceStatus, Order, OrderLine, OrderPurpose, OrderStatus, Payment, Plan, User, utcnow,
+)
+from app.services import audit, organizations, subscriptions
+from app.services.subscriptions import SubscriptionError
+
+
+def _require_manager(session: Session, *, instance: Instance, actor: User) -> None:
+    from app.services.instances import InstanceNotFound
+
+    organizations.require_role(session, user=actor, organization_id=instance.organization_id,
+                               not_found=InstanceNotFound())
+
+
+def _require_subscription(instance: Instance) -> None:
+    if instance.is_trial or instance.period_end is None:
+        raise SubscriptionError("A free trial has no billing period to change.", status=409)
+    if instance.status not in (*subscriptions.RENEWABLE, InstanceStatus.SUSPENDED.value):
+        raise SubscriptionError(f"A {instance.status.replace('_', ' ')} subscription cannot be changed.", status=409)
+
+
+def cancel_at_period_end(session: Session, *, instance: Instance, actor: User, now: datetime | None = None) -> Instance:
+    """The subscription runs until its period ends and is not renewed (flushes; caller commits)."""
+    _require_manager(session, instance=instance, actor=actor)
+    _require_subscription(instance)
+    if instance.cancel_at_period_end:
+        raise SubscriptionError("This subscription already ends at the end of its period.", status=409)
+    instance.cancel_at_period_end = True
+    session.flush()
+    audit.record(session, action="subscription.cancel_at_period_end", target_type="instance",
+                 target_id=instance.id, organization_id=instance.organization_id, actor=actor,
+                 data={"period_end": instance.period_end.isoformat()})
+    return instance
+
+
+def resume_subscription(session: Session, *, instance: Instance, actor: User, now: datetime | None = None) -> Instance:
+    """Undo a cancellation at the period's end: the subscription renews again."""
+    _require_manager(session, instance=instance, actor=actor)
+    _require_subscription(instance)
+    now = now or utcnow()
+    if not instance.cancel_at_period_end:
+        raise SubscriptionError("This subscription is not set to end.", status=409)
+    if instance.period_end <= now:
+        raise SubscriptionError("This subscription has already ended.", status=409)
+    instance.cancel_at_period_end = False
+    session.flush()
+    audit.record(session, action="subscription.resumed", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor=actor, data={})
+    return instance
+
+
+@dataclass(frozen=True)
+class CancelNowQuote:
+    refund_minor: int
+    currency: str
+    unused_seconds: int
+    period_seconds: int
+    order_id: int | None  # the order that paid the current period: what a refund is made against
+    order_line_id: int | None
+
+
+def paying_order_line(session: Session, *, instance: Instance) -> OrderLine | None:
+    """The paid order line that bought the instance's current period (a renewal, or the purchase)."""
+    line = session.scalar(
+        select(OrderLine).join(Order, Order.id == OrderLine.order_id)
+        .where(Order.renews_instance_id == instance.id, Order.purpose == OrderPurpose.RENEWAL.value,
+               Order.status == OrderStatus.PAID.value)
+        .order_by(Order.paid_at.desc(), Order.id.desc()).limit(1))
+    if line is None and instance.source_order_line_id is not None:
+        line = session.get(OrderLine, instance.source_order_line_id)
+    return line
+
+
+def quote_cancel_now(session: Session, *, instance: Instance, now: datetime | None = None) -> CancelNowQuote:
+    """What cancelling now refunds: the plan's price for the unused part of a paid period, rounded down."""
+    now = now or utcnow()
+    plan = instance.plan
+    unused, total = subscriptions.unused_fraction(instance, now=now)
+    paid = instance.status in (InstanceStatus.ACTIVE.value,) and not instance.is_trial
+    refund = subscriptions.prorate(plan.price_minor, unused=unused, total=total) if paid else 0
+    line = paying_order_line(session, instance=instance) if paid else None
+    return CancelNowQuote(refund_minor=refund, currency=plan.currency, unused_seconds=unused, period_seconds=total,
+                          order_id=line.order_id if line else None, order_line_id=line.id if line else None)
+
+
+def cancel_now(session: Session, *, instance: Instance, actor: User, now: datetime | None = None) -> CancelNowQuote:
+    """Cancel at once (`instances.cancel_instance`) and record the refund it gives: the audit event
+    `subscription.refund_due` names the order line and the amount, for the refund through the commerce
+    port. Returns the quote (flushes; caller commits)."""
+    from app.services import instances
+
+    now = now or utcnow()
+    quote = quote_cancel_now(session, instance=instance, now=now)
+    instances.cancel_instance(session, instance=instance, actor=actor)
+    if quote.refund_minor > 0:
+        audit.record(session, action="subscription.refund_due", target_type="order_line",
+                     target_id=quote.order_line_id, organization_id=instance.organization_id, actor=actor,
+                     data={"instance": instance.id, "order": quote.order_id, "amount_minor": quote.refund_minor,
+                           "currency": quote.currency, "unused_seconds": quote.unused_seconds,
+                           "period_seconds": quote.period_seconds})
+    return quote
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    kind: str  # upgrade | downgrade | unchanged
+    plan: Plan
+    charge_minor: int  # upgrade: charged now
+    credits: int  # upgrade: included credits granted now for the rest of the period
+    order: Order | None = None
+
+
+def quote_plan_change(session: Session, *, instance: Instance, plan: Plan, now: datetime | None = None) -> PlanChange:
+    now = now or utcnow()
+    current = instance.plan
+    if plan.offering_id != instance.offering_id:
+        raise SubscriptionError("Choose a plan of the same agent.", field="plan_id")
+    if plan.currency != current.currency:
+        raise SubscriptionError("Choose a plan in the same currency.", field="plan_id")
+    if plan.interval != current.interval:
+        raise SubscriptionError("Choose a plan with the same billing interval.", field="plan_id")
+    if plan.id == current.id:
+        return PlanChange("unchanged", plan, 0, 0)
+    if plan.price_minor < current.price_minor:
+        return PlanChange("downgrade", plan, 0, 0)
+    unused, total = subscriptions.unused_fraction(instance, now=now)
+    return PlanChange("upgrade", plan, subscriptions.prorate(plan.price_minor - current.price_minor, unused=unused, total=total),
+                      subscriptions.prorate(plan.included_credits - current.included_credits, unused=unused, total=total))
+
+
+def change_plan(session: Session, *, instance: Instance, plan: Plan, actor: User, gateway,
+                now: datetime | None = None) -> PlanChange:
+    """Upgrade now (the prorated difference charged to the saved card, or an order to pay on the card
+    page when none is saved or it is declined) or downgrade at the next period. Choosing the current plan
+    cancels a pending downgrade. Flushes; the caller commits."""
+    _require_manager(session, instance=instance, actor=actor)
+    _require_subscription(instance)
+    now = now or utcnow()
+    if instance.status != InstanceStatus.ACTIVE.value:
+        raise SubscriptionError("Pay the open renewal first; then you can change the plan.", status=409)
+    change = quote_plan_change(session, instance=instance, plan=plan, now=now)
+    if change.kind in ("unchanged", "downgrade"):
+        instance.pending_plan_id = plan.id if change.kind == "downgrade" else None
+        session.flush()
+        action = "downgrade_scheduled" if change.kind == "downgrade" else "plan_kept"
+        audit.record(session, action=f"subscription.{action}", target_type="instance", target_id=instance.id,
+                     organization_id=instance.organization_id, actor=actor, data={"plan": plan.sku})
+        return change
+    if instance.period_end <= now:
+        raise SubscriptionError("This period has ended; change the plan after the renewal.", status=409)
+    if gateway.backend != "local":
+        raise SubscriptionError("Upgrading during a period is not available with this store yet; a cheaper plan "
+                                "can still be chosen for the next period.", status=409)
+    end = instance.period_end
+    name = f"{plan.offering.name}: upgrade to {plan.name} for the rest of the period to {end:%b} {end.day}"
+    order = subscriptions.new_plan_order(session, instance=instance, purpose=OrderPurpose.UPGRADE.value, plan=plan,
+                       amount=change.charge_minor, name=name, period_start=now)
+    if order is None:
+        raise SubscriptionError("A plan change is already being made; reload the page.", status=409)
+    instance.pending_plan_id = None
+    method = instance.payment_method
+    if change.charge_minor == 0:
+        subscriptions.mark_paid(session, order=order, now=now, actor_label=actor.email)
+    elif method is not None and method.backend == order.backend == gateway.backend:
+        outcome = gateway.charge_saved_card(token=method.token, amount_minor=order.total_minor,
+                                            currency=order.currency, reference=order.number)
+        session.add(Payment(order_id=order.id, amount_minor=order.total_minor, currency=order.currency,
+                            status="succeeded" if outcome.succeeded else "declined", card_last4=method.last4,
+                            message=outcome.message, created_at=now))
+        session.flush()
+        if outcome.succeeded:
+            subscriptions.mark_paid(session, order=order, now=now, actor_label=actor.email)
+    audit.record(session, action="subscription.upgrade_ordered", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor=actor,
+                 data={"plan": plan.sku, "order": order.number, "charge_minor": change.charge_minor,
+                       "credits": change.credits})
+    session.refresh(order)
+    return PlanChange("upgrade", plan, change.charge_minor, change.credits, order)
+
+
+def apply_paid_upgrade(session: Session, *, order: Order, line: OrderLine, now: datetime) -> bool:
+    """Switch the instance to the upgrade's plan now and grant the prorated included credits for the rest
+    of the period (once per order line). Called by the order-paid handler."""
+    instance = subscriptions.lock_instance(session, order.renews_instance_id)
+    if instance is None or instance.status not in subscriptions.RENEWABLE or instance.plan_id == line.plan_id:
+        return False
+    old = instance.plan
+    new = line.plan
+    as_of = order.renewal_period_start or now
+    unused, total = subscriptions.unused_fraction(instance, now=as_of)
+    credits = subscriptions.prorate(new.included_credits - old.included_credits, unused=unused, total=total)
+    session.execute(update(Instance).where(Instance.id == instance.id)
+                    .values(plan_id=new.id, pending_plan_id=None).execution_options(synchronize_session=False))
+    session.refresh(instance)
+    if credits > 0 and instance.period_end > now:
+        from app.services import billing, provisioning
+
+        wallet = billing.wallet_for_organization(session, instance.organization_id)
+        billing.grant_credits(
+            session, wallet=wallet, amount=credits, origin=GrantOrigin.PLAN.value,
+            reference=f"{new.offering.name} upgrade to {new.name}: included credits for the rest of the period, "
+                      f"order {order.number}"[:120],
+            expires_at=instance.period_end, instance_id=instance.id,
+            idempotency_key=provisioning.plan_credit_key(line.id), now=now,
+        )
+    audit.record(session, action="subscription.upgraded", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor_label="system",
+                 data={"from": old.sku, "to": new.sku, "order": order.number, "credits": credits})
+    return True
