@@ -133,7 +133,8 @@ def record_earnings_command() -> None:
 @click.command("fail-stale-runs")
 @with_appcontext
 def fail_stale_runs_command() -> None:
-    """Mark runs still running long after their credit hold ended as failed, and release the holds."""
+    """Fail the runs that will not end by themselves (queued past their hold, or running past their time
+    limit after their runner died) and release their holds."""
     click.echo(str(_run_task("fail-stale-runs")))
 
 

@@ -51,10 +51,13 @@ def expire_trials(session: Session) -> Swept:
 
 
 def fail_stale_runs(session: Session) -> Swept:
-    """Mark runs whose process died mid-run as failed and release their holds."""
+    """Fail the runs that will not end by themselves (their job was lost, or their runner died) and release
+    their holds."""
+    from flask import current_app
+
     from app.services import runs
 
-    count = runs.fail_stale_runs(session)
+    count = runs.fail_stale_runs(session, run_timeout=float(current_app.config.get("RUN_TIMEOUT") or 60))
     return Swept(count, f"Failed {count} stale run(s).")
 
 

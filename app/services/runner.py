@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, scoped_session
@@ -68,6 +68,14 @@ def _execute(session: Session, *, run_id: int, version_id: int | None, timeout: 
     except (runs.RunError, RuntimeFailure) as exc:
         prepared = runs.PreparedRun(run_id=run.id, replayed=False, hold_id=run.hold_id)
         failure = exc if isinstance(exc, RuntimeFailure) else RuntimeFailure(str(exc))
+        return _finish(session, prepared, failure, duration_ms=0, pending=[])
+    # the hold was made for a run that starts soon; one that waited in a long queue keeps its credits
+    # held for as long as it may now run, or does not run at all when its hold already ran out
+    keep_until = now + timedelta(seconds=timeout) + runs.RUN_HOLD_MARGIN
+    if prepared.hold_id is not None and not billing.extend_hold(session, hold_id=prepared.hold_id,
+                                                                until=keep_until, now=now):
+        failure = RuntimeFailure("The run waited too long to start. You were not charged; try again.",
+                                 detail="its credit hold ended while it was queued")
         return _finish(session, prepared, failure, duration_ms=0, pending=[])
     run_events.append_event(session, run_id=run_id, kind="status", data={"status": RunStatus.RUNNING.value})
     session.commit()

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import null, select, update
+from sqlalchemy import func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,7 +61,10 @@ log = logging.getLogger(__name__)
 MAX_INPUT_CHARS = 100_000
 MAX_DOCUMENTS = 500
 HOLD_TTL_SECONDS = 300
-STALE_AFTER = timedelta(seconds=HOLD_TTL_SECONDS)
+STALE_AFTER = timedelta(seconds=HOLD_TTL_SECONDS)  # a queued run that no runner took by then is failed
+# a running run's hold is kept for its time limit plus this (the runner settles after the call); a
+# run still `running` that long after it started lost its runner
+RUN_HOLD_MARGIN = timedelta(seconds=60)
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 # entitlement reason -> (status, message); the message is shown as is
@@ -436,17 +439,23 @@ def finish_run(
     return FinishedRun(run, replayed=False)
 
 
-def fail_stale_runs(session: Session, *, now: datetime | None = None, older_than: timedelta = STALE_AFTER) -> int:
-    """Runs whose runner died: still `queued` (the job was lost) or `running` long after their hold
-    ran out. Mark them failed, release their holds and end their event streams. Idempotent; for the
+def fail_stale_runs(session: Session, *, now: datetime | None = None, older_than: timedelta = STALE_AFTER,
+                    run_timeout: float = 60.0) -> int:
+    """Runs that will not end by themselves: still `queued` `older_than` after they were started (the
+    job was lost, or no runner took it while its hold lasted), or still `running` longer after a
+    runner took them than their time limit (`run_timeout`) and RUN_HOLD_MARGIN (the runner died).
+    Mark them failed, release their holds and end their event streams. Idempotent; for the
     scheduler (the `fail-stale-runs` periodic job)."""
     from app.services import run_events
 
     now = now or utcnow()
+    started = func.coalesce(Run.started_at, Run.created_at)
+    lost_runner = now - timedelta(seconds=run_timeout) - RUN_HOLD_MARGIN
     stale = list(session.scalars(
-        select(Run).where(Run.status.in_((RunStatus.QUEUED.value, RunStatus.RUNNING.value)),
-                          Run.created_at < now - older_than)
-        .order_by(Run.id).limit(500)
+        select(Run).where(or_(
+            (Run.status == RunStatus.QUEUED.value) & (Run.created_at < now - older_than),
+            (Run.status == RunStatus.RUNNING.value) & (started < lost_runner),
+        )).order_by(Run.id).limit(500)
     ))
     for run in stale:
         if run.hold_id is not None:

@@ -405,3 +405,22 @@ def test_an_expired_hold_cannot_be_released_into_a_second_movement(session, wall
 
     assert again.status == "expired"
     assert snapshot(session) == before
+
+
+def test_extend_hold_keeps_an_active_hold_longer_never_shorter_and_refuses_an_ended_one(session, wallet):
+    fund(session, wallet, 100)
+    hold = billing.authorize(session, wallet=wallet, amount=30, idempotency_key="run-1", ttl_seconds=120, now=T0)
+    released = billing.authorize(session, wallet=wallet, amount=10, idempotency_key="run-2", ttl_seconds=120, now=T0)
+    billing.release(session, hold_id=released.id, now=at(1))
+    session.commit()
+    before = snapshot(session)
+
+    assert billing.extend_hold(session, hold_id=hold.id, until=at(600), now=at(100))
+    assert billing.extend_hold(session, hold_id=hold.id, until=at(300), now=at(100))  # never shortened
+    assert not billing.extend_hold(session, hold_id=released.id, until=at(600), now=at(100))
+    assert not billing.extend_hold(session, hold_id=hold.id, until=at(900), now=at(600))  # its time ran out
+    session.commit()
+
+    assert session.get(Hold, hold.id, populate_existing=True).expires_at == at(600)
+    assert session.get(Hold, released.id, populate_existing=True).status == "released"
+    assert snapshot(session) == before  # no credits moved, no ledger entry

@@ -442,3 +442,80 @@ def test_a_caller_waiting_for_a_run_is_woken_by_its_end_not_by_a_poll(buyer_clie
     assert session.get(Run, run_id).status == "succeeded"
     kinds = [e.kind for e in run_events.events_after(session, run_id=run_id)]
     assert kinds[:2] == ["status", "status"] and "token" in kinds and kinds[-1] == "done"
+
+
+def _queued_at(session, instance, buyer, *, seconds_ago: int) -> int:
+    """A run started (and its credits held for HOLD_TTL_SECONDS) `seconds_ago`, handed to the runner now."""
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from app.services import runs
+
+    prepared = runs.start_run(session, instance=instance, input_text=QUESTION, user=buyer,
+                              now=utcnow() - timedelta(seconds=seconds_ago))
+    runs.queue_run(session, prepared=prepared)
+    session.commit()
+    return prepared.run_id
+
+
+def test_a_run_that_waited_in_the_queue_keeps_its_credits_held_while_it_runs(session, buyer, app):
+    from datetime import timedelta
+
+    instance = make_instance(session, buyer)
+    balance = wallet_of(session, instance).balance
+    run_id = _queued_at(session, instance, buyer, seconds_ago=290)  # its hold has 10 s left
+
+    run = wait_for_status(session, run_id, "succeeded")
+
+    hold = session.get(Hold, run.hold_id)
+    assert hold.status == HoldStatus.SETTLED.value
+    # taken by the runner, the hold was kept for the run's time limit, not the 10 s it had left
+    assert hold.expires_at - run.started_at >= timedelta(seconds=app.config.get("RUN_TIMEOUT") or 60)
+    assert run.credits == 3 and wallet_of(session, instance).balance == balance - 3
+    assert verify_ledger(session) == []
+
+
+def test_a_run_whose_hold_ran_out_in_the_queue_does_not_run_and_costs_nothing(session, buyer):
+    from app.services import run_events
+
+    instance = make_instance(session, buyer)
+    balance = wallet_of(session, instance).balance
+    run_id = _queued_at(session, instance, buyer, seconds_ago=330)  # its hold ended 30 s ago
+
+    run = wait_for_status(session, run_id, "failed")
+
+    assert run.error == "The run waited too long to start. You were not charged; try again."
+    assert run.credits == 0 and run.output_text is None
+    assert session.get(Hold, run.hold_id).status in (HoldStatus.RELEASED.value, HoldStatus.EXPIRED.value)
+    final = run_events.events_after(session, run_id=run_id)[-1]
+    assert final.kind == "error"
+    wallet = wallet_of(session, instance)
+    assert (wallet.balance, wallet.held) == (balance, 0)
+    assert verify_ledger(session) == []
+
+
+def test_the_sweep_judges_a_running_run_by_when_it_started_not_when_it_was_queued(session, buyer):
+    """A run that waited long in the queue and was taken a moment ago is not failed under its runner;
+    one still `running` longer than its time limit (and the margin) after it started lost its runner."""
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from app.services import runs
+
+    instance = make_instance(session, buyer)
+    prepared = runs.start_run(session, instance=instance, input_text=QUESTION, user=buyer,
+                              now=utcnow() - timedelta(minutes=10))
+    run = session.get(Run, prepared.run_id)
+    run.status, run.started_at = "running", utcnow() - timedelta(seconds=30)
+    session.commit()
+
+    assert runs.fail_stale_runs(session, run_timeout=60) == 0
+    session.commit()
+    assert session.get(Run, prepared.run_id).status == "running"
+
+    run = session.get(Run, prepared.run_id)
+    run.started_at = utcnow() - timedelta(seconds=60) - runs.RUN_HOLD_MARGIN - timedelta(seconds=5)
+    session.commit()
+    assert runs.fail_stale_runs(session, run_timeout=60) == 1
+    session.commit()
+    assert session.get(Run, prepared.run_id).status == "failed"

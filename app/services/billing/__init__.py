@@ -45,7 +45,7 @@ from app.services.billing.common import (
     RUN_KEY_PREFIX, BillingError, HoldNotFound, InsufficientCredits, LedgerOutOfStep, RunKey, run_key,
 )
 from app.services.billing.grants import grant_credits
-from app.services.billing.holds import authorize, authorize_for_instance, get_hold, release, settle
+from app.services.billing.holds import authorize, authorize_for_instance, extend_hold, get_hold, release, settle
 from app.services.billing.ledger import ledger_page, verify_ledger
 from app.services.billing.sweeps import expire_grants, expire_holds
 from app.services.billing.wallets import (
@@ -57,7 +57,7 @@ __all__ = [
     "MAX_INT", "MAX_KEY_LENGTH", "MAX_PAGE_SIZE", "MAX_TTL_SECONDS", "NON_EXPIRING_ORIGINS",
     "NOTIFICATION_LOW_BALANCE", "RUN_KEY_PREFIX", "BillingError", "HoldNotFound", "InsufficientCredits",
     "LedgerOutOfStep", "RunKey", "run_key",
-    "WalletBalances", "authorize", "authorize_for_instance", "expire_grants", "expire_holds", "get_hold",
+    "WalletBalances", "authorize", "authorize_for_instance", "expire_grants", "expire_holds", "extend_hold", "get_hold",
     "grant_credits", "ledger_page", "release", "set_low_balance_threshold", "settle", "verify_ledger",
     "wallet_balances", "wallet_for_organization",
 ]

@@ -366,6 +366,20 @@ def release(
     return hold
 
 
+def extend_hold(session: Session, *, hold_id: int, until: datetime, now: datetime | None = None) -> bool:
+    """Keep an active hold until at least `until` (a queued run that starts late keeps its credits
+    held while it runs). False when the hold has ended or its time ran out: it can no longer be
+    settled, so whatever it was for must not go ahead. Flushes nothing else; the caller commits."""
+    hold_id = _positive_int(hold_id, "hold_id")
+    now = now or utcnow()
+    extended = session.execute(
+        update(Hold).where(Hold.id == hold_id, Hold.status == _ACTIVE, Hold.expires_at > now)
+        .values(expires_at=case((Hold.expires_at < until, until), else_=Hold.expires_at)),
+        execution_options=_NO_SYNC,
+    ).rowcount
+    return extended == 1
+
+
 def get_hold(session: Session, *, hold_id: int, organization_id: int | None = None) -> Hold:
     """One hold, fresh from the database; with `organization_id`, another organization's hold is not found."""
     return _get_hold(session, hold_id=_positive_int(hold_id, "hold_id"), organization_id=organization_id)
