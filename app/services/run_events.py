@@ -6,7 +6,8 @@ Events are rows of `run_event` (run_id, seq, kind, data): `status` ({"status": .
 follower reads every event after the last `seq` it has, then waits for a nudge:
 
 - PostgreSQL: the writer sends `NOTIFY run_events, '<run id>'` in its transaction (delivered on
-  commit); one listening connection per process wakes the followers of that run.
+  commit; `'<run id>:end'` with the final event); one listening connection per process wakes the
+  followers of that run, and a caller that only waits for the end (`wait_for_end`) once.
 - SQLite: there is no notification; followers look again every `SQLITE_POLL` seconds.
 
 A follower never holds a database connection while it waits, so an open event stream costs a
