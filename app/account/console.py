@@ -18,7 +18,7 @@ from app.account.forms import ActionForm, RunForm
 from app.account.views import bp, wants_fragment
 from app.auth.session_user import login_required
 from app.extensions import db
-from app.services import account, conversations, runs
+from app.services import account, conversations, run_endings, runs
 
 LIVE_STATUSES = ("queued", "running")
 STATUS_WORDS = {"queued": "Waiting to start…", "running": "Running…"}
@@ -208,7 +208,7 @@ def instance_run_cancel(instance_id: int, run_id: int):
     message = "Stopping…"
     if ActionForm().validate_on_submit():
         try:
-            runs.cancel_run(db.session, run=run)
+            run_endings.cancel_run(db.session, run=run)
         except runs.RunError:
             db.session.rollback()
             message = "This run had already ended."

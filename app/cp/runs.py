@@ -40,7 +40,7 @@ from app.cp.views import bp
 from app.extensions import db
 from app.models import RUN_FINISHED, Instance, Run
 from app.services import instances as instance_service
-from app.services import run_events, run_history, runs
+from app.services import run_endings, run_events, run_history, runs
 from app.web import problem
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -373,7 +373,7 @@ def run_cancel(run_id: int):
     if run is None:
         return problem(404, "Not Found", "Run not found.")
     try:
-        runs.cancel_run(db.session, run=run)
+        run_endings.cancel_run(db.session, run=run)
     except runs.RunError as exc:
         db.session.rollback()
         return _refusal(exc)

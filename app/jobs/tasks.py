@@ -55,9 +55,9 @@ def fail_stale_runs(session: Session) -> Swept:
     their holds."""
     from flask import current_app
 
-    from app.services import runs
+    from app.services import run_endings
 
-    count = runs.fail_stale_runs(session, run_timeout=float(current_app.config.get("RUN_TIMEOUT") or 60))
+    count = run_endings.fail_stale_runs(session, run_timeout=float(current_app.config.get("RUN_TIMEOUT") or 60))
     return Swept(count, f"Failed {count} stale run(s).")
 
 

@@ -359,7 +359,7 @@ def test_stale_running_runs_are_failed_and_their_holds_released(buyer_client, se
     from datetime import timedelta
 
     from app.models import utcnow
-    from app.services import runs
+    from app.services import run_endings, runs
 
     instance = make_instance(session, buyer)
     balance = wallet_of(session, instance).balance
@@ -367,9 +367,9 @@ def test_stale_running_runs_are_failed_and_their_holds_released(buyer_client, se
                               now=utcnow() - timedelta(minutes=10))
     session.commit()  # the process "died" here: never finished
 
-    swept = runs.fail_stale_runs(session)
+    swept = run_endings.fail_stale_runs(session)
     session.commit()
-    again = runs.fail_stale_runs(session)
+    again = run_endings.fail_stale_runs(session)
 
     assert (swept, again) == (1, 0)
     run = session.get(Run, prepared.run_id)

@@ -346,7 +346,7 @@ def test_a_queued_run_whose_job_died_is_failed_and_released_by_the_sweep(session
     from datetime import timedelta
 
     from app.models import utcnow
-    from app.services import run_events, runs
+    from app.services import run_endings, run_events, runs
 
     instance = make_instance(session, buyer)
     balance = wallet_of(session, instance).balance
@@ -354,7 +354,7 @@ def test_a_queued_run_whose_job_died_is_failed_and_released_by_the_sweep(session
                               now=utcnow() - timedelta(minutes=10))
     session.commit()  # queued, but its job never ran
 
-    assert runs.fail_stale_runs(session) == 1
+    assert run_endings.fail_stale_runs(session) == 1
     session.commit()
 
     run = session.get(Run, prepared.run_id)
@@ -500,7 +500,7 @@ def test_the_sweep_judges_a_running_run_by_when_it_started_not_when_it_was_queue
     from datetime import timedelta
 
     from app.models import utcnow
-    from app.services import runs
+    from app.services import run_endings, runs
 
     instance = make_instance(session, buyer)
     prepared = runs.start_run(session, instance=instance, input_text=QUESTION, user=buyer,
@@ -509,13 +509,13 @@ def test_the_sweep_judges_a_running_run_by_when_it_started_not_when_it_was_queue
     run.status, run.started_at = "running", utcnow() - timedelta(seconds=30)
     session.commit()
 
-    assert runs.fail_stale_runs(session, run_timeout=60) == 0
+    assert run_endings.fail_stale_runs(session, run_timeout=60) == 0
     session.commit()
     assert session.get(Run, prepared.run_id).status == "running"
 
     run = session.get(Run, prepared.run_id)
     run.started_at = utcnow() - timedelta(seconds=60) - runs.RUN_HOLD_MARGIN - timedelta(seconds=5)
     session.commit()
-    assert runs.fail_stale_runs(session, run_timeout=60) == 1
+    assert run_endings.fail_stale_runs(session, run_timeout=60) == 1
     session.commit()
     assert session.get(Run, prepared.run_id).status == "failed"
