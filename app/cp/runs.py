@@ -217,6 +217,7 @@ def _create(instance_id: int, json: RunCreate, *, stream: bool):
     except runs.RunError as exc:
         db.session.rollback()
         return _refusal(exc)
+    queued_at = time.monotonic()
     db.session.commit()  # the hold and the job exist together, or neither does
     run_id = prepared.run_id
     if prepared.replayed:
@@ -230,7 +231,7 @@ def _create(instance_id: int, json: RunCreate, *, stream: bool):
     headers = {"Location": url_for("cp.run_get", run_id=run_id)}
     if wait is not None:
         headers["Preference-Applied"] = f"wait={wait}"
-        run_events.wait_for_end(db.session, run_id=run_id, until=time.monotonic() + wait)
+        run_events.wait_for_end(db.session, run_id=run_id, until=time.monotonic() + wait, queued_at=queued_at)
         run = db.session.get(Run, run_id, populate_existing=True)
         if run.status in RUN_FINISHED:
             answer = _finished_answer(run)

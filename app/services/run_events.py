@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ SQLITE_POLL = 0.1
 # followers on PostgreSQL look again this often even without a nudge (a notification is lost only
 # when the listening connection is; this bounds how late a follower can be then)
 PG_SAFETY_POLL = 2.0
+RECENT_ENDS = 10_000  # ends remembered by a process's listener (a few kilobytes)
 
 
 # built once: a Core statement on the table costs a quarter of what an ORM insert built per call does,
@@ -111,6 +113,10 @@ class _Listener:
         self.versions: dict[int, int] = {}
         self.ended: set[int] = set()  # followed runs whose final event was announced
         self.followers: dict[int, int] = {}
+        # runs whose end was announced lately, followed or not, and when it was heard: a caller that
+        # starts waiting just after the end was announced finds it here instead of reading the database
+        self.recent_ends: OrderedDict[int, float] = OrderedDict()
+        self.listening_since: float | None = None  # time.monotonic() when LISTEN took effect; None while reconnecting
         self.thread = threading.Thread(target=self._listen, name="run-events-listener", daemon=True)
         self.thread.start()
 
@@ -121,10 +127,14 @@ class _Listener:
             try:
                 with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
+                    with self.condition:
+                        self.listening_since = time.monotonic()
                     while True:
                         for note in connection.notifies(timeout=5.0):
                             self._wake(note.payload)
             except Exception as exc:  # a lost connection: followers fall back to their safety poll
+                with self.condition:
+                    self.listening_since = None
                 log.warning("run event listener lost its connection (%s); reconnecting", exc)
                 time.sleep(1.0)
 
@@ -135,6 +145,10 @@ class _Listener:
         except ValueError:
             return
         with self.condition:
+            if tag == "end":
+                self.recent_ends[run_id] = time.monotonic()
+                if len(self.recent_ends) > RECENT_ENDS:
+                    self.recent_ends.popitem(last=False)
             if run_id in self.followers:
                 self.versions[run_id] = self.versions.get(run_id, 0) + 1
                 if tag == "end":
@@ -146,9 +160,19 @@ class _Listener:
             self.condition.wait_for(lambda: self.versions.get(run_id, 0) != seen, timeout=timeout)
             return self.versions.get(run_id, 0)
 
-    def wait_end(self, run_id: int, timeout: float) -> bool:
+    def wait_end(self, run_id: int, timeout: float, *, since: float | None = None) -> bool:
+        """Wait for the run's end to be announced; with `since`, an announcement heard since then
+        counts even if it came before this call (an id heard earlier was another run's, in a
+        database that was reset)."""
         with self.condition:
-            return self.condition.wait_for(lambda: run_id in self.ended, timeout=timeout)
+            return self.condition.wait_for(
+                lambda: run_id in self.ended or (since is not None and self.recent_ends.get(run_id, since - 1) >= since),
+                timeout=timeout)
+
+    def heard_everything_since(self, moment: float) -> bool:
+        """Whether this listener has been listening, without a break, since `moment` (time.monotonic())."""
+        with self.condition:
+            return self.listening_since is not None and self.listening_since <= moment
 
     def version(self, run_id: int) -> int:
         with self.condition:
@@ -226,24 +250,32 @@ def follow(
             listener.unfollow(run_id)
 
 
-def wait_for_end(session: Session, *, run_id: int, until: float) -> bool:
+def wait_for_end(session: Session, *, run_id: int, until: float, queued_at: float | None = None) -> bool:
     """Wait until the run's final event is written or `until` (a time.monotonic() deadline) passes;
     True when it ended. Reads the database only when the end is announced (PostgreSQL) or at each
-    poll (SQLite), and holds no connection while it waits."""
+    poll (SQLite), and holds no connection while it waits.
+
+    `queued_at` is a time.monotonic() taken before the transaction that queued the run committed:
+    when this process's listener has been listening since then, the end cannot be announced
+    unheard, so the first look at the database is skipped."""
     bind = session.get_bind()
     listener = _listener_for(bind.url.render_as_string(hide_password=False)) \
         if bind.dialect.name == "postgresql" else None
     if listener is not None:
         listener.follow(run_id)
     try:
+        heard = listener is not None and queued_at is not None and listener.heard_everything_since(queued_at)
         while True:
-            ended = has_ended(session, run_id)
-            session.commit()  # end the read: the connection goes back to the pool while we wait
+            if heard:
+                ended, heard = False, False  # the listener's word stands for the first look only
+            else:
+                ended = has_ended(session, run_id)
+                session.commit()  # end the read: the connection goes back to the pool while we wait
             now = time.monotonic()
             if ended or now >= until:
                 return ended
             if listener is not None:
-                if listener.wait_end(run_id, min(until - now, PG_SAFETY_POLL)):
+                if listener.wait_end(run_id, min(until - now, PG_SAFETY_POLL), since=queued_at):
                     return True  # announced after its commit: the final event and the run are written
             else:
                 time.sleep(min(until - now, SQLITE_POLL))

@@ -444,6 +444,46 @@ def test_a_caller_waiting_for_a_run_is_woken_by_its_end_not_by_a_poll(buyer_clie
     assert kinds[:2] == ["status", "status"] and "token" in kinds and kinds[-1] == "done"
 
 
+@pytest.mark.postgres_only
+def test_a_caller_that_starts_waiting_after_the_end_was_announced_is_answered_without_a_read(
+        session, buyer, monkeypatch):
+    """`Prefer: wait` skips its first database read when the process's listener has been listening
+    since before the run was queued: an end announced before the caller began to wait is remembered.
+    When the listener may have missed it (it was not listening yet), the database is read."""
+    from app.services import run_events, runs
+
+    listener = run_events._listener_for(session.get_bind().url.render_as_string(hide_password=False))
+    deadline = time.monotonic() + 10
+    while listener.listening_since is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    instance = make_instance(session, buyer)
+
+    def queued_and_ended() -> tuple[int, float]:
+        queued_at = time.monotonic()
+        prepared = runs.start_run(session, instance=instance, input_text=QUESTION, user=buyer)
+        runs.queue_run(session, prepared=prepared)
+        session.commit()
+        wait_for_status(session, prepared.run_id, "succeeded")
+        session.commit()
+        end = time.monotonic() + 10  # the listener hears the end a moment after the commit
+        while prepared.run_id not in listener.recent_ends and time.monotonic() < end:
+            time.sleep(0.01)
+        return prepared.run_id, queued_at
+
+    reads = []
+    real_has_ended = run_events.has_ended
+    monkeypatch.setattr(run_events, "has_ended", lambda s, run_id: reads.append(run_id) or real_has_ended(s, run_id))
+
+    run_id, queued_at = queued_and_ended()
+    assert run_events.wait_for_end(session, run_id=run_id, until=time.monotonic() + 5, queued_at=queued_at)
+    assert reads == []
+
+    run_id, queued_at = queued_and_ended()  # as if the listener had reconnected after the run was queued
+    monkeypatch.setattr(listener, "listening_since", queued_at + 0.001)
+    assert run_events.wait_for_end(session, run_id=run_id, until=time.monotonic() + 5, queued_at=queued_at)
+    assert reads == [run_id]
+
+
 def _queued_at(session, instance, buyer, *, seconds_ago: int) -> int:
     """A run started (and its credits held for HOLD_TTL_SECONDS) `seconds_ago`, handed to the runner now."""
     from datetime import timedelta
