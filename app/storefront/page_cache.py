@@ -10,7 +10,8 @@ the catalog depends on:
 - local catalog: the catalog revision token (`catalog_revision`, replaced in the same transaction
   as any change the pages show: see app/models/catalog.py);
 - Saleor: `saleor_generation()` (moved on by the product sync) and at most PAGE_CACHE_SALEOR_TTL
-  seconds, for changes made in Saleor itself.
+  seconds, for changes made in Saleor itself; and the local revision token, since the ratings,
+  reviews and listing images on those pages are ours.
 
 Each request then renders only the per-user blocks of base.html and puts them, and its own CSRF
 token, into the kept page. Nothing of one visitor is ever stored; whatever a product page shows per
@@ -141,9 +142,10 @@ def dont_keep() -> None:
 def current_dependency() -> Dependency | None:
     """What the catalog pages depend on right now, or None when there is nothing to key them by."""
     config = current_app.config
-    if config.get("COMMERCE_BACKEND") == "saleor":
-        return Dependency(f"saleor:{saleor_generation()}", None, float(config["PAGE_CACHE_SALEOR_TTL"]))
     revision = catalog_service.catalog_revision(db.session)
+    if config.get("COMMERCE_BACKEND") == "saleor":
+        local = revision[0] if revision is not None else "-"
+        return Dependency(f"saleor:{saleor_generation()}:{local}", None, float(config["PAGE_CACHE_SALEOR_TTL"]))
     if revision is None:  # no revision row yet: nothing tells us when the catalog changes
         return None
     token, changed_at = revision

@@ -465,3 +465,54 @@ def test_a_catalog_collection_from_the_environment_scopes_every_read_instead_of_
     assert saleor_fake.received("ProductList")[0].variables["where"]["collection"] == {"eq": "Q29sbGVjdGlvbjo5"}
     assert "productType" not in saleor_fake.received("ProductList")[0].variables["where"]
     assert detail.status_code == 404
+
+
+def test_cards_and_the_product_page_show_our_ratings_logo_and_screenshots_over_saleor(make_app, saleor_fake):
+    """Reviews and listing images live here, not in Saleor: cards and product pages read from Saleor
+    carry them by the product's slug, and a review hidden here changes the kept pages at once."""
+    from app.adapters.commerce.saleor.catalog import forget_vocabularies
+    from app.extensions import db
+    from app.models import MediaKind, OfferingMedia, Review
+    from app.services import reviews
+    from tests.factories import make_offering, make_org, make_user
+
+    forget_vocabularies()
+    saleor_fake.resolvers.update({"attributes": _attributes, "products": _products, "product": _product_by_slug,
+                                  "collection": _collection, "productTypes": _product_types})
+    app = make_app(COMMERCE_BACKEND="saleor", SALEOR_API_URL=saleor_fake.url, SALEOR_CHANNEL="web",
+                   SALEOR_APP_TOKEN="app-secret", PAGE_CACHE_ENABLED=True, PAGE_CACHE_SALEOR_TTL=3600)
+    with app.app_context():
+        seller = make_user(db.session, roles=("buyer", "seller"))
+        offering = make_offering(db.session, publisher=make_org(db.session, owner=seller, name="Northwind AI"),
+                                 name="Support Bot")
+        offering.slug = "support-bot"
+        buyers = [make_org(db.session, owner=make_user(db.session)) for _ in range(2)]
+        for org, stars in zip(buyers, (5, 4)):
+            db.session.add(Review(offering_id=offering.id, organization_id=org.id, author_name="A buyer",
+                                  rating=stars, title="Good", body="It answers our tickets."))
+        db.session.add_all([
+            OfferingMedia(offering_id=offering.id, kind=MediaKind.LOGO.value, storage_key="logo-key.png",
+                          content_type="image/png", width=256, height=256, byte_size=100),
+            OfferingMedia(offering_id=offering.id, kind=MediaKind.SCREENSHOT.value, storage_key="shot-key.png",
+                          content_type="image/png", width=1280, height=800, byte_size=100, alt_text="The inbox view"),
+        ])
+        db.session.commit()
+    client = app.test_client()
+
+    home = client.get("/").get_data(as_text=True)
+    card = home.split('href="/p/support-bot"')[0].rsplit('<article', 1)[1]
+    assert "logo-key.png" in card
+    assert '<span class="rating-average">4.5</span>' in home and "(2 reviews)" in home
+    lead_finder = home.split('href="/p/lead-finder"')[0].rsplit('<article', 1)[1]
+    assert "logo-key.png" not in lead_finder  # a product without our extras keeps its letter avatar
+    product = client.get("/p/support-bot").get_data(as_text=True)
+    assert "offering-logo-lg" in product and "logo-key.png" in product
+    assert "shot-key.png" in product and 'alt="The inbox view"' in product
+
+    with app.app_context():
+        operator = make_user(db.session, roles=("operator",))
+        review = db.session.scalars(db.select(Review).where(Review.rating == 4)).one()
+        reviews.hide_review(db.session, operator=operator, review=review, reason="Written by the seller.")
+        db.session.commit()
+    home = client.get("/").get_data(as_text=True)
+    assert '<span class="rating-average">5.0</span>' in home and "(1 review)" in home

@@ -113,6 +113,17 @@ class ScreenshotImage:
 
 
 @dataclass(frozen=True)
+class ListingExtras:
+    """What this marketplace keeps about a listing whatever the store: its rating from our reviews and
+    the images its seller uploaded. A store adapter that has no such data (Saleor) is given these."""
+
+    rating_average: float | None = None
+    rating_count: int = 0
+    logo_key: str | None = None
+    screenshots: tuple[ScreenshotImage, ...] = ()
+
+
+@dataclass(frozen=True)
 class OfferingDetail:
     card: OfferingCard
     description_md: str
@@ -238,15 +249,19 @@ def get_catalog() -> CatalogPort:
     """The catalog adapter for this app's COMMERCE_BACKEND."""
     from flask import current_app
 
+    from app.extensions import db
+
     backend = current_app.config.get("COMMERCE_BACKEND", "local")
     if backend == "saleor":
+        from app.adapters.commerce.local import listing_extras
         from app.adapters.commerce.saleor.catalog import SaleorCatalog
 
         generation, scope = store_sync_generation()
-        return SaleorCatalog.from_config(current_app.config, generation=generation, known_scope=scope)
+        return SaleorCatalog.from_config(
+            current_app.config, generation=generation, known_scope=scope,
+            extras=lambda slugs, screenshots: listing_extras(db.session, slugs, screenshots=screenshots))
     if backend == "local":
         from app.adapters.commerce.local import LocalCatalog
-        from app.extensions import db
 
         return LocalCatalog(db.session, in_memory_index=current_app.config.get("CATALOG_INDEX", "memory") == "memory")
     raise RuntimeError(f"COMMERCE_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")

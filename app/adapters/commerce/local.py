@@ -24,8 +24,8 @@ from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.adapters.commerce import (
-    FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard,
-    OfferingDetail, PlanOption, ScreenshotImage, SearchQuery, SearchResult, VersionNote, rating_label,
+    FACET_GROUPS, RATING_GROUP, RATING_THRESHOLDS, Category, FacetChip, FacetGroup, FacetOption, ListingExtras,
+    OfferingCard, OfferingDetail, PlanOption, ScreenshotImage, SearchQuery, SearchResult, VersionNote, rating_label,
 )
 from app.adapters.commerce.local_search import FTS_WEIGHTS, PUBLISHED, SEARCH_VECTOR_SQL, SearchStatements
 from app.adapters.commerce.local_text import Term, fts5_match, parse_terms, pg_tsquery
@@ -154,12 +154,7 @@ class LocalCatalog:
                 for i in ids if i in by_id]
 
     def _ratings(self, ids: list[int]) -> dict[int, tuple[float, int]]:
-        """(average to one decimal, count) of the visible reviews of each offering that has any."""
-        rows = self.session.connection().execute(
-            select(Review.offering_id, func.count(), func.sum(Review.rating))
-            .where(Review.offering_id.in_(ids), Review.hidden_at.is_(None)).group_by(Review.offering_id)
-        )
-        return {offering_id: (round(stars / n + 1e-9, 1), n) for offering_id, n, stars in rows}
+        return _ratings(self.session.connection(), ids)
 
     def _card(self, row: Any, price: int | None, currency: str | None, rating_average: float | None = None,
               rating_count: int = 0, logo_key: str | None = None) -> OfferingCard:
@@ -325,6 +320,49 @@ class LocalCatalog:
             .limit(limit)
         ).all()
         return self.cards(ids)
+
+
+def _ratings(connection: Any, ids: list[int]) -> dict[int, tuple[float, int]]:
+    """(average to one decimal, count) of the visible reviews of each offering that has any."""
+    rows = connection.execute(
+        select(Review.offering_id, func.count(), func.sum(Review.rating))
+        .where(Review.offering_id.in_(ids), Review.hidden_at.is_(None)).group_by(Review.offering_id)
+    )
+    return {offering_id: (round(stars / n + 1e-9, 1), n) for offering_id, n, stars in rows}
+
+
+def listing_extras(session: Session, slugs: Iterable[str], *, screenshots: bool = False) -> dict[str, ListingExtras]:
+    """Our rating and images of the published offerings with these slugs (those with any), for a store
+    that lists them without: three queries whatever the number of slugs."""
+    wanted = sorted(set(slugs))
+    if not wanted:
+        return {}
+    connection = session.connection()
+    ids = dict(connection.execute(
+        select(Offering.id, Offering.slug).where(Offering.slug.in_(wanted), Offering.status == PUBLISHED)
+    ).tuples().all())
+    if not ids:
+        return {}
+    ratings = _ratings(connection, list(ids))
+    kinds = [MediaKind.LOGO.value, *([MediaKind.SCREENSHOT.value] if screenshots else [])]
+    logos: dict[int, str] = {}
+    shots: dict[int, list[ScreenshotImage]] = {}
+    for m in connection.execute(
+        select(OfferingMedia.offering_id, OfferingMedia.kind, OfferingMedia.storage_key, OfferingMedia.alt_text,
+               OfferingMedia.width, OfferingMedia.height)
+        .where(OfferingMedia.offering_id.in_(ids), OfferingMedia.kind.in_(kinds))
+        .order_by(OfferingMedia.offering_id, OfferingMedia.position, OfferingMedia.id)
+    ):
+        if m.kind == MediaKind.LOGO.value:
+            logos.setdefault(m.offering_id, m.storage_key)
+        else:
+            shots.setdefault(m.offering_id, []).append(ScreenshotImage(m.storage_key, m.alt_text, m.width, m.height))
+    return {
+        slug: ListingExtras(*ratings.get(offering_id, (None, 0)), logo_key=logos.get(offering_id),
+                            screenshots=tuple(shots.get(offering_id, ())))
+        for offering_id, slug in ids.items()
+        if offering_id in ratings or offering_id in logos or offering_id in shots
+    }
 
 
 def _semver_key(version: str) -> tuple[int, ...]:

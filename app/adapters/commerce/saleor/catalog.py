@@ -12,7 +12,9 @@ Mapping (see shared/integrations/SALEOR.md and `names.py`):
   `<prefix>credits-per-run` and `<prefix>max-runs-per-period`; features from variant metadata);
 - version notes, changelog and trial terms come from product metadata (`versions`, `version`,
   `changelog`, `trial_days`, `trial_credits`); an offering has a trial when its pricing includes
-  `free-trial`; "Featured" is the collection SALEOR_FEATURED_COLLECTION, which the sync keeps.
+  `free-trial`; "Featured" is the collection SALEOR_FEATURED_COLLECTION, which the sync keeps;
+- ratings, logos and screenshots are ours, not Saleor's: `extras` (given by `get_catalog`) supplies
+  them by product slug, which is the offering's slug.
 
 Speed: the vocabulary (facet values and the scope's store ids) is cached per process and kept while
 the sync generation (read from the database with each page) is unchanged, at most
@@ -34,15 +36,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from flask import current_app, has_app_context
 
 from app.adapters.commerce import (
-    FACET_GROUPS, Category, FacetChip, FacetGroup, FacetOption, OfferingCard, OfferingDetail, PlanOption,
-    SearchQuery, SearchResult, VersionNote,
+    FACET_GROUPS, Category, FacetChip, FacetGroup, FacetOption, ListingExtras, OfferingCard, OfferingDetail,
+    PlanOption, SearchQuery, SearchResult, VersionNote,
 )
 from app.adapters.commerce.saleor import client
 from app.adapters.commerce.saleor.names import StoreNames
@@ -96,13 +98,23 @@ def forget_vocabularies() -> None:
         _vocabularies.clear()
 
 
+# (slugs, with screenshots) -> our extras of the listings that have any, by slug
+Extras = Callable[[tuple[str, ...], bool], Mapping[str, ListingExtras]]
+
+
+def _with_extras(card: OfferingCard, extras: ListingExtras) -> OfferingCard:
+    return replace(card, rating_average=extras.rating_average, rating_count=extras.rating_count,
+                   logo_key=extras.logo_key)
+
+
 class SaleorCatalog:
     """The catalog read from Saleor; one instance per request (the vocabulary is cached per process)."""
 
     def __init__(self, channel: str, *, names: StoreNames | None = None, generation: int = 0,
                  known_scope: Mapping[str, Any] | None = None, ttl: float = DEFAULT_VOCABULARY_TTL,
-                 api_url: str | None = None) -> None:
+                 api_url: str | None = None, extras: Extras | None = None) -> None:
         self.channel = channel
+        self.extras = extras
         self.names = names or StoreNames()
         self.generation = generation
         self.known_scope = dict(known_scope or {})
@@ -115,11 +127,17 @@ class SaleorCatalog:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, generation: int = 0,
-                    known_scope: Mapping[str, Any] | None = None) -> "SaleorCatalog":
+                    known_scope: Mapping[str, Any] | None = None, extras: Extras | None = None) -> "SaleorCatalog":
         ttl = config.get("SALEOR_VOCABULARY_TTL")
         return cls(channel=config.get("SALEOR_CHANNEL") or "default-channel", names=StoreNames.from_config(config),
                    generation=generation, known_scope=known_scope,
-                   ttl=DEFAULT_VOCABULARY_TTL if ttl is None else float(ttl), api_url=config.get("SALEOR_API_URL"))
+                   ttl=DEFAULT_VOCABULARY_TTL if ttl is None else float(ttl), api_url=config.get("SALEOR_API_URL"),
+                   extras=extras)
+
+    def _with_extras(self, cards: list[OfferingCard]) -> list[OfferingCard]:
+        """The cards with our rating and logo of each listing that has them."""
+        found = self.extras(tuple(c.slug for c in cards), False) if self.extras is not None and cards else {}
+        return [_with_extras(card, found[card.slug]) if card.slug in found else card for card in cards]
 
     def _execute(self, operation: str, variables: dict[str, Any]) -> dict[str, Any]:
         return client.execute(operation, {"channel": self.channel, **variables}, anonymous=True)
@@ -219,8 +237,8 @@ class SaleorCatalog:
             data = self._execute("FeaturedProducts", {
                 "collection": self.names.featured_collection, "where": _published(scope=scope), "first": limit})
             collection = data.get("collection") or {}
-            self._featured[limit] = [self._card(edge["node"])
-                                     for edge in ((collection.get("products") or {}).get("edges") or [])]
+            self._featured[limit] = self._with_extras(
+                [self._card(edge["node"]) for edge in ((collection.get("products") or {}).get("edges") or [])])
         return list(self._featured[limit])
 
     def newest(self, limit: int) -> list[OfferingCard]:
@@ -251,7 +269,7 @@ class SaleorCatalog:
         if after:
             variables["after"] = after
         products = self._execute("ProductList", variables).get("products") or {}
-        cards = [self._card(edge["node"]) for edge in products.get("edges") or []]
+        cards = self._with_extras([self._card(edge["node"]) for edge in products.get("edges") or []])
         return cards, int(products.get("totalCount") or 0)
 
     # search
@@ -322,6 +340,9 @@ class SaleorCatalog:
         if product is None or not self._ours(product):
             return None
         card = self._card(product)
+        extras = (self.extras((card.slug,), True) if self.extras is not None else {}).get(card.slug)
+        if extras is not None:
+            card = _with_extras(card, extras)
         choices = self._choices(product.get("assignedAttributes") or [])
         facets = tuple(
             FacetChip(group, value, label)
@@ -337,6 +358,7 @@ class SaleorCatalog:
             card=card, description_md=editorjs_to_markdown(product.get("description")), facets=facets,
             plans=plans, versions=_versions(product), trial_days=_int(product.get("trialDays")),
             trial_credits=_int(product.get("trialCredits")),
+            screenshots=extras.screenshots if extras is not None else (),
         )
 
     def _ours(self, product: dict) -> bool:
