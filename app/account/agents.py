@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from datetime import date
 
@@ -22,10 +22,10 @@ from app.extensions import db
 from app.formatting import money
 from app.forms_flow import attach_error
 from app.adapters.commerce.checkout import get_checkout
-from app.models import Order, OrderStatus
+from app.models import OrderStatus
 from app.services import (
-    account, connectors, conversations, instances, keys, knowledge, organizations, payments, refunds, run_history,
-    runs, subscription_changes, subscriptions,
+    account, connectors, conversations, instances, keys, knowledge, organizations, payments, run_history, runs,
+    subscription_changes, subscriptions,
 )
 
 MANAGER_ROLES = organizations.MANAGER_ROLES
@@ -188,20 +188,14 @@ def _refund_unused(quote) -> str:
     """Give back the unused part of the period the cancelled subscription had paid for; the sentence
     that tells the buyer what happened. A refund the store refuses stays recorded as due (the
     cancellation's audit event), for the marketplace's team to settle."""
-    if not quote.refund_minor or quote.order_line_id is None:
+    outcome = subscription_changes.refund_cancelled_period(db.session, quote=quote, actor=g.user,
+                                                           gateway_for=get_checkout)
+    if outcome is None:
         return ""
     amount = money(quote.refund_minor, quote.currency)
-    order = db.session.get(Order, quote.order_id)
-    try:
-        refunds.refund_unused_period(db.session, order_id=quote.order_id, line_id=quote.order_line_id,
-                                     amount_minor=quote.refund_minor, actor=g.user,
-                                     gateway=get_checkout(order.backend))
-    except refunds.RefundError:
-        db.session.rollback()
-        current_app.logger.exception("cancel now: the refund of order %s could not be made", order.number)
+    if outcome == subscription_changes.REFUND_DUE:
         return (f" The unused part of this period, {amount}, is due back to you: we could not refund it "
                 "automatically, so our team will, and you will get an email when it is done.")
-    db.session.commit()
     return f" The unused part of this period, {amount}, is refunded to your payment method."
 
 

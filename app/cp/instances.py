@@ -10,7 +10,8 @@ from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import db
 from app.models import Instance, Offering
-from app.services import instances, keys, trials
+from app.adapters.commerce.checkout import get_checkout
+from app.services import instances, keys, subscription_changes, trials
 
 ID = "int(min=1, max=2147483647)"
 TAGS = ["instances"]
@@ -88,10 +89,21 @@ def resume_instance(instance_id: int):
 
 @bp.post(f"/instances/<{ID}:instance_id>/cancel")
 @api_auth(*USER_KINDS)
-@spec.validate(resp=responses(200, schemas.InstanceOut, 403, 404, 409), tags=TAGS)
+@spec.validate(resp=responses(200, schemas.InstanceCancelled, 403, 404, 409), tags=TAGS)
 def cancel_instance(instance_id: int):
-    """active or suspended -> cancelled, for good (owners and admins)."""
-    return _lifecycle(instance_id, instances.cancel_instance)
+    """active or suspended -> cancelled, for good (owners and admins). A paid subscription gets back the
+    unused part of its period (as cancelling on the instance page does): `refund` says how much and
+    whether it was refunded to the payment method or, when the store refused it, is due and will be
+    refunded by the marketplace's team. To stop at the period's end instead, see
+    POST …/subscription/cancel-at-period-end."""
+    instance = instances.get_instance_for_user(db.session, user=g.api_user, instance_id=instance_id)
+    quote = subscription_changes.cancel_now(db.session, instance=instance, actor=g.api_user)
+    db.session.commit()
+    outcome = subscription_changes.refund_cancelled_period(db.session, quote=quote, actor=g.api_user,
+                                                           gateway_for=get_checkout)
+    refund = schemas.RefundNote(amount_minor=quote.refund_minor, currency=quote.currency, status=outcome) \
+        if outcome is not None else None
+    return schemas.InstanceCancelled(**serializers.instance_out(instance).model_dump(), refund=refund)
 
 
 @bp.get(f"/instances/<{ID}:instance_id>/entitlements")

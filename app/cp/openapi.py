@@ -170,6 +170,8 @@ TAGS = [
     ("offerings", "The catalog, and publishing for sellers and operators."),
     ("reviews", "Reviews and ratings of offerings: by verified buyers and trial users, replied to by publishers."),
     ("instances", "Subscriptions and trials, their lifecycle, entitlements and API keys."),
+    ("subscriptions", "A paid instance's billing: its period and next charge, ending at the period's end or "
+                      "resuming, and plan changes (upgrades charged prorated now, downgrades at the next period)."),
     ("runs", "Runs of an instance's agent: start (answered at once, streamed, or waited for), read, follow "
              "their events, cancel."),
     ("tokens", "Personal access tokens."),

@@ -123,6 +123,7 @@ def _register_service_errors() -> None:
     from app.services.offerings import OfferingError
     from app.services.organizations import OrganizationError
     from app.services.reviews import ReviewError
+    from app.services.subscriptions import SubscriptionError
     from app.services.teams import InvitationError
     from app.services.text_rules import TextRuleError
     from app.services.tokens import TokenError as PersonalTokenError
@@ -130,7 +131,7 @@ def _register_service_errors() -> None:
 
     for error in (BillingError, ConnectorError, InstanceError, ApiKeyError, OfferingError, OrganizationError,
                   PersonalTokenError, TrialError, TokenError, ListingError, TextRuleError, ReviewError,
-                  InvitationError):
+                  InvitationError, SubscriptionError):
         bp.register_error_handler(error, _service_problem)
 
 

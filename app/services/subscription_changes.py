@@ -4,8 +4,11 @@ applies at the next period). The proration rule is in app.services.subscriptions
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -15,6 +18,10 @@ from app.models import (
 )
 from app.services import audit, organizations, subscriptions
 from app.services.subscriptions import SubscriptionError
+
+log = logging.getLogger(__name__)
+
+REFUNDED, REFUND_DUE = "refunded", "due"
 
 
 def _require_manager(session: Session, *, instance: Instance, actor: User) -> None:
@@ -111,6 +118,30 @@ def cancel_now(session: Session, *, instance: Instance, actor: User, now: dateti
                            "currency": quote.currency, "unused_seconds": quote.unused_seconds,
                            "period_seconds": quote.period_seconds})
     return quote
+
+
+def refund_cancelled_period(session: Session, *, quote: CancelNowQuote, actor: User,
+                            gateway_for: Callable[[str], Any]) -> str | None:
+    """Give back the unused part of the period a subscription cancelled now had paid for (`cancel_now`'s
+    quote), through the commerce backend of the order that paid it (`gateway_for(backend)`). Call it once
+    the cancellation is committed. REFUNDED: done and committed. REFUND_DUE: the store refused; this is
+    rolled back and the refund stays recorded as due (the cancellation's `subscription.refund_due` audit
+    event) for the marketplace's team. None: nothing was due."""
+    from app.services import refunds
+
+    if not quote.refund_minor or quote.order_line_id is None:
+        return None
+    order = session.get(Order, quote.order_id)
+    try:
+        refunds.refund_unused_period(session, order_id=quote.order_id, line_id=quote.order_line_id,
+                                     amount_minor=quote.refund_minor, actor=actor,
+                                     gateway=gateway_for(order.backend))
+    except refunds.RefundError:
+        session.rollback()
+        log.exception("cancel now: the refund of order %s could not be made", order.number)
+        return REFUND_DUE
+    session.commit()
+    return REFUNDED
 
 
 @dataclass(frozen=True)

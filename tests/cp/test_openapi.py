@@ -37,6 +37,11 @@ EXPECTED_OPERATIONS = {
     ("get", "/api/offerings/{offering_id}/reviews"), ("post", "/api/offerings/{offering_id}/reviews"),
     ("patch", "/api/reviews/{review_id}"), ("post", "/api/reviews/{review_id}/reply"),
     ("post", "/api/reviews/{review_id}/helpful"), ("post", "/api/reviews/{review_id}/hide"),
+    ("get", "/api/instances/{instance_id}/subscription"),
+    ("post", "/api/instances/{instance_id}/subscription/cancel-at-period-end"),
+    ("post", "/api/instances/{instance_id}/subscription/resume"),
+    ("get", "/api/instances/{instance_id}/subscription/plan-change"),
+    ("post", "/api/instances/{instance_id}/subscription/plan"),
 }
 
 
