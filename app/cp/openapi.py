@@ -174,6 +174,8 @@ TAGS = [
                       "resuming, and plan changes (upgrades charged prorated now, downgrades at the next period)."),
     ("runs", "Runs of an instance's agent: start (answered at once, streamed, or waited for), read, follow "
              "their events, cancel."),
+    ("earnings", "A publisher's earnings per month (sales, refunds, fees, net, payouts, balance owed), monthly "
+                 "statements, and the payouts received."),
     ("tokens", "Personal access tokens."),
     ("wallets", "Credits: balances and the ledger."),
     ("billing", "Credit holds for runs: authorize, settle, release."),

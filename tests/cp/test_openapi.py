@@ -42,6 +42,9 @@ EXPECTED_OPERATIONS = {
     ("post", "/api/instances/{instance_id}/subscription/resume"),
     ("get", "/api/instances/{instance_id}/subscription/plan-change"),
     ("post", "/api/instances/{instance_id}/subscription/plan"),
+    ("get", "/api/organizations/{organization_id}/earnings"),
+    ("get", "/api/organizations/{organization_id}/earnings/{month}"),
+    ("get", "/api/organizations/{organization_id}/payouts"),
 }
 
 

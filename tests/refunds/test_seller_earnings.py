@@ -154,3 +154,38 @@ def test_record_earnings_fills_in_sales_paid_before_earnings_were_kept(app, sess
     assert app.test_cli_runner().invoke(args=["verify-payouts"]).exit_code == 0
     session.expire_all()
     assert session.scalar(select(EarningEntry.gross_minor).where(EarningEntry.sale_line_id == order.lines[0].id)) == 8600
+
+
+def _token_headers(session, user) -> dict[str, str]:
+    from app.services import tokens
+
+    _, secret = tokens.create_token(session, user=user, name="accounting")
+    session.commit()
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_the_api_gives_the_months_a_statement_and_the_payouts_to_members_only(client, session, seller, buyer,
+                                                                            month_of_activity):
+    org = _northwind(session)
+    headers = _token_headers(session, seller)
+
+    earnings = client.get(f"/api/organizations/{org.id}/earnings", headers=headers).get_json()
+    assert earnings["fee_rate"] == "15%"
+    assert earnings["months"] == [{"month": MONTH, "currency": "USD", "gross_minor": 8600, "refunds_minor": 4300,
+                                   "fees_minor": 645, "net_minor": 3655, "payouts_minor": 2000,
+                                   "balance_minor": 1655}]
+    statement = client.get(f"/api/organizations/{org.id}/earnings/{MONTH}", headers=headers).get_json()
+    assert [(line["kind"], line["net_minor"], line["payout_minor"]) for line in statement["lines"]] == [
+        ("sale", 7310, 0), ("refund", -3655, 0), ("payout", 0, 2000)]
+    assert statement["lines"][0]["order_number"] == month_of_activity.number
+    assert statement["opening"] == [{"currency": "USD", "balance_minor": 0}]
+    assert statement["totals"][0]["balance_minor"] == 1655
+    paid = client.get(f"/api/organizations/{org.id}/payouts", headers=headers).get_json()["items"]
+    assert [(p["amount_minor"], p["currency"], p["reference"]) for p in paid] == [(2000, "USD", "TR-42")]
+
+    for month in ("2026-13", "last-month", "2026-1"):
+        refused = client.get(f"/api/organizations/{org.id}/earnings/{month}", headers=headers)
+        assert refused.status_code == 422 and refused.get_json()["errors"][0]["field"] == "month"
+    outsider = _token_headers(session, buyer)  # a buyer of this publisher, not one of its members
+    for path in ("earnings", f"earnings/{MONTH}", "payouts"):
+        assert client.get(f"/api/organizations/{org.id}/{path}", headers=outsider).status_code == 404
