@@ -197,9 +197,9 @@ def _check_csrf() -> None:
 
 def _organization_for(user) -> Organization:
     raw = request.headers.get(ORG_HEADER)
-    if raw is None or raw.strip() == "":
+    if raw is None:
         return identity.current_organization(db.session, user)
-    raw = raw.strip()
+    raw = raw.strip()  # sent but empty is a mistake too, not a request for the default
     # ASCII digits only: str.isdigit() also accepts "²" and other digits int() cannot read
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise AuthFailure(422, "Unprocessable Content", f"{ORG_HEADER} must be an organization id.",

@@ -174,6 +174,7 @@ TAGS = [
                       "resuming, and plan changes (upgrades charged prorated now, downgrades at the next period)."),
     ("runs", "Runs of an instance's agent: start (answered at once, streamed, or waited for), read, follow "
              "their events, cancel."),
+    ("orders", "Your orders, and the invoices and credit notes of your organizations (also as PDF)."),
     ("earnings", "A publisher's earnings per month (sales, refunds, fees, net, payouts, balance owed), monthly "
                  "statements, and the payouts received."),
     ("tokens", "Personal access tokens."),

@@ -122,6 +122,8 @@ def _register_service_errors() -> None:
     from app.services.listings import ListingError
     from app.services.offerings import OfferingError
     from app.services.organizations import OrganizationError
+    from app.services.invoices import InvoiceError
+    from app.services.orders import OrderError
     from app.services.payouts import PayoutError
     from app.services.reviews import ReviewError
     from app.services.subscriptions import SubscriptionError
@@ -132,7 +134,7 @@ def _register_service_errors() -> None:
 
     for error in (BillingError, ConnectorError, InstanceError, ApiKeyError, OfferingError, OrganizationError,
                   PersonalTokenError, TrialError, TokenError, ListingError, TextRuleError, ReviewError,
-                  InvitationError, SubscriptionError, PayoutError):
+                  InvitationError, SubscriptionError, PayoutError, InvoiceError, OrderError):
         bp.register_error_handler(error, _service_problem)
 
 

@@ -16,7 +16,7 @@ def test_an_organization_header_past_any_id_is_404(client, session, auth_for, va
     assert response.get_json()["detail"] == "Organization not found."
 
 
-@pytest.mark.parametrize("value", ["²", "١٢", "1e3", "-1", "12 3", "1234567890123"])
+@pytest.mark.parametrize("value", ["²", "١٢", "1e3", "-1", "12 3", "1234567890123", "", "  "])
 def test_an_organization_header_that_is_not_an_ascii_number_is_422_naming_the_header(client, session, auth_for,
                                                                                      value):
     headers = auth_for(make_user(session))

@@ -45,6 +45,8 @@ EXPECTED_OPERATIONS = {
     ("get", "/api/organizations/{organization_id}/earnings"),
     ("get", "/api/organizations/{organization_id}/earnings/{month}"),
     ("get", "/api/organizations/{organization_id}/payouts"),
+    ("get", "/api/orders/"), ("get", "/api/orders/{order_id}"), ("get", "/api/invoices/"),
+    ("get", "/api/invoices/{invoice_id}"), ("get", "/api/invoices/{invoice_id}/pdf"),
 }
 
 
