@@ -20,11 +20,17 @@ def _paid(session, buyer):
     return team, order, invoices.invoice_for_order(session, order_id=order.id)
 
 
-def test_orders_list_and_detail_with_refunds_and_the_invoice(client, session, buyer, operator, auth_for):
-    team, order, invoice = _paid(session, buyer)
+def _paid_then_partly_refunded(session, buyer, operator):
+    """A paid order with its invoice, then $10.00 of its second line refunded (a credit note)."""
+    _, order, invoice = _paid(session, buyer)
     refunds.refund_order_line(session, order_id=order.id, line_id=order.lines[1].id, amount_minor=1000,
                               reason="Partly unused", actor=operator, gateway=LocalCheckout())
     session.commit()
+    return order, invoice
+
+
+def test_orders_list_and_detail_with_refunds_and_the_invoice(client, session, buyer, operator, auth_for):
+    order, invoice = _paid_then_partly_refunded(session, buyer, operator)
     headers = auth_for(buyer)
 
     listed = client.get("/api/orders/?per_page=5", headers=headers).get_json()
@@ -37,10 +43,7 @@ def test_orders_list_and_detail_with_refunds_and_the_invoice(client, session, bu
 
 
 def test_invoices_and_credit_notes_with_lines_and_pdf(client, session, buyer, operator, auth_for):
-    team, order, invoice = _paid(session, buyer)
-    refunds.refund_order_line(session, order_id=order.id, line_id=order.lines[1].id, amount_minor=1000,
-                              reason="Partly unused", actor=operator, gateway=LocalCheckout())
-    session.commit()
+    order, invoice = _paid_then_partly_refunded(session, buyer, operator)
     headers = auth_for(buyer)
 
     listed = client.get("/api/invoices/", headers=headers).get_json()
