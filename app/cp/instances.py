@@ -1,7 +1,10 @@
 """Instances, trials, entitlements and API keys: /api/instances/..."""
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import g
+from pydantic import Field
 
 from app.auth import rate_limits
 from app.cp import schemas, serializers
@@ -15,6 +18,17 @@ from app.services import instances, keys, subscription_changes, trials
 
 ID = "int(min=1, max=2147483647)"
 TAGS = ["instances"]
+
+
+class RefundNote(schemas.Out):
+    amount_minor: int
+    currency: str
+    status: Literal["refunded", "due"] = Field(description="refunded: to the payment method that paid; due: the "
+                                                           "store refused it, the marketplace's team refunds it.")
+
+
+class InstanceCancelled(schemas.InstanceOut):
+    refund: RefundNote | None = Field(None, description="The unused part of a paid period, given back.")
 
 
 def instance_for_caller(instance_id: int) -> Instance:
@@ -89,7 +103,7 @@ def resume_instance(instance_id: int):
 
 @bp.post(f"/instances/<{ID}:instance_id>/cancel")
 @api_auth(*USER_KINDS)
-@spec.validate(resp=responses(200, schemas.InstanceCancelled, 403, 404, 409), tags=TAGS)
+@spec.validate(resp=responses(200, InstanceCancelled, 403, 404, 409), tags=TAGS)
 def cancel_instance(instance_id: int):
     """active or suspended -> cancelled, for good (owners and admins). A paid subscription gets back the
     unused part of its period (as cancelling on the instance page does): `refund` says how much and
@@ -101,9 +115,9 @@ def cancel_instance(instance_id: int):
     db.session.commit()
     outcome = subscription_changes.refund_cancelled_period(db.session, quote=quote, actor=g.api_user,
                                                            gateway_for=get_checkout)
-    refund = schemas.RefundNote(amount_minor=quote.refund_minor, currency=quote.currency, status=outcome) \
+    refund = RefundNote(amount_minor=quote.refund_minor, currency=quote.currency, status=outcome) \
         if outcome is not None else None
-    return schemas.InstanceCancelled(**serializers.instance_out(instance).model_dump(), refund=refund)
+    return InstanceCancelled(**serializers.instance_out(instance).model_dump(), refund=refund)
 
 
 @bp.get(f"/instances/<{ID}:instance_id>/entitlements")

@@ -403,17 +403,6 @@ class InstanceOut(Out):
         None, description="A newer major version, offered: accept it with POST …/upgrade {\"version\": …}.")
 
 
-class RefundNote(Out):
-    amount_minor: int
-    currency: str
-    status: Literal["refunded", "due"] = Field(description="refunded: to the payment method that paid; due: the "
-                                                           "store refused it, the marketplace's team refunds it.")
-
-
-class InstanceCancelled(InstanceOut):
-    refund: RefundNote | None = Field(None, description="The unused part of a paid period, given back.")
-
-
 class InstanceList(Out):
     items: list[InstanceOut]
 

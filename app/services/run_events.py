@@ -207,6 +207,16 @@ def _listener_for(database_uri: str) -> _Listener:
         return listener
 
 
+def _follow(session: Session, run_id: int) -> _Listener | None:
+    """This process's listener (PostgreSQL), now following the run; None on SQLite, where followers poll."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return None
+    listener = _listener_for(bind.url.render_as_string(hide_password=False))
+    listener.follow(run_id)
+    return listener
+
+
 def follow(
     session: Session, *, run_id: int, after: int = 0, heartbeat: float = 15.0, until: float | None = None,
 ) -> Iterator[Event | None]:
@@ -214,11 +224,7 @@ def follow(
     when `heartbeat` seconds passed without one (the caller sends a keep-alive), and return when
     `until` (a time.monotonic() deadline) passes. The session's connection is given back to the pool
     before every wait."""
-    bind = session.get_bind()
-    listener = _listener_for(bind.url.render_as_string(hide_password=False)) \
-        if bind.dialect.name == "postgresql" else None
-    if listener is not None:
-        listener.follow(run_id)
+    listener = _follow(session, run_id)
     try:
         last, quiet_since = after, time.monotonic()
         while True:
@@ -258,11 +264,7 @@ def wait_for_end(session: Session, *, run_id: int, until: float, queued_at: floa
     `queued_at` is a time.monotonic() taken before the transaction that queued the run committed:
     when this process's listener has been listening since then, the end cannot be announced
     unheard, so the first look at the database is skipped."""
-    bind = session.get_bind()
-    listener = _listener_for(bind.url.render_as_string(hide_password=False)) \
-        if bind.dialect.name == "postgresql" else None
-    if listener is not None:
-        listener.follow(run_id)
+    listener = _follow(session, run_id)
     try:
         heard = listener is not None and queued_at is not None and listener.heard_everything_since(queued_at)
         while True:

@@ -6,23 +6,16 @@ from datetime import datetime, timezone
 
 from app.adapters.commerce.local_checkout import LocalCheckout
 from app.models import Membership
-from app.services import invoices, refunds
-from tests.factories import make_org, make_user
-from tests.invoices.helpers import paid_order
+from app.services import refunds
+from tests.account.test_invoice_pages import _team_order
+from tests.factories import make_user
 
 YEAR = datetime.now(timezone.utc).year
 
 
-def _paid(session, buyer):
-    team = make_org(session, owner=buyer, name="Books Team")
-    order = paid_order(session, user=buyer, organization=team)
-    session.commit()
-    return team, order, invoices.invoice_for_order(session, order_id=order.id)
-
-
 def _paid_then_partly_refunded(session, buyer, operator):
     """A paid order with its invoice, then $10.00 of its second line refunded (a credit note)."""
-    _, order, invoice = _paid(session, buyer)
+    _, order, invoice = _team_order(session, buyer)
     refunds.refund_order_line(session, order_id=order.id, line_id=order.lines[1].id, amount_minor=1000,
                               reason="Partly unused", actor=operator, gateway=LocalCheckout())
     session.commit()
@@ -59,7 +52,7 @@ def test_invoices_and_credit_notes_with_lines_and_pdf(client, session, buyer, op
 
 def test_a_teammate_sees_the_invoices_but_not_the_orders_and_an_outsider_sees_nothing(client, session, buyer,
                                                                                    auth_for):
-    team, order, invoice = _paid(session, buyer)
+    team, order, invoice = _team_order(session, buyer)
     teammate, outsider = make_user(session), make_user(session)
     session.add(Membership(user_id=teammate.id, organization_id=team.id, role="member"))
     session.commit()
