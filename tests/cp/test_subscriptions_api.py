@@ -13,6 +13,12 @@ def _plan(session, sku: str) -> Plan:
     return session.scalar(select(Plan).where(Plan.sku == sku))
 
 
+def _subscribed(buyer_client, session, buyer, auth_for):
+    """The buyer's paid Pro subscription (card saved), their API headers, and its subscription URL."""
+    instance = _checkout(buyer_client, session, buyer)
+    return instance, auth_for(buyer), f"/api/instances/{instance.id}/subscription"
+
+
 def test_the_subscription_reads_its_plan_period_next_charge_card_and_refund(buyer_client, session, buyer,
                                                                             auth_for):
     instance = _checkout(buyer_client, session, buyer)
@@ -34,9 +40,7 @@ def test_the_subscription_reads_its_plan_period_next_charge_card_and_refund(buye
 
 
 def test_ending_at_the_period_end_and_resuming(buyer_client, session, buyer, auth_for):
-    instance = _checkout(buyer_client, session, buyer)
-    headers = auth_for(buyer)
-    base = f"/api/instances/{instance.id}/subscription"
+    instance, headers, base = _subscribed(buyer_client, session, buyer, auth_for)
 
     ended = buyer_client.post(f"{base}/cancel-at-period-end", headers=headers)
     assert ended.status_code == 200
@@ -69,10 +73,8 @@ def test_a_member_reads_but_only_owners_and_admins_change_it(buyer_client, sessi
 
 
 def test_a_downgrade_is_scheduled_and_choosing_the_current_plan_drops_it(buyer_client, session, buyer, auth_for):
-    instance = _checkout(buyer_client, session, buyer)
+    instance, headers, base = _subscribed(buyer_client, session, buyer, auth_for)
     starter = _plan(session, "CUSTOMER-SUPPORT-AGENT-STARTER")
-    headers = auth_for(buyer)
-    base = f"/api/instances/{instance.id}/subscription"
 
     quoted = buyer_client.get(f"{base}/plan-change?plan_id={starter.id}", headers=headers).get_json()
     assert (quoted["change"], quoted["charge_minor"], quoted["credits"]) == ("downgrade", 0, 0)
@@ -86,10 +88,8 @@ def test_a_downgrade_is_scheduled_and_choosing_the_current_plan_drops_it(buyer_c
 
 
 def test_an_upgrade_charges_the_quoted_amount_to_the_saved_card_once(buyer_client, session, buyer, auth_for):
-    instance = _checkout(buyer_client, session, buyer)
+    instance, headers, base = _subscribed(buyer_client, session, buyer, auth_for)
     enterprise = _plan(session, "CUSTOMER-SUPPORT-AGENT-ENTERPRISE")
-    headers = auth_for(buyer)
-    base = f"/api/instances/{instance.id}/subscription"
 
     quoted = buyer_client.get(f"{base}/plan-change?plan_id={enterprise.id}", headers=headers).get_json()
     up = buyer_client.post(f"{base}/plan", json={"plan_id": enterprise.id}, headers=headers)
