@@ -196,8 +196,10 @@ def sync_saleor_command(sync_all: bool, slugs: tuple[str, ...]) -> None:
               help="Jobs this worker runs at the same time (each in its own thread).")
 @click.option("--queue", "--queues", "queues", multiple=True,
               help="Only jobs of this queue (runs: the run queue); repeatable. Default: all.")
+@click.option("--ready-file", type=click.Path(dir_okay=False),
+              help="Create this file once the worker takes jobs (for scripts that start it).")
 @with_appcontext
-def worker_command(concurrency: int, queues: tuple[str, ...]) -> None:
+def worker_command(concurrency: int, queues: tuple[str, ...], ready_file: str | None) -> None:
     """Run jobs and the periodic tasks until stopped (Ctrl-C or SIGTERM finish the running job first).
 
     On PostgreSQL start as many workers as you need, on as many machines: each job runs once and
@@ -206,7 +208,8 @@ def worker_command(concurrency: int, queues: tuple[str, ...]) -> None:
     """
     from app.jobs.worker import run_worker
 
-    run_worker(current_app._get_current_object(), concurrency=concurrency, queues=list(queues) or None)
+    run_worker(current_app._get_current_object(), concurrency=concurrency, queues=list(queues) or None,
+               ready_file=ready_file)
 
 
 @click.command("renew-subscriptions")

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import procrastinate
 from flask import Flask
@@ -15,9 +18,10 @@ log = logging.getLogger("app.jobs")
 
 
 def run_worker(flask_app: Flask, *, concurrency: int = 1, queues: list[str] | None = None,
-               wait: bool = True, install_signal_handlers: bool = True) -> None:
+               wait: bool = True, install_signal_handlers: bool = True, ready_file: str | None = None) -> None:
     """Run jobs until SIGINT or SIGTERM (or, with wait=False, until none is ready). A stop lets the
-    running jobs finish, then returns."""
+    running jobs finish, then returns. `ready_file` is created once the worker is about to take jobs,
+    for a script that starts it and must not announce it before then."""
     _configure_logging(flask_app)
     uri = flask_app.config["SQLALCHEMY_DATABASE_URI"]
     on_postgres = uri.startswith("postgresql")
@@ -41,21 +45,58 @@ def run_worker(flask_app: Flask, *, concurrency: int = 1, queues: list[str] | No
     periodic = sorted(task.task.name for task in worker_app.periodic_registry.periodic_tasks.values())
     log.info("Worker started on %s (%s); stop with Ctrl-C or SIGTERM.",
              "PostgreSQL" if on_postgres else "SQLite, periodic tasks only", ", ".join(periodic) or "no periodic tasks")
-    _run(worker_app, concurrency, concurrency=concurrency, queues=queues, wait=wait, name="marketplace",
-         install_signal_handlers=install_signal_handlers, **options)
+    try:
+        _run(worker_app, concurrency, concurrency=concurrency, queues=queues, wait=wait, name="marketplace",
+             install_signal_handlers=install_signal_handlers, ready_file=ready_file, **options)
+    except KeyboardInterrupt:
+        # Ctrl-C before the worker took over the signals: no job had started, so there is nothing
+        # to finish
+        pass
     log.info("Worker stopped.")
 
 
-def _run(worker_app: procrastinate.App, threads: int, **options) -> None:
-    """procrastinate's run_worker, with a thread for each of `threads` jobs at once: our tasks are
-    synchronous and run on the event loop's default executor, which otherwise has only
-    min(32, CPUs + 4) threads (6 on two cores), so `--concurrency 16` would run 6 runs at once."""
+def _run(worker_app: procrastinate.App, threads: int, *, ready_file: str | None = None,
+         install_signal_handlers: bool = True, **options) -> None:
+    """procrastinate's run_worker, with two changes.
+
+    A thread for each of `threads` jobs at once: our tasks are synchronous and run on the event
+    loop's default executor, which otherwise has only min(32, CPUs + 4) threads (6 on two cores), so
+    `--concurrency 16` would run 6 runs at once.
+
+    SIGINT and SIGTERM are ours from the start: procrastinate handles them only once its loop runs, and
+    a signal before that (while it connects and registers) would either be lost or interrupt it
+    half-way. The first one stops the worker the way procrastinate does when cancelled (the running
+    jobs finish, no new one starts); later ones are logged and change nothing."""
 
     async def main() -> None:
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=threads + 4, thread_name_prefix="job"))
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=threads + 4, thread_name_prefix="job"))
+        stop = asyncio.Event()
+        if install_signal_handlers:
+            def on_signal(signum: int) -> None:
+                if stop.is_set():
+                    log.info("Already stopping: waiting for the running jobs to finish.")
+                else:
+                    log.info("%s: stopping once the running jobs finish.", signal.Signals(signum).name)
+                stop.set()
+
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, on_signal, signum)
         async with worker_app.open_async():
-            await worker_app.run_worker_async(**options)
+            if stop.is_set():
+                return
+            worker = asyncio.create_task(worker_app.run_worker_async(install_signal_handlers=False, **options))
+            if ready_file:
+                Path(ready_file).touch()
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({worker, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not worker.done():
+                worker.cancel()  # procrastinate: a cancelled worker lets its running jobs finish
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            else:
+                worker.result()
 
     asyncio.run(main())
 

@@ -30,12 +30,12 @@ EVERY_SECOND = _every_second()
 
 
 class WorkerProcess:
-    def __init__(self, db_url: str, **env: str) -> None:
+    def __init__(self, db_url: str, *args: str, **env: str) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("JOB_EVERY_", "FLASK_"))}
         environment.update({"DATABASE_URL": db_url, "APP_ENV": "development", "COMMERCE_BACKEND": "local",
                             "PYTHONUNBUFFERED": "1", **env})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=environment,
+            [sys.executable, "-m", "flask", "--app", "app", "worker", *args], cwd=ROOT, env=environment,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self.lines: list[str] = []
@@ -101,6 +101,74 @@ def test_the_worker_command_runs_the_periodic_tasks_and_stops_cleanly(app, db_ur
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM procrastinate_workers")) == 0
         engine.dispose()
+
+
+def test_the_worker_creates_its_ready_file_once_it_takes_jobs_and_a_stop_while_it_starts_is_clean(db_url, tmp_path):
+    ready = tmp_path / "ready"
+    worker = WorkerProcess(db_url, "--ready-file", str(ready))
+    try:
+        worker.wait_for("Worker started")
+        code = worker.stop(signal.SIGINT)  # at once: most often before the worker handles signals itself
+    finally:
+        worker.kill()
+    assert code == 0, "\n".join(worker.lines)
+    assert worker.lines[-1].endswith("Worker stopped.")
+    assert not any("Traceback" in line or "Aborted" in line for line in worker.lines), "\n".join(worker.lines)
+
+    worker = WorkerProcess(db_url, "--ready-file", str(ready))
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert worker.process.poll() is None and time.monotonic() < deadline, "\n".join(worker.lines)
+            time.sleep(0.05)
+        worker.wait_for("Worker started", timeout=10)  # logged before the file was created
+        assert worker.stop(signal.SIGTERM) == 0
+    finally:
+        worker.kill()
+
+
+@pytest.mark.postgres_only
+def test_a_stop_lets_the_running_run_finish_and_a_second_signal_changes_nothing(session, buyer, db_url):
+    from app.models import Run
+    from app.services import runs
+    from tests.runtime import fake_langflow
+    from tests.runtime.test_gateway import make_instance, set_balance
+
+    server, langflow = fake_langflow.start()
+    instance = make_instance(session, buyer)
+    instance.version.runtime_kind, instance.version.runtime_ref = "langflow", "frozen"  # answers when released
+    session.commit()
+    set_balance(session, instance, 100)
+    prepared = runs.start_run(session, instance=instance, input_text="hello", user=buyer)
+    runs.queue_run(session, prepared=prepared)
+    session.commit()
+
+    worker = WorkerProcess(db_url, "--queue", "runs", LANGFLOW_URL=langflow.url, LANGFLOW_API_KEY=fake_langflow.API_KEY,
+                           LANGFLOW_TIMEOUT="60", RUN_TIMEOUT="60")
+    try:
+        deadline = time.monotonic() + 60
+        while not langflow.requests:  # the run is on the runtime
+            assert worker.process.poll() is None and time.monotonic() < deadline, "\n".join(worker.lines)
+            time.sleep(0.05)
+        worker.process.send_signal(signal.SIGINT)
+        worker.wait_for("stopping once the running jobs finish", timeout=10)
+        worker.process.send_signal(signal.SIGTERM)  # what a second Ctrl-C or an impatient supervisor sends
+        worker.wait_for("Already stopping", timeout=10)
+        time.sleep(0.5)
+        assert worker.process.poll() is None  # still finishing the run
+        langflow.release.set()
+        code = worker.process.wait(timeout=30)
+    finally:
+        langflow.release.set()
+        worker.kill()
+        server.shutdown()
+        server.server_close()
+
+    assert code == 0, "\n".join(worker.lines)
+    assert worker.lines[-1].endswith("Worker stopped.")
+    session.expire_all()
+    run = session.get(Run, prepared.run_id)
+    assert (run.status, run.output_text) == ("succeeded", "thawed: hello")
 
 
 @pytest.mark.postgres_only
