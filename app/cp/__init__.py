@@ -5,4 +5,4 @@ from app.cp import reviews  # noqa: F401  (routes on the same blueprint)
 
 __all__ = ["bp"]
 
-from app.cp import earnings, instance_versions, orders, subscriptions  # noqa: F401,E402  (routes on the same blueprint)
+from app.cp import earnings, instance_versions, orders, refunds, subscriptions  # noqa: F401,E402  (routes on the same blueprint)

@@ -1,6 +1,7 @@
 """Orders and invoices for a buyer's own books: /api/orders/... and /api/invoices/...
 
-Orders are the caller's own (as on Account → Orders); invoices and credit notes are those of every
+Orders are the caller's own (as on Account → Orders; operators read any order, as on the operator
+console, and refund it through /api/orders/{id}/refunds); invoices and credit notes are those of every
 organization the caller belongs to (as on Account → Invoices), each also as its PDF. Anything else
 is not found. Amounts are in the currency's minor unit.
 """
@@ -137,8 +138,8 @@ def list_orders(query: PageQuery):
 @api_auth(*USER_KINDS)
 @spec.validate(resp=responses(200, OrderOut, 404), tags=["orders"])
 def get_order(order_id: int):
-    """One of your orders, with what was refunded of each line and its invoice."""
-    order = orders.get_order_for_user(db.session, user=g.api_user, order_id=order_id)
+    """One of your orders, with what was refunded of each line and its invoice (operators: any order)."""
+    order = orders.get_order_for_user(db.session, user=g.api_user, order_id=order_id, operators_see_all=True)
     invoice = invoices.invoice_for_order(db.session, order_id=order.id)
     return _order_out(order, refunded=refunds.refunded_by_line(db.session, order_id=order.id),
                       invoice_id=invoice.id if invoice is not None else None)

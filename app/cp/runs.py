@@ -21,7 +21,6 @@ that sequence number.
 from __future__ import annotations
 
 import json as jsonlib
-import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -205,7 +204,7 @@ def _create(instance_id: int, json: RunCreate, *, stream: bool):
     if instance is None:
         return problem(404, "Not Found", "Instance not found.")
     key = json.idempotency_key or request.headers.get(IDEMPOTENCY_HEADER) or None
-    if key is not None and not _valid_key(key):
+    if key is not None and not schemas.valid_idempotency_key(key):
         return problem(422, "Unprocessable Content", "The idempotency key is not valid.",
                        errors=[{"field": "idempotency_key", "message": "1 to 128 letters, digits, '.', '_', ':' or '-'."}])
     try:
@@ -382,10 +381,6 @@ def run_cancel(run_id: int):
     return run_to_dict(db.session.get(Run, run_id)), 202
 
 
-
-
-def _valid_key(key: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9._:\-]{1,128}", key))
 
 
 def _instance_for_caller(instance_id: int) -> Instance | None:

@@ -5,6 +5,7 @@ and turns them into the OpenAPI document. Bounds are explicit (ids fit a 32-bit 
 amounts a sane range) so that no input can reach the database as something it cannot store.
 """
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,9 +20,15 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
 QueryId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Credits = Annotated[int, Field(ge=0, le=MAX_CREDITS, strict=True)]
 PositiveCredits = Annotated[int, Field(ge=1, le=MAX_CREDITS, strict=True)]
-IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$",
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128, pattern=IDEMPOTENCY_KEY_PATTERN,
                                       description="Client-chosen; a retry with the same key returns the same result.")]
 MemberRoleName = Literal["owner", "admin", "member"]
+
+
+def valid_idempotency_key(key: str) -> bool:
+    """For a key that came in a header, where the models do not check it."""
+    return re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is not None
 
 
 def _no_nul(value: str) -> str:

@@ -125,6 +125,7 @@ def _register_service_errors() -> None:
     from app.services.invoices import InvoiceError
     from app.services.orders import OrderError
     from app.services.payouts import PayoutError
+    from app.services.refunds import RefundError
     from app.services.reviews import ReviewError
     from app.services.subscriptions import SubscriptionError
     from app.services.teams import InvitationError
@@ -134,7 +135,7 @@ def _register_service_errors() -> None:
 
     for error in (BillingError, ConnectorError, InstanceError, ApiKeyError, OfferingError, OrganizationError,
                   PersonalTokenError, TrialError, TokenError, ListingError, TextRuleError, ReviewError,
-                  InvitationError, SubscriptionError, PayoutError, InvoiceError, OrderError):
+                  InvitationError, SubscriptionError, PayoutError, InvoiceError, OrderError, RefundError):
         bp.register_error_handler(error, _service_problem)
 
 

@@ -36,6 +36,7 @@ class Refund(Model):
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("credits_taken_back >= 0", name="credits_nonnegative"),
         UniqueConstraint("backend", "external_id", "order_line_id"),
+        UniqueConstraint("order_id", "idempotency_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -47,6 +48,8 @@ class Refund(Model):
     source: Mapped[str] = mapped_column(String(16), default=RefundSource.OPERATOR.value)
     backend: Mapped[str] = mapped_column(String(16), default="local")
     external_id: Mapped[str | None] = mapped_column(String(128))
+    # the key an API caller gave the refund (a retry with it refunds nothing more); None from the console
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     credits_taken_back: Mapped[int] = mapped_column(Integer, default=0)
     instance_cancelled: Mapped[bool] = mapped_column(default=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -268,10 +268,14 @@ def pending_order_from_cart(session: Session, *, user: User, cart: Cart | None) 
 
 # --- reading orders ----------------------------------------------------------------------
 
-def get_order_for_user(session: Session, *, user: User, order_id: int) -> Order:
-    """One of the user's own orders; anyone else's is not found."""
+def get_order_for_user(session: Session, *, user: User, order_id: int, operators_see_all: bool = False) -> Order:
+    """One of the user's own orders; anyone else's is not found (unless `operators_see_all` and the
+    user is an operator, who refunds any order)."""
+    mine = Order.user_id == user.id
+    if operators_see_all and user.has_role("operator"):
+        mine = true()
     order = session.scalar(
-        select(Order).where(Order.id == order_id, Order.user_id == user.id)
+        select(Order).where(Order.id == order_id, mine)
         .options(selectinload(Order.lines), selectinload(Order.payments), selectinload(Order.organization))
     )
     if order is None:

@@ -136,6 +136,12 @@ def _clean_reason(reason: str | None) -> str:
     return reason
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    refund: Refund
+    replayed: bool = False  # an earlier request with the same idempotency key made it; nothing changed now
+
+
 def refund_order_line(
     session: Session, *, order_id: int, line_id: int, amount_minor: int | None, reason: str, actor: User,
     gateway: CheckoutPort, now: datetime | None = None,
@@ -143,12 +149,32 @@ def refund_order_line(
     """Refund `amount_minor` of one paid order line through the commerce backend and record it, with
     everything a refund takes back (see the module). Flushes; the caller commits, or rolls back on a
     RefundError (nothing is changed then)."""
+    return refund_line(session, order_id=order_id, line_id=line_id, amount_minor=amount_minor, reason=reason,
+                       actor=actor, gateway=gateway, now=now).refund
+
+
+def refund_line(
+    session: Session, *, order_id: int, line_id: int, amount_minor: int | None, reason: str, actor: User,
+    gateway: CheckoutPort, idempotency_key: str | None = None, now: datetime | None = None,
+) -> RefundResult:
+    """`refund_order_line`, once per `idempotency_key` on the order: a request that repeats a key
+    answers with the refund the key made (replayed) and changes nothing; a key reused for another line
+    or amount is refused (409). The key is looked up under the order's row lock, so two requests that
+    race with one key make one refund and one call to the backend."""
     reason = _clean_reason(reason)
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
         raise RefundError("Enter an amount above zero.", field="amount")
     order = _lock_order(session, order_id)
     if order is None:
         raise OrderNotFound()
+    if idempotency_key is not None:
+        earlier = session.scalar(select(Refund).where(Refund.order_id == order.id,
+                                                      Refund.idempotency_key == idempotency_key))
+        if earlier is not None:
+            if (earlier.order_line_id, earlier.amount_minor) != (line_id, amount_minor):
+                raise RefundError("This idempotency key was used for another refund of this order; use a new key.",
+                                  field="idempotency_key", status=409)
+            return RefundResult(earlier, replayed=True)
     line = session.scalar(select(OrderLine).where(OrderLine.id == line_id, OrderLine.order_id == order.id)
                           .execution_options(populate_existing=True))
     if line is None:
@@ -171,10 +197,29 @@ def refund_order_line(
         raise RefundError(str(exc), status=502) from exc
     if not outcome.succeeded:
         raise RefundError(outcome.message, status=502)
-    return _record_refund(
+    return RefundResult(_record_refund(
         session, order=order, line=line, amount_minor=amount_minor, reason=reason, source=RefundSource.OPERATOR,
-        external_id=outcome.external_id, actor=actor, now=now,
-    )
+        external_id=outcome.external_id, actor=actor, idempotency_key=idempotency_key, now=now,
+    ))
+
+
+def refund_line_as_operator(
+    session: Session, *, actor: User, order_id: int, line_id: int, amount_minor: int | None, reason: str,
+    gateway: CheckoutPort, idempotency_key: str, now: datetime | None = None,
+) -> RefundResult:
+    """`refund_line` for the API, where the caller's role is not checked by a console: operators only."""
+    if not actor.has_role("operator"):
+        raise RefundError("Only operators refund orders.", status=403)
+    return refund_line(session, order_id=order_id, line_id=line_id, amount_minor=amount_minor, reason=reason,
+                       actor=actor, gateway=gateway, idempotency_key=idempotency_key, now=now)
+
+
+def refunds_for_user(session: Session, *, user: User, order_id: int) -> list[Refund]:
+    """The refunds of an order the user placed (any order for an operator); anyone else's is not found."""
+    order = session.get(Order, order_id)
+    if order is None or not (order.user_id == user.id or user.has_role("operator")):
+        raise OrderNotFound()
+    return refunds_of_order(session, order_id=order_id)
 
 
 def refund_unused_period(session: Session, *, order_id: int, line_id: int, amount_minor: int, actor: User,
@@ -195,14 +240,14 @@ def refund_unused_period(session: Session, *, order_id: int, line_id: int, amoun
 
 def _record_refund(
     session: Session, *, order: Order, line: OrderLine, amount_minor: int, reason: str, source: RefundSource,
-    external_id: str | None, actor: User | None, now: datetime | None = None,
+    external_id: str | None, actor: User | None, idempotency_key: str | None = None, now: datetime | None = None,
 ) -> Refund:
     """Write the refund and its consequences; the caller holds the order row and has checked the amount."""
     now = now or utcnow()
     refund = Refund(
         order_id=order.id, order_line_id=line.id, amount_minor=amount_minor, currency=order.currency,
         reason=reason, source=source.value, backend=order.backend, external_id=external_id,
-        actor_user_id=actor.id if actor else None, created_at=now,
+        actor_user_id=actor.id if actor else None, idempotency_key=idempotency_key, created_at=now,
     )
     session.add(refund)
     session.flush()

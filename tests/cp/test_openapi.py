@@ -47,6 +47,7 @@ EXPECTED_OPERATIONS = {
     ("get", "/api/organizations/{organization_id}/payouts"),
     ("get", "/api/orders/"), ("get", "/api/orders/{order_id}"), ("get", "/api/invoices/"),
     ("get", "/api/invoices/{invoice_id}"), ("get", "/api/invoices/{invoice_id}/pdf"),
+    ("get", "/api/orders/{order_id}/refunds"), ("post", "/api/orders/{order_id}/refunds"),
 }
 
 
