@@ -79,15 +79,22 @@ logger_class = JsonAccessLogger
 
 
 # Prometheus: every worker writes its series to files in one directory, so a scrape of any worker
-# sees the whole server. The directory is emptied at start (values of a previous run must not count).
+# sees the whole server. The directory is emptied at start (values of a previous run must not count);
+# one made here for want of PROMETHEUS_MULTIPROC_DIR is removed again when the server exits.
+_made_metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="marketplace-metrics-")
+    _made_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="marketplace-metrics-")
 
 
 def on_starting(server):
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
+
+
+def on_exit(server):
+    if _made_metrics_dir:
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -4,6 +4,7 @@ manifests against the Kubernetes schemas, the compose file's and the manifests' 
 commands."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -144,6 +145,25 @@ def test_gunicorn_settings_come_from_the_environment(monkeypatch, tmp_path):
     documented = _env_example_names()
     read = set(re.findall(r'(?:os\.environ\.get|_flag)\("([A-Z_]+)"', (ROOT / "gunicorn.conf.py").read_text()))
     assert read - documented == set()
+
+
+def test_a_metrics_directory_gunicorn_made_itself_is_removed_when_it_exits(monkeypatch, tmp_path):
+    import runpy
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # restored after the test: the file sets it
+    made = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert directory.parent == tmp_path and directory.is_dir()
+    made["on_exit"](None)
+    assert not directory.exists()
+
+    given = tmp_path / "given"
+    given.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
+    runpy.run_path(str(ROOT / "gunicorn.conf.py"))["on_exit"](None)
+    assert given.is_dir()  # the operator's directory stays
 
 
 def test_compose_profiles_add_the_outside_systems_without_touching_the_default_set():
