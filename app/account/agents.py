@@ -242,8 +242,8 @@ def _plan_choices(instance) -> list:
 @bp.post("/instances/<int:instance_id>/plan")
 @login_required
 def instance_plan_change(instance_id: int):
-    """Upgrade now (the prorated difference charged to the saved card, or paid on the card page) or
-    downgrade at the next period."""
+    """Upgrade now (the prorated difference charged to the saved card, or paid on the card page; with
+    Saleor charged to the card the store keeps) or downgrade at the next period."""
     instance = _instance_or_404(instance_id)
     form = PlanChangeForm()
     form.plan_id.choices = _plan_choices(instance)
@@ -270,6 +270,10 @@ def instance_plan_change(instance_id: int):
     elif change.order is not None and change.order.status == OrderStatus.PAID.value:
         flash(f"{instance.offering.name} is on the {plan.name} plan now. We charged "
               f"{money(change.charge_minor, plan.currency)} for the rest of this period.", "success")
+    elif change.order.backend != "local":  # charged through the store, which confirms it in a moment
+        flash(f"We charged {money(change.charge_minor, plan.currency)} for the rest of this period. "
+              f"{instance.offering.name} moves to the {plan.name} plan as soon as the store confirms the payment.",
+              "success")
     else:
         flash(f"Pay {money(change.charge_minor, plan.currency)} for the rest of this period to move to the "
               f"{plan.name} plan now.", "info")

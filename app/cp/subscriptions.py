@@ -78,7 +78,8 @@ class PlanChangeOut(schemas.Out):
     currency: str
     credits: int = Field(description="Upgrade: the included credits added for the rest of the period.")
     order: OrderRef | None = Field(None, description="Upgrade: the order that charges it; paid when the saved "
-                                                     "card was charged, else pay it at `pay_url`.")
+                                                     "card was charged, pending while the store confirms its "
+                                                     "charge, else pay it at `pay_url`.")
     subscription: SubscriptionOut | None = None
 
 
@@ -117,7 +118,9 @@ def _plan_of(instance: Instance, plan_id: int) -> Plan:
 def _order_ref(order: Order | None) -> OrderRef | None:
     if order is None:
         return None
-    unpaid = order.status != "paid" and "storefront.checkout_pay" in current_app.view_functions
+    # the card page takes the local test-mode gateway's payments; a store's charge is confirmed by the store
+    unpaid = (order.status == "pending" and order.backend == "local"
+              and "storefront.checkout_pay" in current_app.view_functions)
     return OrderRef(id=order.id, number=order.number, status=order.status, total_minor=order.total_minor,
                     currency=order.currency,
                     pay_url=url_for("storefront.checkout_pay", order_id=order.id) if unpaid else None)
@@ -172,13 +175,15 @@ def quote_plan_change(instance_id: int, query: PlanChangeQuery):
 
 @bp.post(f"/instances/<{ID}:instance_id>/subscription/plan")
 @api_auth(*USER_KINDS)
-@spec.validate(resp=responses(200, PlanChangeOut, 400, 403, 404, 409, 422), tags=TAGS)
+@spec.validate(resp=responses(200, PlanChangeOut, 400, 402, 403, 404, 409, 422, 503), tags=TAGS)
 def change_plan(instance_id: int, json: PlanChangeIn):
     """Move to another plan of the same agent (owners and admins). An upgrade is charged now for the
     rest of the period: to the saved card (the order comes back paid and the plan has changed), or,
-    without one or when it is declined, as an order to pay at `pay_url`. A downgrade applies at the
-    next period. The current plan keeps it (and drops a pending downgrade): a retry after an upgrade
-    charges nothing more."""
+    without one or when it is declined, as an order to pay at `pay_url`. With Saleor it is charged to
+    the card the store's payment app keeps: the order comes back pending and the plan changes when
+    the store confirms the payment (a decline is a 402 and changes nothing; 503 when the store did not
+    answer). A downgrade applies at the next period. The current plan keeps it (and drops a pending
+    downgrade): a retry after an upgrade charges nothing more."""
     instance = _instance(instance_id)
     plan = _plan_of(instance, json.plan_id)
     change = subscription_changes.change_plan(db.session, instance=instance, plan=plan, actor=g.api_user,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -175,8 +175,12 @@ def change_plan(session: Session, *, instance: Instance, plan: Plan, actor: User
                 now: datetime | None = None) -> PlanChange:
     """Upgrade now (the prorated difference charged to the saved card, or an order to pay on the card
     page when none is saved or it is declined) or downgrade at the next period. Choosing the current plan
-    cancels a pending downgrade. Flushes; the caller commits."""
+    cancels a pending downgrade. Flushes; the caller commits.
+
+    The instance row is locked first (PostgreSQL), so two changes at once run one after the other: the
+    second sees the plan the first chose, and a double click charges one upgrade."""
     _require_manager(session, instance=instance, actor=actor)
+    subscriptions.lock_instance(session, instance.id)  # refreshes `instance` as it is now
     _require_subscription(instance)
     now = now or utcnow()
     if instance.status != InstanceStatus.ACTIVE.value:
@@ -191,9 +195,8 @@ def change_plan(session: Session, *, instance: Instance, plan: Plan, actor: User
         return change
     if instance.period_end <= now:
         raise SubscriptionError("This period has ended; change the plan after the renewal.", status=409)
-    if gateway.backend != "local":
-        raise SubscriptionError("Upgrading during a period is not available with this store yet; a cheaper plan "
-                                "can still be chosen for the next period.", status=409)
+    if gateway.backend == "saleor":
+        return _upgrade_through_store(session, instance=instance, change=change, actor=actor, gateway=gateway, now=now)
     end = instance.period_end
     name = f"{plan.offering.name}: upgrade to {plan.name} for the rest of the period to {end:%b} {end.day}"
     order = subscriptions.new_plan_order(session, instance=instance, purpose=OrderPurpose.UPGRADE.value, plan=plan,
@@ -217,6 +220,76 @@ def change_plan(session: Session, *, instance: Instance, plan: Plan, actor: User
                  organization_id=instance.organization_id, actor=actor,
                  data={"plan": plan.sku, "order": order.number, "charge_minor": change.charge_minor,
                        "credits": change.credits})
+    session.refresh(order)
+    return PlanChange("upgrade", plan, change.charge_minor, change.credits, order)
+
+
+STORE_CONFIRMATION_WAIT = timedelta(minutes=10)  # a store charge may still be in flight this long
+
+
+def _upgrade_through_store(session: Session, *, instance: Instance, change: PlanChange, actor: User, gateway,
+                           now: datetime) -> PlanChange:
+    """An upgrade with Saleor: an order at the prorated price (a custom price on the plan's line),
+    charged to the card the store's payment app keeps for the customer, as a renewal is. Saleor's
+    order-paid webhook (or `reconcile-orders`) then switches the plan (`apply_paid_upgrade`).
+
+    The order is committed before Saleor is called, because a Saleor without a task queue sends that
+    webhook while it completes the checkout. A declined charge takes the order back (nothing was
+    charged) and raises 402; a store that does not answer leaves the order pending, since it may have
+    charged, and raises 503. While a charged upgrade (or one just sent) waits for the store's
+    confirmation, another one is refused, so a second click never charges twice."""
+    from app.adapters.commerce import CommerceUnavailable
+    from app.models import BillingDetails
+
+    plan = change.plan
+    waiting = session.scalar(select(Order.id).where(
+        Order.renews_instance_id == instance.id, Order.purpose == OrderPurpose.UPGRADE.value,
+        Order.status == OrderStatus.PENDING.value, Order.backend == gateway.backend,
+        (Order.created_at > now - STORE_CONFIRMATION_WAIT)
+        | Order.id.in_(select(Payment.order_id).where(Payment.status == "succeeded"))).limit(1))
+    if waiting is not None:
+        raise SubscriptionError("An upgrade of this subscription is waiting for the store to confirm its payment; "
+                                "the plan changes as soon as it does.", status=409)
+    end = instance.period_end
+    name = f"{plan.offering.name}: upgrade to {plan.name} for the rest of the period to {end:%b} {end.day}"
+    order = subscriptions.new_plan_order(session, instance=instance, purpose=OrderPurpose.UPGRADE.value, plan=plan,
+                                         amount=change.charge_minor, name=name, period_start=now,
+                                         backend=gateway.backend)
+    if order is None:
+        raise SubscriptionError("A plan change is already being made; reload the page.", status=409)
+    instance.pending_plan_id = None
+    audit.record(session, action="subscription.upgrade_ordered", target_type="instance", target_id=instance.id,
+                 organization_id=instance.organization_id, actor=actor,
+                 data={"plan": plan.sku, "order": order.number, "charge_minor": change.charge_minor,
+                       "credits": change.credits})
+    details = session.scalar(select(BillingDetails).where(BillingDetails.organization_id == order.organization_id))
+    order_id, number, email, currency = order.id, order.number, order.email, order.currency
+    session.commit()
+    try:
+        charge = gateway.charge_renewal(
+            reference=number, email=email, sku=plan.sku, total_minor=change.charge_minor, currency=currency,
+            country=details.country if details and details.country else "US", line_price_minor=change.charge_minor,
+            price_reason=f"Upgrade for the rest of the period to {end:%Y-%m-%d}, prorated")
+    except CommerceUnavailable as exc:
+        session.rollback()
+        raise SubscriptionError("The store did not answer in time. If your card was charged, the plan changes as "
+                                "soon as the store confirms the payment; check again in a few minutes.",
+                                status=503) from exc
+    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update()
+                           .execution_options(populate_existing=True))
+    if not charge.succeeded:
+        if order is not None and order.status == OrderStatus.PENDING.value:
+            audit.record(session, action="subscription.upgrade_declined", target_type="instance",
+                         target_id=instance.id, organization_id=instance.organization_id, actor=actor,
+                         data={"plan": plan.sku, "order": number, "message": charge.message[:500]})
+            session.delete(order)  # nothing was charged: no order is left to pay
+            session.commit()
+        raise SubscriptionError(f"{charge.message} Nothing was charged and the plan is unchanged.", status=402)
+    if charge.order is not None and not order.external_id:
+        order.external_id = charge.order.external_id[:64]
+    session.add(Payment(order_id=order.id, amount_minor=order.total_minor, currency=order.currency,
+                        status="succeeded", card_last4=None, message=charge.message[:500], created_at=now))
+    session.flush()
     session.refresh(order)
     return PlanChange("upgrade", plan, change.charge_minor, change.credits, order)
 

@@ -2,6 +2,9 @@
 and cancel now with the refund of the unused period, with the rules of the instance page."""
 from __future__ import annotations
 
+import threading
+
+import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEvent, Instance, Membership, Order, Plan, Refund
@@ -102,6 +105,42 @@ def test_an_upgrade_charges_the_quoted_amount_to_the_saved_card_once(buyer_clien
     retry = buyer_client.post(f"{base}/plan", json={"plan_id": enterprise.id}, headers=headers).get_json()
     assert retry["change"] == "unchanged" and retry["order"] is None
     assert session.scalar(select(func.count()).select_from(Order).where(Order.purpose == "upgrade")) == 1
+
+
+@pytest.mark.postgres_only
+def test_five_upgrade_requests_at_once_charge_the_saved_card_once(app, buyer_client, session, buyer, auth_for,
+                                                                   monkeypatch):
+    from app.adapters.commerce.local_checkout import LocalCheckout
+
+    instance, headers, base = _subscribed(buyer_client, session, buyer, auth_for)
+    enterprise_id = _plan(session, "CUSTOMER-SUPPORT-AGENT-ENTERPRISE").id
+    charges, charge_saved_card = [], LocalCheckout.charge_saved_card
+
+    def counted(self, **kwargs):
+        charges.append(kwargs["amount_minor"])
+        return charge_saved_card(self, **kwargs)
+
+    monkeypatch.setattr(LocalCheckout, "charge_saved_card", counted)
+    barrier, answers = threading.Barrier(5), []
+    tokens = [auth_for(buyer) for _ in range(5)]  # one each: a token's use is written on its own row
+
+    def attempt(headers):
+        client = app.test_client()
+        barrier.wait()
+        answer = client.post(f"{base}/plan", json={"plan_id": enterprise_id}, headers=headers)
+        answers.append((answer.status_code, answer.get_json()["change"]))
+
+    threads = [threading.Thread(target=attempt, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(answers) == [(200, "unchanged")] * 4 + [(200, "upgrade")]
+    assert len(charges) == 1
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Order).where(Order.purpose == "upgrade")) == 1
+    assert session.get(Instance, instance.id).plan_id == enterprise_id
 
 
 def test_a_plan_of_another_agent_or_a_bad_body_is_refused_naming_the_field(buyer_client, session, buyer, auth_for):

@@ -124,6 +124,13 @@ class SaleorCheckout(SaleorPayments):
     def charge_card(self, *, amount_minor: int, currency: str, card_number: str) -> ChargeOutcome:
         raise CheckoutError("Cards are charged by the store's payment provider, not here.")
 
+    def charge_renewal(self, **order):
+        """A plan order charged to the card the payment app keeps for the customer (see SaleorRenewals;
+        a mid-period upgrade goes this way)."""
+        from app.adapters.commerce.saleor.renewals import SaleorRenewals  # it builds on this module
+
+        return SaleorRenewals(channel=self.channel, gateway=self.gateway, execute=self._execute).charge_renewal(**order)
+
     def paid_orders(self, *, since: datetime) -> list[RemoteOrder]:
         """Fully paid orders of our channel carrying our order reference; others are left alone."""
         channel = self._execute("SyncChannel", {"slug": self.channel}).get("channel")

@@ -33,17 +33,22 @@ class RenewalCharge:
 
 class SaleorRenewals(SaleorPayments):
     def charge_renewal(self, *, reference: str, email: str, sku: str, total_minor: int,
-                       currency: str, country: str = "US") -> RenewalCharge:
+                       currency: str, country: str = "US", line_price_minor: int | None = None,
+                       price_reason: str | None = None) -> RenewalCharge:
         """Make and pay the Saleor order of a renewal. A refusal (a declined charge, a plan no longer sold,
         a price that differs) is a RenewalCharge that did not succeed; an unreachable Saleor raises
-        client.SaleorError (nothing to count against the customer: try again later)."""
+        client.SaleorError (nothing to count against the customer: try again later).
+
+        `line_price_minor` sets the plan line's price instead of the variant's (a prorated upgrade for the
+        rest of a period), with `price_reason` kept on the line for the store's staff. Saleor lets only an
+        app with HANDLE_CHECKOUTS set it (deploy/scripts/saleor_setup.py grants it)."""
         variants = self._execute("VariantsBySku", {"channel": self.channel, "skus": [sku], "first": 1})
         edges = (variants.get("productVariants") or {}).get("edges") or []
         if not edges:
             return RenewalCharge(False, "The plan is no longer sold in the store.")
         checkout_input: dict[str, Any] = {
             "channel": self.channel, "email": email,
-            "lines": [{"variantId": edges[0]["node"]["id"], "quantity": 1}],
+            "lines": [self._line(edges[0]["node"]["id"], line_price_minor, currency, price_reason)],
             "metadata": [{"key": ORDER_REFERENCE_KEY, "value": reference}],
             # Saleor completes no checkout without a billing address; digital goods need only the country
             "billingAddress": {"country": country}, "validationRules": {"billingAddress": ADDRESS_RULES},
@@ -75,3 +80,12 @@ class SaleorRenewals(SaleorPayments):
             return RenewalCharge(True, "Paid; the store has not completed the order yet ("
                                  + "; ".join(error_messages(done) or ["no order"]) + ").")
         return RenewalCharge(True, "Renewal paid through the store.", order=order_from_graphql(done["order"]))
+
+    @staticmethod
+    def _line(variant_id: str, price_minor: int | None, currency: str, reason: str | None) -> dict[str, Any]:
+        line: dict[str, Any] = {"variantId": variant_id, "quantity": 1}
+        if price_minor is not None:
+            line["price"] = to_major(price_minor, currency)
+            if reason:
+                line["priceOverrideReason"] = reason[:255]
+        return line
