@@ -9,7 +9,7 @@ from app.models.catalog import (
     OfferingStatus, OfferingVersion, Plan,
 )
 from app.models.commerce import Cart, CartLine, LineKind, Order, OrderLine, OrderStatus, Payment
-from app.models.earnings import EarningEntry, EarningKind, Payout, PublisherFee, Refund, RefundSource
+from app.models.earnings import EarningEntry, EarningKind, Payout, PublisherFee, Refund, RefundSource, UnconfirmedRefund
 from app.models.commerce import (
     Cart, CartLine, LineKind, Order, OrderLine, OrderPurpose, OrderStatus, Payment, PaymentMethod,
 )
@@ -36,7 +36,7 @@ __all__ = [
     "FACET_GROUPS", "FacetValue", "GrantOrigin", "Hold", "HoldStatus", "Instance", "InstanceStatus", "JobFailure",
     "KnowledgeDocument", "LedgerEntry", "LedgerKind", "LineKind", "LoginThrottle", "MailMessage", "MailStatus", "MemberRole", "Membership",
     "Model", "Notification", "Offering", "OfferingFacet", "OfferingStatus", "OfferingVersion", "Order",
-    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "Payout", "PublisherFee", "Refund", "RefundSource", "PeriodicRun", "PersonalAccessToken", "Plan", "Role", "Review", "ReviewerKind", "ReviewVote", "OrderPurpose", "PaymentMethod",
+    "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "Payout", "PublisherFee", "Refund", "RefundSource", "UnconfirmedRefund", "PeriodicRun", "PersonalAccessToken", "Plan", "Role", "Review", "ReviewerKind", "ReviewVote", "OrderPurpose", "PaymentMethod",
     "Run", "RunStatus", "StoredSecret", "TrialClaim", "User", "UserSession", "Wallet", "WebhookEvent", "utcnow",
     "STORE_SYNC_KEY", "StoreSyncState",
     "OrderLine", "OrderStatus", "Organization", "OutboxDelivery", "PLAN_TIERS", "Payment", "PeriodicRun", "PersonalAccessToken", "Plan", "Role",

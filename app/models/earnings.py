@@ -60,6 +60,22 @@ class Refund(Model):
     actor: Mapped["User | None"] = relationship()  # noqa: F821
 
 
+class UnconfirmedRefund(Model):
+    """A refund asked of the payment provider through the API that the provider did not confirm (it
+    did not answer in time): it may still have gone through, so its idempotency key is kept and a
+    retry with that key refunds nothing. The provider's report (webhook) records the refund itself."""
+
+    __tablename__ = "unconfirmed_refund"
+    __table_args__ = (UniqueConstraint("order_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("customer_order.id", ondelete="CASCADE"))
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_line.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class PublisherFee(Model):
     """An operator's platform fee for one publisher, instead of the configured default."""
 

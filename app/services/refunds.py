@@ -32,9 +32,11 @@ from app.adapters.commerce.checkout import CheckoutError, CheckoutPort, RemoteRe
 from app.formatting import minor_units, money
 from app.models import (
     CreditGrant, Instance, InstanceStatus, LedgerEntry, LedgerKind, LineKind, Offering, Order, OrderLine, OrderStatus,
-    Organization, Refund, RefundSource, User, Wallet, WebhookEvent, utcnow,
+    Organization, Refund, RefundSource, UnconfirmedRefund, User, Wallet, WebhookEvent, utcnow,
 )
-from app.services import audit, billing, invoices, mail, organizations, payouts, plan_credits, seller_webhooks
+from app.services import (
+    audit, billing, invoices, mail, orders, organizations, payouts, plan_credits, seller_webhooks,
+)
 from app.services.errors import ServiceError
 from app.services.provisioning import credit_key, plan_credit_key
 
@@ -51,6 +53,10 @@ PER_PAGE = 25
 
 class RefundError(ServiceError):
     """A refund cannot be made; the message is safe to show."""
+
+
+class RefundUnconfirmed(RefundError):
+    """The payment provider was asked and did not answer: the refund may still go through."""
 
 
 class OrderNotFound(RefundError):
@@ -175,6 +181,12 @@ def refund_line(
                 raise RefundError("This idempotency key was used for another refund of this order; use a new key.",
                                   field="idempotency_key", status=409)
             return RefundResult(earlier, replayed=True)
+        if session.scalar(select(UnconfirmedRefund.id).where(UnconfirmedRefund.order_id == order.id,
+                                                             UnconfirmedRefund.idempotency_key == idempotency_key)):
+            raise RefundError("The refund asked with this idempotency key was not confirmed by the payment provider "
+                              "and may still go through: it appears on the order once the provider reports it. "
+                              "Read the order's refunds before refunding again with a new key.",
+                              field="idempotency_key", status=409)
     line = session.scalar(select(OrderLine).where(OrderLine.id == line_id, OrderLine.order_id == order.id)
                           .execution_options(populate_existing=True))
     if line is None:
@@ -194,7 +206,7 @@ def refund_line(
             known_refund_ids=known,
         )
     except CheckoutError as exc:
-        raise RefundError(str(exc), status=502) from exc
+        raise RefundUnconfirmed(str(exc), status=502) from exc
     if not outcome.succeeded:
         raise RefundError(outcome.message, status=502)
     return RefundResult(_record_refund(
@@ -210,8 +222,17 @@ def refund_line_as_operator(
     """`refund_line` for the API, where the caller's role is not checked by a console: operators only."""
     if not actor.has_role("operator"):
         raise RefundError("Only operators refund orders.", status=403)
-    return refund_line(session, order_id=order_id, line_id=line_id, amount_minor=amount_minor, reason=reason,
-                       actor=actor, gateway=gateway, idempotency_key=idempotency_key, now=now)
+    try:
+        return refund_line(session, order_id=order_id, line_id=line_id, amount_minor=amount_minor, reason=reason,
+                           actor=actor, gateway=gateway, idempotency_key=idempotency_key, now=now)
+    except RefundUnconfirmed:
+        # the provider may still refund: keep the key (committed, whatever the caller does next), so
+        # that a retry with it refunds nothing more
+        session.rollback()
+        orders.insert_once(session, UnconfirmedRefund(order_id=order_id, order_line_id=line_id,
+                                                      idempotency_key=idempotency_key, amount_minor=amount_minor))
+        session.commit()
+        raise
 
 
 def refunds_for_user(session: Session, *, user: User, order_id: int) -> list[Refund]:

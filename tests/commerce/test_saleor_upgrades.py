@@ -141,7 +141,8 @@ def test_when_saleor_sends_the_webhook_while_it_completes_the_checkout_the_plan_
     session.expire_all()
     assert session.get(Instance, instance.id).plan.sku == BIGGER
     assert session.get(Order, order_id).status == "paid"
-    assert [p.status for p in session.scalars(select(Payment))] == ["succeeded"]
+    assert [(p.status, p.message) for p in session.scalars(select(Payment))] == [
+        ("succeeded", "Paid through the store.")]
 
 
 def test_a_declined_upgrade_charges_nothing_and_leaves_no_order(make_app, saleor_fake, jwks, session, buyer):

@@ -131,3 +131,31 @@ def test_six_requests_racing_with_one_key_make_one_refund_and_one_call_to_the_pr
     assert calls == [2500]
     assert _counts(session) == (1, 1, 1, 1)
     assert billing.verify_ledger(session) == [] and payouts.verify_payouts(session) == []
+
+
+def test_a_refund_the_provider_did_not_confirm_is_never_asked_again_with_its_key(
+        client, session, buyer, operator, auth_for, monkeypatch):
+    """Seen on a real Saleor 3.23 without its task queue: the refund went through at the provider, but
+    the answer came too late (502); the operator's tool retried with the same key and refunded again."""
+    from app.adapters.commerce.checkout import CheckoutError
+    from app.models import UnconfirmedRefund
+
+    order = paid_order(session, buyer, (PLAN, 1))
+    headers = auth_for(operator)
+    calls = []
+
+    def too_late(self, **kwargs):
+        calls.append(kwargs["amount_minor"])
+        raise CheckoutError("The store did not answer in time; the refund may still go through.")
+
+    monkeypatch.setattr(LocalCheckout, "refund_payment", too_late)
+
+    first = _refund(client, headers, order, key="slow")
+    retry = _refund(client, headers, order, key="slow")
+
+    assert first.status_code == 502 and "may still go through" in first.get_json()["detail"]
+    assert retry.status_code == 409 and retry.get_json()["errors"][0]["field"] == "idempotency_key"
+    assert calls == [1000]  # the retry did not ask the provider again
+    assert _counts(session) == (0, 0, 0, 0)  # the provider's report records the refund, when it comes
+    session.expire_all()
+    assert [(u.idempotency_key, u.amount_minor) for u in session.scalars(select(UnconfirmedRefund))] == [("slow", 1000)]

@@ -79,7 +79,7 @@ class SaleorRenewals(SaleorPayments):
             # or reconciliation then finds the order by its reference.
             return RenewalCharge(True, "Paid; the store has not completed the order yet ("
                                  + "; ".join(error_messages(done) or ["no order"]) + ").")
-        return RenewalCharge(True, "Renewal paid through the store.", order=order_from_graphql(done["order"]))
+        return RenewalCharge(True, "Paid through the store.", order=order_from_graphql(done["order"]))
 
     @staticmethod
     def _line(variant_id: str, price_minor: int | None, currency: str, reason: str | None) -> dict[str, Any]:
