@@ -29,7 +29,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ from graphql import (
     parse,
     validate,
 )
+
+from tests.fake_http import FakeServer
 
 GRAPHQL_PATH = "/graphql/"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +112,7 @@ class SaleorFake:
     operations: list[ReceivedOperation] = field(default_factory=list)
     url: str = ""
     _failure: _Failure | None = None
-    _server: ThreadingHTTPServer | None = None
+    _server: FakeServer | None = None
     _thread: threading.Thread | None = None
     _release: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -150,7 +152,7 @@ class SaleorFake:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # keep test output clean
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = FakeServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         self._server = server
         self._release.clear()

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import threading
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from tests.fake_http import FakeServer
 
 WEBHOOK_URL = "/api/integrations/saleor/order-paid"
 WEBHOOK_SECRET = "legacy-webhook-secret-for-tests"
@@ -57,7 +59,7 @@ class JwksServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = FakeServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         self.origin = f"http://127.0.0.1:{self._httpd.server_port}"

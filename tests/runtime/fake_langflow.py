@@ -10,8 +10,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fake_http import FakeServer
 
 API_KEY = "sk-test-key"
 FLOW_ID = "bbdb1e0a-4c1f-4d9e-9f57-0a2c7f1e2d11"
@@ -271,7 +273,7 @@ class StreamingHandler(FlowsHandler):
             self._stream([user] + [event("token", {"chunk": "x", "id": "m", "timestamp": ""})] * 40, pause=0.1)
 
 
-def start(*, keep_alive: bool = False) -> tuple[ThreadingHTTPServer, FakeLangflow]:
+def start(*, keep_alive: bool = False) -> tuple[FakeServer, FakeLangflow]:
     """The fake on a free port; with `keep_alive`, HTTP/1.1 connections stay open between requests
     (as Langflow's uvicorn does) and each request records the client port it came from."""
     state = FakeLangflow(url="")
@@ -279,8 +281,7 @@ def start(*, keep_alive: bool = False) -> tuple[ThreadingHTTPServer, FakeLangflo
     if keep_alive:
         attributes["protocol_version"] = "HTTP/1.1"
     handler = type("BoundHandler", (StreamingHandler,), attributes)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = FakeServer(("127.0.0.1", 0), handler)
     state.url = f"http://127.0.0.1:{server.server_port}"
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return server, state

@@ -11,7 +11,7 @@ import re
 import socket
 import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy import func, select, update
@@ -28,6 +28,7 @@ from app.services import instances, seller_webhooks
 from tests.conftest import login
 from tests.factories import make_offering, make_org, make_user
 from tests.mail.delivery import run_jobs
+from tests.fake_http import FakeServer
 
 
 class Receiver:
@@ -50,7 +51,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = FakeServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
