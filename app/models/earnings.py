@@ -63,7 +63,8 @@ class Refund(Model):
 class UnconfirmedRefund(Model):
     """A refund asked of the payment provider through the API that the provider did not confirm (it
     did not answer in time): it may still have gone through, so its idempotency key is kept and a
-    retry with that key refunds nothing. The provider's report (webhook) records the refund itself."""
+    retry with that key refunds nothing. When the provider reports a refund of this amount on the
+    order (webhook), it is recorded as this one (its line, reason, operator and key) and the row goes."""
 
     __tablename__ = "unconfirmed_refund"
     __table_args__ = (UniqueConstraint("order_id", "idempotency_key"),)
@@ -73,6 +74,8 @@ class UnconfirmedRefund(Model):
     order_line_id: Mapped[int] = mapped_column(ForeignKey("order_line.id", ondelete="CASCADE"))
     idempotency_key: Mapped[str] = mapped_column(String(128))
     amount_minor: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

@@ -230,7 +230,8 @@ def refund_line_as_operator(
         # that a retry with it refunds nothing more
         session.rollback()
         orders.insert_once(session, UnconfirmedRefund(order_id=order_id, order_line_id=line_id,
-                                                      idempotency_key=idempotency_key, amount_minor=amount_minor))
+                                                      idempotency_key=idempotency_key, amount_minor=amount_minor,
+                                                      reason=_clean_reason(reason), actor_user_id=actor.id))
         session.commit()
         raise
 
@@ -519,6 +520,15 @@ def _record_remote_refund(session: Session, *, order: Order, remote: RemoteRefun
         return [], None
     if remote.currency != order.currency:
         return [], f"Refund {remote.external_id} is in {remote.currency}, the order in {order.currency}."
+    asked = _unconfirmed_refund_for(session, order=order, amount_minor=remote.amount_minor)
+    if asked is not None:  # the operator's refund whose answer was lost: record it as theirs
+        refund = _record_refund(
+            session, order=order, line=session.get(OrderLine, asked.order_line_id), amount_minor=remote.amount_minor,
+            reason=asked.reason, source=RefundSource.OPERATOR, external_id=remote.external_id,
+            actor=session.get(User, asked.actor_user_id) if asked.actor_user_id else None,
+            idempotency_key=asked.idempotency_key)
+        session.delete(asked)
+        return [refund.id], None
     left = remote.amount_minor
     recorded = []
     for line in sorted(order.lines, key=lambda l: l.id):
@@ -539,3 +549,15 @@ def _record_remote_refund(session: Session, *, order: Order, remote: RemoteRefun
                     order.number, left)
         note = f"Refund {remote.external_id}: {money(left, order.currency)} more than the order had left to refund."
     return recorded, note
+
+
+def _unconfirmed_refund_for(session: Session, *, order: Order, amount_minor: int) -> UnconfirmedRefund | None:
+    """The oldest unconfirmed refund of the order for exactly this amount whose line still has room
+    for it."""
+    for asked in session.scalars(select(UnconfirmedRefund).where(
+            UnconfirmedRefund.order_id == order.id, UnconfirmedRefund.amount_minor == amount_minor)
+            .order_by(UnconfirmedRefund.id)):
+        line = session.get(OrderLine, asked.order_line_id)
+        if line is not None and refundable_minor(session, line=line) >= amount_minor:
+            return asked
+    return None

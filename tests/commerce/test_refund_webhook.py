@@ -254,3 +254,35 @@ def test_a_refund_event_without_an_order_is_400_and_one_for_an_unknown_order_is_
     assert ignored.get_json()["problem"] == "No order here has this Saleor order id."
     assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 1
     assert session.scalar(select(func.count()).select_from(Refund)) == 0
+
+
+def test_a_refund_whose_answer_was_lost_is_recorded_as_the_operators_when_saleor_reports_it(
+        saleor_app, saleor_fake, demo, session, saleor_key, operator):
+    """As on a real Saleor without its task queue: the refund went through, the API's answer did not
+    (502). Saleor's report records it on the line, with the reason and key the operator gave (not spread
+    over the order from its first line), and a retry with the key then answers with that refund."""
+    from app.services import tokens
+
+    order = _paid_saleor_order(saleor_app, session, saleor_key, lines=((PLAN, 1, "86.00"), (PACK, 1, "45.00")))
+    payments = SaleorPayments(13100)
+    payments.install(saleor_fake)
+    _, secret = tokens.create_token(session, user=operator, name="support desk")
+    session.commit()
+    headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": "pack-refund"}
+    body = {"line_id": order.lines[1].id, "amount_minor": 2000, "reason": "Pack bought twice"}
+    client = saleor_app.test_client()
+
+    saleor_fake.fail_with_status(500, operation="TransactionRequestAction")  # the answer is lost...
+    lost = client.post(f"/api/orders/{order.id}/refunds", json=body, headers=headers)
+    payments.request_action(None, "REFUND", TRANSACTION_ID, "20.00", "Pack bought twice")  # ...the refund was made
+    reported = _deliver_refund(saleor_app, payments.refund_event_body(), saleor_key)
+    retry = client.post(f"/api/orders/{order.id}/refunds", json=body, headers=headers)
+
+    assert lost.status_code == 502 and reported.status_code == 200
+    session.expire_all()
+    [refund] = session.scalars(select(Refund)).all()
+    assert (refund.order_line_id, refund.amount_minor, refund.reason, refund.source, refund.actor_user_id,
+            refund.idempotency_key) == (order.lines[1].id, 2000, "Pack bought twice", "operator", operator.id,
+                                        "pack-refund")
+    assert retry.status_code == 200 and (retry.get_json()["id"], retry.get_json()["replayed"]) == (refund.id, True)
+    assert session.scalar(select(Instance.status)) == "active"  # the plan's line was not touched
