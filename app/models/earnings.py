@@ -78,6 +78,9 @@ class UnconfirmedRefund(Model):
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
+    line: Mapped["OrderLine"] = relationship()  # noqa: F821
+    actor: Mapped["User | None"] = relationship()  # noqa: F821
+
 
 class PublisherFee(Model):
     """An operator's platform fee for one publisher, instead of the configured default."""

@@ -62,6 +62,7 @@ def _order_page(order_id: int, failed: RefundForm | None = None, status: int = 2
     return render_template(
         "operator/order_detail.html", order=order, refunded=refunded, forms=forms,
         refunds=refunds.refunds_of_order(db.session, order_id=order.id),
+        unconfirmed=refunds.unconfirmed_refunds_of_order(db.session, order_id=order.id),
         left={line.id: max(line.total_minor - refunded.get(line.id, 0), 0) for line in order.lines},
         decimal_amount=decimal_amount,
     ), status

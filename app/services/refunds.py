@@ -106,6 +106,13 @@ def refunds_of_order(session: Session, *, order_id: int) -> list[Refund]:
                                 .options(selectinload(Refund.actor)).order_by(Refund.id)))
 
 
+def unconfirmed_refunds_of_order(session: Session, *, order_id: int) -> list[UnconfirmedRefund]:
+    """Refunds asked through the API that the provider has neither confirmed nor reported yet."""
+    return list(session.scalars(select(UnconfirmedRefund).where(UnconfirmedRefund.order_id == order_id)
+                                .options(selectinload(UnconfirmedRefund.line), selectinload(UnconfirmedRefund.actor))
+                                .order_by(UnconfirmedRefund.id)))
+
+
 def refunded_by_line(session: Session, *, order_id: int) -> dict[int, int]:
     """Money refunded so far per line of the order."""
     return {line_id: int(total) for line_id, total in session.execute(

@@ -286,3 +286,7 @@ def test_a_refund_whose_answer_was_lost_is_recorded_as_the_operators_when_saleor
                                         "pack-refund")
     assert retry.status_code == 200 and (retry.get_json()["id"], retry.get_json()["replayed"]) == (refund.id, True)
     assert session.scalar(select(Instance.status)) == "active"  # the plan's line was not touched
+    from tests.conftest import login
+
+    login(client, operator)
+    assert "Waiting for the payment provider" not in client.get(f"/operator/orders/{order.id}").get_data(as_text=True)

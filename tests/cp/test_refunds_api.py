@@ -134,7 +134,7 @@ def test_six_requests_racing_with_one_key_make_one_refund_and_one_call_to_the_pr
 
 
 def test_a_refund_the_provider_did_not_confirm_is_never_asked_again_with_its_key(
-        client, session, buyer, operator, auth_for, monkeypatch):
+        app, client, session, buyer, operator, auth_for, monkeypatch):
     """Seen on a real Saleor 3.23 without its task queue: the refund went through at the provider, but
     the answer came too late (502); the operator's tool retried with the same key and refunded again."""
     from app.adapters.commerce.checkout import CheckoutError
@@ -159,3 +159,11 @@ def test_a_refund_the_provider_did_not_confirm_is_never_asked_again_with_its_key
     assert _counts(session) == (0, 0, 0, 0)  # the provider's report records the refund, when it comes
     session.expire_all()
     assert [(u.idempotency_key, u.amount_minor) for u in session.scalars(select(UnconfirmedRefund))] == [("slow", 1000)]
+    # the operator console shows it as waiting for the provider, with who asked and why
+    from tests.conftest import login
+
+    console = app.test_client()
+    login(console, operator)
+    page = console.get(f"/operator/orders/{order.id}").get_data(as_text=True)
+    waiting = page[page.index("Waiting for the payment provider"):]
+    assert "$10.00" in waiting and "Charged twice" in waiting and operator.email in waiting
