@@ -17,7 +17,7 @@ from app.adapters.commerce.checkout import ORDER_REFERENCE_KEY, RemoteOrder, Rem
 from app.formatting import minor_units
 from app.models import (
     Cart, CartLine, CreditPack, Instance, InstanceStatus, LedgerEntry, LineKind, MemberRole, Membership, Order, OrderLine,
-    OrderStatus, Organization, Plan, User, utcnow,
+    OrderStatus, Organization, Payment, Plan, User, utcnow,
 )
 from app.services import audit, identity, invoices, recovery
 from app.services import cart as carts
@@ -340,6 +340,10 @@ def mark_order_paid(session: Session, *, order: Order, actor: User | None = None
     ).rowcount
     session.refresh(order, ["status", "paid_at"])
     if changed:
+        # a charge sent to the store whose answer was lost (a renewal): the store has now confirmed it
+        session.execute(update(Payment).where(Payment.order_id == order.id, Payment.status == "pending")
+                        .values(status="succeeded", message="Confirmed by the store.")
+                        .execution_options(synchronize_session=False))
         audit.record(
             session, action="order.paid", target_type="order", target_id=order.id,
             organization_id=order.organization_id, actor=actor, actor_label=actor_label,

@@ -49,6 +49,9 @@ DEFAULT_RETRY_DAYS = (1, 3, 5)
 DEFAULT_GRACE_DAYS = 7
 # statuses whose period the sweep renews (a past-due one only when a retry is due)
 RENEWABLE = (InstanceStatus.ACTIVE.value, InstanceStatus.PAST_DUE.value)
+# a store charge whose answer was lost: how long the sweep waits for the store to report it
+STORE_CONFIRMATION_WAIT = timedelta(hours=1)
+PAYMENT_SENT = "pending"  # a Payment sent to the store, not answered yet
 # a renewal sweep catches up at most this many periods of one instance (e.g. after downtime)
 MAX_CATCH_UP_PERIODS = 24
 
@@ -234,6 +237,14 @@ def renew_subscription(session: Session, *, instance_id: int, now: datetime, gat
             return "skipped"
     elif any(payment.status == "succeeded" for payment in order.payments):
         return "skipped"  # charged already: the store has yet to confirm the order
+    elif (sent := next((p for p in order.payments if p.status == PAYMENT_SENT), None)) is not None:
+        if sent.created_at > now - STORE_CONFIRMATION_WAIT:
+            return "skipped"  # sent to the store, whose answer was lost: it may have charged
+        # neither the store's answer, nor its webhook, nor reconciliation reported it paid: a failed
+        # attempt, retried on the dunning schedule (by then reconciliation has seen any charge)
+        sent.status, sent.message = "declined", "The store did not confirm this charge."
+        session.flush()
+        return _renewal_failed(session, instance=instance, order=order, now=now, config=config)
     if gateway.backend != order.backend:
         raise SubscriptionError(f"This renewal is charged through the {order.backend} backend, not {gateway.backend}.")
     if gateway.backend == "saleor":
@@ -267,14 +278,34 @@ def _renew_through_saleor(session: Session, *, instance: Instance, order: Order,
     """Have Saleor's payment app charge the card it keeps for the customer. A charged renewal waits for Saleor's
     order-paid webhook (or reconciliation), which provisions the period through the order-paid handler;
     a declined one goes through dunning like a local one."""
+    from app.adapters.commerce import CommerceUnavailable
+
     details = session.scalar(select(BillingDetails).where(BillingDetails.organization_id == order.organization_id))
-    charge = gateway.charge_renewal(reference=order.number, email=order.email, sku=order.lines[0].sku,
-                                    total_minor=order.total_minor, currency=order.currency,
-                                    country=details.country if details else "US")
-    last4 = None  # the payment app keeps the card: its digits are not known here
-    if charge.succeeded and charge.order is not None:
+    order_id, instance_id, number, email, sku = order.id, instance.id, order.number, order.email, order.lines[0].sku
+    total_minor, currency = order.total_minor, order.currency
+    # committed before the store is asked (it releases the instance's lock): Saleor without a task
+    # queue sends the order-paid webhook while it completes the checkout, and that must find the
+    # order; and the "sent" payment tells any later sweep not to charge again while the answer is out
+    sent = Payment(order_id=order_id, amount_minor=total_minor, currency=currency, status=PAYMENT_SENT,
+                   message="Sent to the store.", created_at=now)
+    session.add(sent)
+    session.commit()
+    try:
+        charge = gateway.charge_renewal(reference=number, email=email, sku=sku, total_minor=total_minor,
+                                        currency=currency, country=details.country if details else "US")
+    except CommerceUnavailable:
+        log.warning("renewal %s: the store did not answer; it is confirmed by its webhook or reconciliation",
+                    number, exc_info=True)
+        return "submitted"
+    instance = lock_instance(session, instance_id)
+    order = session.scalar(select(Order).where(Order.id == order_id).execution_options(populate_existing=True))
+    sent = session.get(Payment, sent.id, populate_existing=True)
+    sent.status = "succeeded" if charge.succeeded else "declined"
+    sent.message = charge.message[:500]  # the payment app keeps the card: its digits are not known here
+    if charge.succeeded and charge.order is not None and not order.external_id:
         order.external_id = charge.order.external_id[:64]
-    _record_payment(session, order=order, succeeded=charge.succeeded, last4=last4, message=charge.message, now=now)
+    session.flush()
+    session.refresh(order, ["payments"])
     if charge.succeeded:
         audit.record(session, action="subscription.renewal_submitted", target_type="order", target_id=order.id,
                      organization_id=order.organization_id, actor_label="system",

@@ -183,3 +183,84 @@ def test_a_charged_renewal_that_saleor_did_not_complete_is_never_charged_again(m
     session.expire_all()
     assert session.get(Instance, instance.id).status == "active"
     assert [p.status for p in session.scalars(select(Payment))] == ["succeeded"]
+
+
+def test_when_saleor_sends_the_webhook_while_it_completes_the_renewal_the_period_starts_at_once(
+        make_app, saleor_fake, jwks, saleor_key, session, buyer):
+    """A Saleor without its task queue (seen on a real Saleor 3.23): the order-paid webhook arrives
+    inside checkoutComplete. The renewal order is committed before Saleor is asked, so it is found."""
+    price = session.scalar(select(Plan.price_minor).where(Plan.sku == PLAN))
+    store = RenewalStore(price / 100)
+    resolvers = store.resolvers()
+    complete, answers = resolvers["checkoutComplete"], []
+
+    def complete_and_notify(info, id, metadata=None, **kwargs):
+        body = encode({"__typename": "OrderFullyPaid", "order": store.order(metadata)})
+        answers.append(deliver(app.test_client(), body, signature=sign_jws(body, saleor_key, "saleor-key-1")).status_code)
+        return complete(info, id, metadata=metadata, **kwargs)
+
+    resolvers["checkoutComplete"] = complete_and_notify
+    app = _app(make_app, saleor_fake, store, SALEOR_JWKS_URL=jwks.url)
+    saleor_fake.resolvers.update(resolvers)
+    instance = _subscribed(session, buyer)
+    end = instance.period_end
+
+    _renew(app, end)
+
+    assert answers == [200]
+    session.expire_all()
+    assert session.get(Instance, instance.id).period_start == end
+    assert [(p.status, p.message) for p in session.scalars(select(Payment))] == [
+        ("succeeded", "Paid through the store.")]
+
+
+def test_a_renewal_whose_answer_was_lost_is_never_charged_again_while_the_store_may_confirm_it(
+        make_app, saleor_fake, jwks, saleor_key, session, buyer):
+    """The card was charged, then Saleor did not answer (a timeout, a 5xx). Before, the whole renewal
+    rolled back, order included, and the next sweep charged the card again for a new order."""
+    price = session.scalar(select(Plan.price_minor).where(Plan.sku == PLAN))
+    store = RenewalStore(price / 100)
+    app = _app(make_app, saleor_fake, store, SALEOR_JWKS_URL=jwks.url)
+    instance = _subscribed(session, buyer)
+    end = instance.period_end
+
+    saleor_fake.fail_with_status(502, operation="CheckoutComplete")
+    first = _renew(app, end)
+    saleor_fake.recover()
+    later = _renew(app, end + timedelta(minutes=30))
+
+    assert (first.submitted, later.count, len(store.charges)) == ([instance.id], 0, 1)
+    session.expire_all()
+    [renewal] = session.scalars(select(Order).where(Order.renews_instance_id == instance.id)).all()
+    assert renewal.status == "pending" and [p.status for p in renewal.payments] == ["pending"]
+
+    # when: reconciliation (or the webhook) reports the order paid
+    body = encode({"__typename": "OrderFullyPaid",
+                   "order": store.order([{"key": "digitlify_order", "value": renewal.number}])})
+    assert deliver(app.test_client(), body, signature=sign_jws(body, saleor_key, "saleor-key-1")).status_code == 200
+
+    session.expire_all()
+    assert session.get(Instance, instance.id).period_start == end
+    assert [(p.status, p.message) for p in session.get(Order, renewal.id).payments] == [
+        ("succeeded", "Confirmed by the store.")]
+
+
+def test_a_renewal_the_store_never_confirms_goes_through_dunning_without_a_second_charge_at_once(
+        make_app, saleor_fake, session, buyer):
+    price = session.scalar(select(Plan.price_minor).where(Plan.sku == PLAN))
+    store = RenewalStore(price / 100)
+    app = _app(make_app, saleor_fake, store)
+    instance = _subscribed(session, buyer)
+    end = instance.period_end
+
+    saleor_fake.fail_with_status(502, operation="TransactionInitialize")  # not charged, but nobody knows
+    _renew(app, end)
+    saleor_fake.recover()
+    report = _renew(app, end + subscriptions.STORE_CONFIRMATION_WAIT + timedelta(minutes=1))
+
+    assert report.failed == [instance.id] and store.charges == []
+    session.expire_all()
+    instance = session.get(Instance, instance.id)
+    assert (instance.status, instance.renewal_failures) == ("past_due", 1)
+    assert [(p.status, p.message) for p in session.scalars(select(Payment))] == [
+        ("declined", "The store did not confirm this charge.")]
