@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -224,9 +224,6 @@ def change_plan(session: Session, *, instance: Instance, plan: Plan, actor: User
     return PlanChange("upgrade", plan, change.charge_minor, change.credits, order)
 
 
-STORE_CONFIRMATION_WAIT = timedelta(minutes=10)  # a store charge may still be in flight this long
-
-
 def _upgrade_through_store(session: Session, *, instance: Instance, change: PlanChange, actor: User, gateway,
                            now: datetime) -> PlanChange:
     """An upgrade with Saleor: an order at the prorated price (a custom price on the plan's line),
@@ -235,9 +232,10 @@ def _upgrade_through_store(session: Session, *, instance: Instance, change: Plan
 
     The order is committed before Saleor is called, because a Saleor without a task queue sends that
     webhook while it completes the checkout. A declined charge takes the order back (nothing was
-    charged) and raises 402; a store that does not answer leaves the order pending, since it may have
-    charged, and raises 503. While a charged upgrade (or one just sent) waits for the store's
-    confirmation, another one is refused, so a second click never charges twice."""
+    charged) and raises 402; a store that does not answer leaves the order pending with its payment
+    "sent", since it may have charged, and raises 503. While a charged upgrade (or one sent within the
+    last hour) waits for the store's confirmation, another one is refused, so a second click never
+    charges twice."""
     from app.adapters.commerce import CommerceUnavailable
     from app.models import BillingDetails
 
@@ -245,8 +243,10 @@ def _upgrade_through_store(session: Session, *, instance: Instance, change: Plan
     waiting = session.scalar(select(Order.id).where(
         Order.renews_instance_id == instance.id, Order.purpose == OrderPurpose.UPGRADE.value,
         Order.status == OrderStatus.PENDING.value, Order.backend == gateway.backend,
-        (Order.created_at > now - STORE_CONFIRMATION_WAIT)
-        | Order.id.in_(select(Payment.order_id).where(Payment.status == "succeeded"))).limit(1))
+        Order.id.in_(select(Payment.order_id).where(
+            (Payment.status == "succeeded")
+            | ((Payment.status == subscriptions.PAYMENT_SENT)
+               & (Payment.created_at > now - subscriptions.STORE_CONFIRMATION_WAIT))))).limit(1))
     if waiting is not None:
         raise SubscriptionError("An upgrade of this subscription is waiting for the store to confirm its payment; "
                                 "the plan changes as soon as it does.", status=409)
@@ -264,6 +264,9 @@ def _upgrade_through_store(session: Session, *, instance: Instance, change: Plan
                        "credits": change.credits})
     details = session.scalar(select(BillingDetails).where(BillingDetails.organization_id == order.organization_id))
     order_id, number, email, currency = order.id, order.number, order.email, order.currency
+    sent = Payment(order_id=order_id, amount_minor=change.charge_minor, currency=currency,
+                   status=subscriptions.PAYMENT_SENT, message="Sent to the store.", created_at=now)
+    session.add(sent)
     session.commit()
     try:
         charge = gateway.charge_renewal(
@@ -277,18 +280,20 @@ def _upgrade_through_store(session: Session, *, instance: Instance, change: Plan
                                 status=503) from exc
     order = session.scalar(select(Order).where(Order.id == order_id).with_for_update()
                            .execution_options(populate_existing=True))
+    sent = session.get(Payment, sent.id, populate_existing=True)
     if not charge.succeeded:
         if order is not None and order.status == OrderStatus.PENDING.value:
             audit.record(session, action="subscription.upgrade_declined", target_type="instance",
                          target_id=instance.id, organization_id=instance.organization_id, actor=actor,
                          data={"plan": plan.sku, "order": number, "message": charge.message[:500]})
+            session.delete(sent)
             session.delete(order)  # nothing was charged: no order is left to pay
             session.commit()
         raise SubscriptionError(f"{charge.message} Nothing was charged and the plan is unchanged.", status=402)
     if charge.order is not None and not order.external_id:
         order.external_id = charge.order.external_id[:64]
-    session.add(Payment(order_id=order.id, amount_minor=order.total_minor, currency=order.currency,
-                        status="succeeded", card_last4=None, message=charge.message[:500], created_at=now))
+    if sent is not None and sent.status == subscriptions.PAYMENT_SENT:  # not confirmed by the webhook yet
+        sent.status, sent.message = "succeeded", charge.message[:500]
     session.flush()
     session.refresh(order)
     return PlanChange("upgrade", plan, change.charge_minor, change.credits, order)

@@ -300,8 +300,9 @@ def _renew_through_saleor(session: Session, *, instance: Instance, order: Order,
     instance = lock_instance(session, instance_id)
     order = session.scalar(select(Order).where(Order.id == order_id).execution_options(populate_existing=True))
     sent = session.get(Payment, sent.id, populate_existing=True)
-    sent.status = "succeeded" if charge.succeeded else "declined"
-    sent.message = charge.message[:500]  # the payment app keeps the card: its digits are not known here
+    if sent.status == PAYMENT_SENT:  # else the store's webhook confirmed it meanwhile
+        sent.status = "succeeded" if charge.succeeded else "declined"
+        sent.message = charge.message[:500]  # the payment app keeps the card: its digits are not known here
     if charge.succeeded and charge.order is not None and not order.external_id:
         order.external_id = charge.order.external_id[:64]
     session.flush()

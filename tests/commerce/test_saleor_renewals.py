@@ -211,7 +211,7 @@ def test_when_saleor_sends_the_webhook_while_it_completes_the_renewal_the_period
     session.expire_all()
     assert session.get(Instance, instance.id).period_start == end
     assert [(p.status, p.message) for p in session.scalars(select(Payment))] == [
-        ("succeeded", "Paid through the store.")]
+        ("succeeded", "Confirmed by the store.")]  # by the webhook, before Saleor answered
 
 
 def test_a_renewal_whose_answer_was_lost_is_never_charged_again_while_the_store_may_confirm_it(

@@ -142,7 +142,7 @@ def test_when_saleor_sends_the_webhook_while_it_completes_the_checkout_the_plan_
     assert session.get(Instance, instance.id).plan.sku == BIGGER
     assert session.get(Order, order_id).status == "paid"
     assert [(p.status, p.message) for p in session.scalars(select(Payment))] == [
-        ("succeeded", "Paid through the store.")]
+        ("succeeded", "Confirmed by the store.")]  # by the webhook, before Saleor answered
 
 
 def test_a_declined_upgrade_charges_nothing_and_leaves_no_order(make_app, saleor_fake, jwks, session, buyer):
@@ -193,7 +193,12 @@ def test_a_store_that_does_not_answer_keeps_the_order_for_its_confirmation(
     session.expire_all()
     [order] = session.scalars(select(Order).where(Order.purpose == "upgrade")).all()
     assert order.status == "pending"  # it may have been charged: reconciliation finds it if it was
+    assert [p.status for p in order.payments] == ["pending"]
     assert session.get(Instance, instance.id).plan.sku == PLAN
+    # a second try within the hour is refused: the first may still be confirmed
+    with pytest.raises(subscriptions.SubscriptionError) as again:
+        _upgrade(app, instance.id, now + timedelta(minutes=20))
+    assert again.value.status == 409
 
 
 def test_the_instance_page_says_the_plan_moves_once_the_store_confirms_and_a_decline_changes_nothing(
