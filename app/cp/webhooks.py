@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from app.cp.openapi import responses, spec
 from app.cp.views import bp
 from app.extensions import csrf, db
-from app.services import refunds, webhooks
+from app.services import refund_webhooks, refunds, webhooks
 from app.web import problem
 
 
@@ -51,7 +51,7 @@ def saleor_order_paid():
             body, request.headers.get("Saleor-Signature"),
             key_set=lambda: webhooks.key_set_for(config), secret=config.get("SALEOR_WEBHOOK_SECRET") or None,
         )
-        if refunds.is_refund_event(body, event_header=request.headers.get("Saleor-Event")):
+        if refund_webhooks.is_refund_event(body, event_header=request.headers.get("Saleor-Event")):
             return _order_refunded(body, method)
         event = webhooks.parse_order_paid(body, event_header=request.headers.get("Saleor-Event"))
     except webhooks.WebhookError as exc:
@@ -80,8 +80,8 @@ def _order_refunded(body: bytes, method: str):
     """Saleor's ORDER_REFUNDED / ORDER_FULLY_REFUNDED on the same endpoint (same signature check): each
     refund event of the order is recorded once, however often or concurrently it is delivered."""
     try:
-        event = refunds.parse_refund_event(body)
-        receipt = refunds.receive_refund_event(db.session, event=event, body=body)
+        event = refund_webhooks.parse_refund_event(body)
+        receipt = refund_webhooks.receive_refund_event(db.session, event=event, body=body)
     except refunds.RefundError as exc:
         db.session.rollback()
         if exc.status >= 500:
