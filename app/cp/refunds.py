@@ -55,8 +55,19 @@ class RefundOut(schemas.Out):
     replayed: bool = Field(False, description="True when this answers a retry with a key already used.")
 
 
+class WaitingRefundOut(schemas.Out):
+    line_id: int
+    amount_minor: int
+    reason: str
+    idempotency_key: str
+    asked_at: datetime
+
+
 class RefundList(schemas.Out):
     items: list[RefundOut]
+    waiting: list[WaitingRefundOut] = Field(
+        default_factory=list, description="Operators only: refunds asked through the API that the payment "
+                                          "provider did not confirm; each moves to `items` when it reports it.")
 
 
 def _refund_out(refund: Refund, *, replayed: bool = False) -> RefundOut:
@@ -70,9 +81,13 @@ def _refund_out(refund: Refund, *, replayed: bool = False) -> RefundOut:
 @api_auth(*USER_KINDS)
 @spec.validate(resp=responses(200, RefundList, 404), tags=TAGS)
 def list_refunds(order_id: int):
-    """The refunds of one of your orders (operators: of any order), oldest first."""
-    return RefundList(items=[_refund_out(r) for r in refunds.refunds_for_user(db.session, user=g.api_user,
-                                                                              order_id=order_id)])
+    """The refunds of one of your orders (operators: of any order, and those waiting for the payment
+    provider), oldest first."""
+    items = [_refund_out(r) for r in refunds.refunds_for_user(db.session, user=g.api_user, order_id=order_id)]
+    waiting = [WaitingRefundOut(line_id=u.order_line_id, amount_minor=u.amount_minor, reason=u.reason,
+                                idempotency_key=u.idempotency_key, asked_at=u.created_at)
+               for u in refunds.unconfirmed_refunds_for_operator(db.session, user=g.api_user, order_id=order_id)]
+    return RefundList(items=items, waiting=waiting)
 
 
 @bp.post(f"/orders/<{ID}:order_id>/refunds")

@@ -243,6 +243,14 @@ def refunds_for_user(session: Session, *, user: User, order_id: int) -> list[Ref
     return refunds_of_order(session, order_id=order_id)
 
 
+def unconfirmed_refunds_for_operator(session: Session, *, user: User, order_id: int) -> list[UnconfirmedRefund]:
+    """The order's refunds waiting for the payment provider, for an operator; none for anyone else
+    (a buyer sees a refund once it is made)."""
+    if not user.has_role("operator"):
+        return []
+    return unconfirmed_refunds_of_order(session, order_id=order_id)
+
+
 def refund_unused_period(session: Session, *, order_id: int, line_id: int, amount_minor: int, actor: User,
                          gateway: CheckoutPort, now: datetime | None = None) -> Refund:
     """The refund a buyer's "Cancel now" gives: the prorated unused part of the period that the order line

@@ -285,6 +285,8 @@ def test_a_refund_whose_answer_was_lost_is_recorded_as_the_operators_when_saleor
             refund.idempotency_key) == (order.lines[1].id, 2000, "Pack bought twice", "operator", operator.id,
                                         "pack-refund")
     assert retry.status_code == 200 and (retry.get_json()["id"], retry.get_json()["replayed"]) == (refund.id, True)
+    listed = client.get(f"/api/orders/{order.id}/refunds", headers=headers).get_json()
+    assert ([r["id"] for r in listed["items"]], listed["waiting"]) == ([refund.id], [])
     assert session.scalar(select(Instance.status)) == "active"  # the plan's line was not touched
     from tests.conftest import login
 

@@ -56,7 +56,7 @@ def test_the_buyer_reads_the_refunds_of_their_order_and_nobody_else_does(client,
     mine = client.get(f"/api/orders/{order.id}/refunds", headers=auth_for(buyer))
     theirs = client.get(f"/api/orders/{order.id}/refunds", headers=auth_for(make_user(session)))
 
-    assert mine.status_code == 200 and mine.get_json() == {"items": [{**made, "replayed": False}]}
+    assert mine.status_code == 200 and mine.get_json() == {"items": [{**made, "replayed": False}], "waiting": []}
     assert theirs.status_code == 404 and theirs.mimetype == "application/problem+json"
     assert client.get("/api/orders/999999/refunds", headers=auth_for(buyer)).status_code == 404
 
@@ -159,6 +159,11 @@ def test_a_refund_the_provider_did_not_confirm_is_never_asked_again_with_its_key
     assert _counts(session) == (0, 0, 0, 0)  # the provider's report records the refund, when it comes
     session.expire_all()
     assert [(u.idempotency_key, u.amount_minor) for u in session.scalars(select(UnconfirmedRefund))] == [("slow", 1000)]
+    # the API lists it as waiting for the operator, and not for the buyer
+    listed = client.get(f"/api/orders/{order.id}/refunds", headers=headers).get_json()
+    assert listed["items"] == [] and [(w["line_id"], w["amount_minor"], w["idempotency_key"], w["reason"])
+                                      for w in listed["waiting"]] == [(order.lines[0].id, 1000, "slow", "Charged twice")]
+    assert client.get(f"/api/orders/{order.id}/refunds", headers=auth_for(buyer)).get_json()["waiting"] == []
     # the operator console shows it as waiting for the provider, with who asked and why
     from tests.conftest import login
 
